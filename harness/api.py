@@ -1,0 +1,130 @@
+"""What plugins see: data sets, corpora, methods, generators and the run context."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol, runtime_checkable
+
+import torch
+
+from harness import store
+
+
+class HarnessError(Exception):
+    """A problem the user can fix (bad name, bad value, bad file); shown as one line."""
+
+
+@dataclass
+class Corpus:
+    """A loaded data set: fixed-length token-id sequences split into train and test.
+
+    ``oracle`` is set for synthetic data: the generator that made the data, used
+    for NLL-oracle. ``vocab`` maps ids to strings for real text.
+    """
+
+    name: str
+    train: torch.Tensor              # [n_train, seq_len] int64
+    test: torch.Tensor               # [n_test, seq_len] int64
+    vocab_size: int
+    start_token: int = 0             # fed as the first input; may also be emitted
+    oracle: Any = None               # a Generator scoring samples (synthetic data only)
+    vocab: list[str] | None = None
+    eval_samples: int = 10_000       # samples drawn from a generator to evaluate it
+    info: dict = field(default_factory=dict)  # provenance, split, what a table should say
+
+    @property
+    def seq_len(self) -> int:
+        return self.train.shape[1]
+
+    def to(self, device: torch.device) -> "Corpus":
+        if self.oracle is not None:
+            self.oracle.to(device)
+        return self
+
+
+@dataclass
+class Dataset:
+    """A registered data set: a name and how to load it for a profile and seed."""
+
+    name: str
+    load: Callable[..., Corpus]      # load(profile=..., seed=..., mirror=...) -> Corpus
+    description: str = ""
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """What every method returns: something to sample from and to score with."""
+
+    def sample(self, n: int, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` sequences as an int64 tensor [n, seq_len]."""
+
+    def log_likelihood(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """Per-sequence log-likelihood (nats, summed over tokens), shape [n]."""
+
+
+class Method(Protocol):
+    """A training method. ``Config`` is a dataclass whose defaults are the CPU profile;
+    ``profiles`` maps other profile names to overrides of those defaults."""
+
+    name: str
+    Config: type
+    profiles: dict[str, dict[str, Any]]
+
+    def train(self, ctx: "RunContext") -> Generator: ...
+
+
+class RunContext:
+    """Everything one (method, data set, seed) run needs, and where it reports to."""
+
+    def __init__(self, *, corpus: Corpus, config: Any, device: torch.device, seed: int,
+                 profile: str, run_dir: Path, evaluate_curve: Callable[[Generator], dict],
+                 log: logging.Logger, show_progress: bool = True):
+        self.corpus = corpus
+        self.config = config
+        self.device = device
+        self.seed = seed
+        self.profile = profile
+        self.run_dir = Path(run_dir)
+        self.log = log
+        self.curve: list[dict] = []
+        self._evaluate_curve = evaluate_curve
+        self._show_progress = show_progress
+
+    def progress(self, iterable: Iterable | None = None, total: int | None = None,
+                 desc: str = ""):
+        """A progress bar with ETA (tqdm), silent when progress is switched off."""
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True,
+                    disable=not self._show_progress)
+
+    def record(self, generator: Generator | None = None, **values: Any) -> dict:
+        """Append a learning-curve point; with a generator, the harness adds its own
+        curve metrics (NLL-oracle on synthetic data, NLL-test otherwise)."""
+        row = dict(values)
+        if generator is not None:
+            row.update(self._evaluate_curve(generator))
+        self.curve.append(row)
+        store.write_csv(self.run_dir / "curve.csv", self.curve)
+        shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in row.items())
+        self.log.info("curve: %s", shown)
+        return row
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def save_checkpoint(self, state: dict) -> None:
+        """Save the training state (model, optimiser, RNG, position) atomically."""
+        store.write_torch(self.checkpoint_path, {"state": state, "curve": self.curve})
+
+    def load_checkpoint(self) -> dict | None:
+        """The last saved training state of this run, or None for a fresh start."""
+        if not self.checkpoint_path.exists():
+            return None
+        saved = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        self.curve = saved["curve"]
+        return saved["state"]

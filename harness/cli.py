@@ -1,0 +1,127 @@
+"""The ``harness`` command line: thin wrappers over the library."""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+
+import click
+
+from harness import config
+from harness.api import HarnessError
+from harness.download import MIRROR_ENV
+from harness.runner import RESULTS_ENV, plan, results_dir, run_one, run_plan
+
+log = logging.getLogger("harness")
+
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+
+def user_errors(command):
+    """Show a HarnessError as one line and exit with code 2, no traceback."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except HarnessError as error:
+            raise UserError(str(error)) from None
+    return wrapper
+
+
+@click.group()
+@click.version_option(package_name="harness")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors, no progress bars.")
+@click.pass_context
+def main(ctx: click.Context, quiet: bool) -> None:
+    """Train and compare sequence generators the way the SeqGAN paper did."""
+    ctx.obj = {"quiet": quiet}
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+@main.command(name="list")
+def list_() -> None:
+    """Methods, data sets, profiles and any plugin that failed to load."""
+    from harness.plugins import load_errors, registry
+
+    found = registry()
+    click.echo("methods:")
+    for name, method in sorted(found.methods.items()):
+        click.echo(f"  {name:<20} {found.plugin_of['method:' + name]:<24} {_first_line(method)}")
+    click.echo("data sets:")
+    for name, dataset in sorted(found.datasets.items()):
+        click.echo(f"  {name:<20} {found.plugin_of['dataset:' + name]:<24} {dataset.description}")
+    click.echo("profiles: " + ", ".join(config.known_profiles(found.methods.values())))
+    if load_errors:
+        click.echo("broken plugins (skipped):")
+        for plugin, error in load_errors.items():
+            click.echo(f"  {plugin}: {error}")
+
+
+def _first_line(obj) -> str:
+    return (sys.modules[type(obj).__module__].__doc__ or "").strip().splitlines()[0] \
+        if sys.modules[type(obj).__module__].__doc__ else ""
+
+
+@main.command()
+@click.option("-m", "--method", "methods", multiple=True, help="Method to train (repeatable).")
+@click.option("-d", "--dataset", "datasets", multiple=True, help="Data set (repeatable).")
+@click.option("--all", "run_all", is_flag=True, help="Every method on every data set it supports.")
+@click.option("--profile", default="default", show_default=True,
+              help="default (CPU-sized) or paper (the paper's settings).")
+@click.option("--seed", "seeds", type=int, multiple=True, help="Seed (repeatable); default 0.")
+@click.option("--seeds", "n_seeds", type=click.IntRange(min=1), help="Use seeds 0..K-1.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Override a hyper-parameter (repeatable).")
+@click.option("--run-id", help="Results sub-directory; default: the profile (plus a hash of --set).")
+@click.option("--results", envvar=RESULTS_ENV, help=f"Results directory [env {RESULTS_ENV}; ./results].")
+@click.option("--data-mirror", envvar=MIRROR_ENV,
+              help=f"Local copy of the corpora, laid out like shared/corpora [env {MIRROR_ENV}].")
+@click.pass_context
+@user_errors
+def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, settings, run_id,
+        results, data_mirror) -> None:
+    """Train methods on data sets, evaluate them and store the results."""
+    if not run_all and not (methods and datasets):
+        raise HarnessError("name a method and a data set (-m METHOD -d DATASET), or use --all")
+    from harness.plugins import registry
+    from harness.runner import resolve_device
+
+    seeds = list(seeds) or (list(range(n_seeds)) if n_seeds else [0])
+    parsed = config.parse_settings(settings)
+    specs = plan(list(methods) or None, list(datasets) or None, seeds, profile)
+    config.check_settings([registry().methods[m] for m in {s.method for s in specs}], parsed)
+    resolve_device(device)
+    failures = run_plan(specs, settings=parsed, results=results, run_id=run_id, device=device,
+                        mirror=data_mirror, show_progress=not ctx.obj["quiet"])
+    if failures:
+        click.echo(f"{len(failures)} of {len(specs)} runs failed:", err=True)
+        for spec, reason in failures:
+            click.echo(f"  {spec.method} on {spec.dataset}, seed {spec.seed}: {reason}", err=True)
+        ctx.exit(1)
+    _print_table(results, "markdown")
+
+
+@main.command()
+@click.option("--results", envvar=RESULTS_ENV, help=f"Results directory [env {RESULTS_ENV}; ./results].")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv"]), default="markdown",
+              show_default=True)
+@user_errors
+def table(results, fmt) -> None:
+    """Tabulate every finished run found in the results directory."""
+    _print_table(results, fmt)
+
+
+def _print_table(results, fmt: str) -> None:
+    from harness.table import collect, render, summary
+
+    rows = collect(results_dir(results))
+    if rows.empty:
+        raise HarnessError(f"no finished runs under {results_dir(results)}; run `harness run` first")
+    click.echo(render(summary(rows), fmt))

@@ -1,0 +1,70 @@
+"""Profiles and hyper-parameters: a method's defaults, its profile overrides, then --set."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any, Iterable
+
+from harness.api import HarnessError, Method
+
+# "default" is the CPU-sized profile (each Config's defaults); "paper" the paper's settings.
+BASE_PROFILES = ("default", "paper")
+
+
+def known_profiles(methods: Iterable[Method]) -> list[str]:
+    extra = {name for method in methods for name in getattr(method, "profiles", {})}
+    return list(BASE_PROFILES) + sorted(extra - set(BASE_PROFILES))
+
+
+def parse_settings(pairs: Iterable[str]) -> dict[str, str]:
+    """``key=value`` strings from ``--set`` into a dict, raw values kept as strings."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise HarnessError(f"--set {pair!r}: expected key=value, e.g. --set epochs=10")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def _parse_value(key: str, raw: str, default: Any) -> Any:
+    kind = type(default)
+    try:
+        if kind is bool:
+            lowered = raw.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return lowered in ("true", "1", "yes")
+        return kind(raw)
+    except ValueError:
+        raise HarnessError(f"--set {key}={raw}: expected a {kind.__name__} "
+                           f"(default {default!r})") from None
+
+
+def resolve(method: Method, profile: str, settings: dict[str, str]) -> Any:
+    """The method's Config for ``profile`` with ``settings`` applied (keys it lacks ignored)."""
+    values = dict(getattr(method, "profiles", {}).get(profile, {}))
+    defaults = method.Config()
+    for key, raw in settings.items():
+        if hasattr(defaults, key):
+            values[key] = _parse_value(key, raw, getattr(defaults, key))
+    return dataclasses.replace(defaults, **values)
+
+
+def check_settings(methods: Iterable[Method], settings: dict[str, str]) -> None:
+    """Every --set key must belong to at least one of the methods that will run."""
+    methods = list(methods)
+    valid = sorted({f.name for m in methods for f in dataclasses.fields(m.Config)})
+    for key in settings:
+        if key not in valid:
+            names = ", ".join(m.name for m in methods)
+            raise HarnessError(f"--set {key}: no such setting for {names}; valid keys: "
+                               f"{', '.join(valid)}")
+
+
+def run_id_for(profile: str, settings: dict[str, str]) -> str:
+    """Runs with the same profile and settings share a run id, so finished ones are reused."""
+    if not settings:
+        return profile
+    text = ",".join(f"{k}={v}" for k, v in sorted(settings.items()))
+    return f"{profile}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"

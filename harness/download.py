@@ -1,0 +1,85 @@
+"""Data files: from a local mirror, the download cache, or their public URL, sha256-checked.
+
+A mirror is a directory laid out like ``shared/corpora`` (``--data-mirror`` or
+``HARNESS_DATA_MIRROR``). Downloads go to a per-user cache (``HARNESS_CACHE``
+overrides it). Every file is verified against its sha256 before use.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import platformdirs
+
+from harness.api import HarnessError
+
+MIRROR_ENV = "HARNESS_DATA_MIRROR"
+CACHE_ENV = "HARNESS_CACHE"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file of a corpus: where it sits in a mirror, its checksum, where to get it."""
+
+    path: str                    # relative to the mirror / cache root
+    sha256: str
+    url: str | None = None       # public download URL; None when it must be derived
+    derive: Callable[[Path, str | Path | None], None] | None = None  # derive(dest, mirror)
+
+
+def mirror_dir(mirror: str | Path | None = None) -> Path | None:
+    mirror = mirror or os.environ.get(MIRROR_ENV)
+    return Path(mirror).expanduser() if mirror else None
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("harness"))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: Path, expected: str) -> Path:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise HarnessError(
+            f"{path}: sha256 {actual} does not match the expected {expected}; "
+            f"delete the file to download it again, or point --data-mirror / {MIRROR_ENV} "
+            f"at a good copy")
+    return path
+
+
+def fetch(file: DataFile, mirror: str | Path | None = None) -> Path:
+    """The verified local path of ``file``: mirror first, then cache, then download."""
+    root = mirror_dir(mirror)
+    if root is not None and (root / file.path).exists():
+        return verify(root / file.path, file.sha256)
+    cached = cache_dir() / file.path
+    if not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        if file.derive is not None:
+            file.derive(cached, mirror)
+        elif file.url is not None:
+            _download(file.url, cached)
+        else:
+            raise HarnessError(f"{file.path} is in no data mirror and has no download URL; "
+                               f"point --data-mirror / {MIRROR_ENV} at a copy")
+    return verify(cached, file.sha256)
+
+
+def _download(url: str, dest: Path) -> None:
+    from torch.hub import download_url_to_file  # writes to a temporary file, then moves it
+
+    try:
+        download_url_to_file(url, str(dest), progress=False)
+    except Exception as error:  # network errors come in many types
+        raise HarnessError(f"could not download {url} ({error}); without internet, point "
+                           f"--data-mirror / {MIRROR_ENV} at a local copy") from error

@@ -1,0 +1,90 @@
+"""The shared LSTM generator: embedding -> LSTM -> linear over the vocabulary.
+
+MLE, scheduled sampling, PG-BLEU and SeqGAN all train this very module, as in the
+paper; the synthetic oracle is one too, with the authors' weights.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+def sample_from_logits(logits: torch.Tensor, temperature: float = 1.0,
+                       generator: torch.Generator | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw one token per row; return (tokens, their log-probabilities).
+
+    Inverse-CDF sampling (one uniform per row, searched in the cumulative
+    distribution) draws from the same distribution as ``torch.multinomial`` and
+    is several times faster over a 5,000-word softmax on the CPU.
+    """
+    log_probs = F.log_softmax(logits / temperature, dim=-1)
+    cdf = log_probs.exp().cumsum(dim=-1)
+    u = torch.rand(cdf.shape[0], 1, device=cdf.device, generator=generator) * cdf[:, -1:]
+    tokens = torch.searchsorted(cdf, u, right=True).clamp_max_(cdf.shape[1] - 1)
+    return tokens.squeeze(1), log_probs.gather(1, tokens).squeeze(1)
+
+
+class LSTMGenerator(nn.Module):
+    def __init__(self, vocab_size: int, seq_len: int, emb_dim: int = 32,
+                 hidden_dim: int = 32, start_token: int = 0, init_std: float | None = 0.1):
+        super().__init__()
+        self.vocab_size, self.seq_len, self.start_token = vocab_size, seq_len, start_token
+        self.embedding = nn.Embedding(vocab_size, emb_dim)
+        self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
+        self.output = nn.Linear(hidden_dim, vocab_size)
+        if init_std is not None:
+            # The authors initialise every weight from N(0, 0.1); PyTorch's default
+            # initialisation trains markedly worse on the oracle (9.3 instead of 9.0).
+            for p in self.parameters():
+                nn.init.normal_(p, 0.0, init_std)
+
+    @property
+    def device(self) -> torch.device:
+        return self.output.weight.device
+
+    def shifted_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The inputs that produce ``tokens`` under teacher forcing: start token, then y_1..y_{T-1}."""
+        start = tokens.new_full((tokens.shape[0], 1), self.start_token)
+        return torch.cat([start, tokens[:, :-1]], dim=1)
+
+    def forward(self, inputs: torch.Tensor, state: State | None = None
+                ) -> tuple[torch.Tensor, State]:
+        """Logits [n, steps, vocab] for a batch of input tokens, and the final state."""
+        hidden, state = self.lstm(self.embedding(inputs), state)
+        return self.output(hidden), state
+
+    def token_log_probs(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """log G(y_t | y_<t) for every position, teacher-forced: shape [n, seq_len]."""
+        logits, _ = self(self.shifted_inputs(tokens))
+        nll = F.cross_entropy((logits / temperature).flatten(0, 1), tokens.flatten(), reduction="none")
+        return -nll.view_as(tokens)
+
+    def log_likelihood(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        return self.token_log_probs(tokens, temperature).sum(dim=1)
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
+               return_log_probs: bool = False, chunk: int = 128):
+        """Ancestral sampling, step by step, carrying the LSTM state (h, c) forward.
+
+        Small chunks keep the [chunk, vocab] softmax in cache: 2-3x faster on a CPU.
+        """
+        tokens, log_probs = [], []
+        for start in range(0, n, chunk):
+            rows = min(chunk, n - start)
+            token = torch.full((rows, 1), self.start_token, dtype=torch.long, device=self.device)
+            state, steps, step_log_probs = None, [], []
+            for _ in range(self.seq_len):
+                logits, state = self(token, state)
+                drawn, log_p = sample_from_logits(logits[:, -1], temperature, generator)
+                token = drawn.unsqueeze(1)
+                steps.append(drawn)
+                step_log_probs.append(log_p)
+            tokens.append(torch.stack(steps, dim=1))
+            log_probs.append(torch.stack(step_log_probs, dim=1))
+        tokens = torch.cat(tokens)
+        return (tokens, torch.cat(log_probs)) if return_log_probs else tokens

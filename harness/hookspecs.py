@@ -1,0 +1,14 @@
+"""The hooks a harness plugin implements."""
+import pluggy
+
+hookspec = pluggy.HookspecMarker("harness")
+
+
+@hookspec
+def register_methods(register):
+    """Register generator training methods by calling ``register(method)``."""
+
+
+@hookspec
+def register_datasets(register):
+    """Register data sets by calling ``register(dataset)``."""

@@ -1,0 +1,82 @@
+"""The plugin manager: built-in plugins and third-party ones, found the same way."""
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.metadata
+import logging
+import os
+from dataclasses import dataclass, field
+
+import pluggy
+
+from harness import hookspecs
+from harness.api import Dataset, HarnessError, Method
+
+log = logging.getLogger("harness")
+
+BUILTIN_PLUGINS = (
+    "harness.datasets",
+    "harness_plugins.mle",
+)
+ENTRY_POINT_GROUP = "harness"
+NO_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
+
+# Plugins that failed to load, kept so `harness list` and the run log can say so.
+load_errors: dict[str, str] = {}
+
+
+@functools.cache
+def plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("harness")
+    pm.add_hookspecs(hookspecs)
+    for name in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(name), name)
+    if not os.environ.get(NO_AUTOLOAD_ENV):
+        _load_entry_points(pm)
+    return pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    # pluggy's load_setuptools_entrypoints stops at the first plugin that raises;
+    # this loop does what it does, one entry point at a time, and skips the broken.
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(entry_point.name) or pm.is_blocked(entry_point.name):
+            continue
+        try:
+            pm.register(entry_point.load(), name=entry_point.name)
+        except Exception as error:
+            _report(entry_point.name, f"failed to load: {error!r}")
+
+
+def _report(plugin: str, message: str) -> None:
+    load_errors[plugin] = message
+    log.warning("plugin %s %s; skipped", plugin, message)
+
+
+@dataclass
+class Registry:
+    methods: dict[str, Method] = field(default_factory=dict)
+    datasets: dict[str, Dataset] = field(default_factory=dict)
+    plugin_of: dict[str, str] = field(default_factory=dict)  # "method:mle" -> plugin name
+
+
+def registry() -> Registry:
+    """Every registered method and data set; a plugin whose hook raises is skipped."""
+    pm = plugin_manager()
+    found = Registry()
+    for kind, table in (("method", found.methods), ("dataset", found.datasets)):
+        hook = getattr(pm.hook, f"register_{kind}s")
+        for impl in hook.get_hookimpls():
+            def register(item, plugin=impl.plugin_name, kind=kind, table=table):
+                if item.name in table:
+                    raise HarnessError(
+                        f"{kind} {item.name!r} from plugin {plugin} is already registered "
+                        f"by plugin {found.plugin_of[f'{kind}:{item.name}']}")
+                table[item.name] = item
+                found.plugin_of[f"{kind}:{item.name}"] = plugin
+            try:
+                impl.function(register=register)
+            except Exception as error:
+                _report(impl.plugin_name, f"failed in register_{kind}s: {error!r}")
+    return found

@@ -1,0 +1,1 @@
+"""The built-in method plugins (installed as ``harness_plugins``)."""
