@@ -37,7 +37,7 @@ def _parse_value(key: str, raw: str, default: Any) -> Any:
             return lowered in ("true", "1", "yes")
         return kind(raw)
     except ValueError:
-        raise HarnessError(f"--set {key}={raw}: expected a {kind.__name__} "
+        raise HarnessError(f"--set {key}={raw}: expected {kind.__name__} "
                            f"(default {default!r})") from None
 
 

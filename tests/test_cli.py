@@ -1,0 +1,95 @@
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import table
+
+
+def results() -> Path:
+    return Path(os.environ["HARNESS_RESULTS"])
+
+
+def files_under(path: Path) -> set:
+    return {p for p in path.rglob("*")} if path.exists() else set()
+
+
+def test_third_party_method_runs_end_to_end(cli, unigram_plugin, tiny_dataset):
+    result = cli("-q", "run", "-m", "unigram", "-d", "tiny", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    run_dir = results() / "default" / "tiny" / "unigram" / "seed-3"
+    config = json.loads((run_dir / "config.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert config["plugin"] == "harness_unigram" and config["config"] == {"smoothing": 1.0}
+    assert config["environment"]["torch"] and config["device"] == "cpu"
+    assert metrics["n_samples"] == 256 and 0 < metrics["nll_oracle"] < 20
+    curve = pd.read_csv(run_dir / "curve.csv")
+    assert list(curve.phase) == ["count"] and "nll_oracle" in curve
+    assert "| unigram" in result.output  # the table is printed after the run
+
+
+def test_mle_learns_and_results_round_trip_through_table(cli, tiny_dataset):
+    result = cli("-q", "run", "-m", "mle", "-d", "tiny", "--seeds", "2",
+                 "--set", "epochs=6", "--set", "eval_every=3", "--set", "lr=0.02")
+    assert result.exit_code == 0, result.output
+    runs = sorted(results().glob("*/tiny/mle/seed-*"))
+    assert [r.name for r in runs] == ["seed-0", "seed-1"]
+    assert runs[0].parents[2].name.startswith("default-")  # --set gives its own run id
+    curve = pd.read_csv(runs[0] / "curve.csv")
+    assert list(curve.epoch) == [0, 3, 6]
+    assert curve.nll_oracle.iloc[-1] < curve.nll_oracle.iloc[0] - 0.3  # it learned
+    metrics = [json.loads((r / "metrics.json").read_text()) for r in runs]
+    summary = table.summary(table.collect(results()))
+    row = summary.iloc[0]
+    assert row.method == "mle" and row.seeds == 2
+    mean = sum(m["nll_oracle"] for m in metrics) / 2
+    assert row.nll_oracle.startswith(f"{mean:.4f} ± ")
+    csv = cli("table", "--format", "csv")
+    assert csv.exit_code == 0 and csv.output.splitlines()[0] == "run_id,dataset,method,nll_oracle,nll_test,seeds"
+
+
+def test_finished_runs_are_not_repeated(cli, unigram_plugin, tiny_dataset):
+    assert cli("-q", "run", "-m", "unigram", "-d", "tiny").exit_code == 0
+    metrics = results() / "default" / "tiny" / "unigram" / "seed-0" / "metrics.json"
+    stamp = metrics.stat().st_mtime_ns
+    assert cli("-q", "run", "-m", "unigram", "-d", "tiny").exit_code == 0
+    assert metrics.stat().st_mtime_ns == stamp
+
+
+def test_table_skips_unfinished_runs(cli, unigram_plugin, tiny_dataset):
+    assert cli("-q", "run", "-m", "unigram", "-d", "tiny").exit_code == 0
+    half = results() / "default" / "tiny" / "mle" / "seed-0"
+    half.mkdir(parents=True)
+    (half / "config.json").write_text(json.dumps({"run_id": "default", "dataset": "tiny",
+                                                  "method": "mle", "seed": 0}))
+    assert set(table.collect(results()).method) == {"unigram"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "-m", "nope", "-d", "oracle"], "unknown method 'nope'; choose one of: mle"),
+    (["run", "-m", "mle", "-d", "nope"], "unknown data set 'nope'; choose one of: oracle"),
+    (["run", "-m", "mle", "-d", "oracle", "--profile", "huge"],
+     "unknown profile 'huge'; choose one of: default, paper"),
+    (["run", "-m", "mle", "-d", "oracle", "--set", "epoch=3"], "--set epoch: no such setting for mle"),
+    (["run", "-m", "mle", "-d", "oracle", "--set", "epochs=many"], "--set epochs=many: expected int (default 15)"),
+    (["run", "-m", "mle", "-d", "oracle", "--set", "epochs"], "--set 'epochs': expected key=value"),
+    (["run", "-m", "mle"], "name a method and a data set"),
+    (["table"], "no finished runs under"),
+])
+def test_user_errors_are_one_line_with_exit_code_2(cli, args, message):
+    before = files_under(results())
+    result = cli(*args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+    assert "Traceback" not in result.output
+    assert files_under(results()) == before
+
+
+def test_cuda_requested_without_a_gpu_is_a_user_error(cli, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    result = cli("run", "-m", "mle", "-d", "oracle", "--device", "cuda")
+    assert result.exit_code == 2 and "no CUDA device is available" in result.output
+    assert not results().exists()

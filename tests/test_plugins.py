@@ -1,0 +1,66 @@
+import importlib.metadata
+import types
+
+import harness
+from harness import plugins
+from harness.cli import main
+
+
+def test_builtin_plugins_are_registered():
+    found = plugins.registry()
+    assert "mle" in found.methods and "oracle" in found.datasets
+    assert found.plugin_of["method:mle"] == "harness_plugins.mle"
+
+
+def test_a_third_party_plugin_registers_like_a_builtin(unigram_plugin):
+    found = plugins.registry()
+    assert found.methods["unigram"].name == "unigram"
+    assert found.plugin_of["method:unigram"] == "harness_unigram"
+
+
+def _entry_points(*pairs):
+    return [importlib.metadata.EntryPoint(name, value, "harness") for name, value in pairs]
+
+
+def test_a_plugin_that_fails_to_import_is_reported_and_skipped(monkeypatch, cli):
+    monkeypatch.delenv(plugins.NO_AUTOLOAD_ENV)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: _entry_points(
+        ("broken", "harness_no_such_module_here"), ("fine", "harness_plugins.mle:Mle")))
+    found = plugins.registry()
+    assert "mle" in found.methods
+    assert "broken" in plugins.load_errors and "ModuleNotFoundError" in plugins.load_errors["broken"]
+    result = cli("list")
+    assert result.exit_code == 0
+    assert "broken plugins (skipped):" in result.output and "broken:" in result.output
+
+
+def test_a_plugin_whose_hook_raises_is_skipped(register_plugin):
+    module = types.ModuleType("harness_raises")
+
+    @harness.hookimpl
+    def register_methods(register):
+        raise RuntimeError("boom")
+
+    module.register_methods = register_methods
+    register_plugin(module)
+    found = plugins.registry()
+    assert "mle" in found.methods
+    assert "boom" in plugins.load_errors["harness_raises"]
+
+
+def test_duplicate_names_are_rejected(register_plugin):
+    module = types.ModuleType("harness_duplicate")
+
+    @harness.hookimpl
+    def register_methods(register):
+        register(types.SimpleNamespace(name="mle"))
+
+    module.register_methods = register_methods
+    register_plugin(module)
+    found = plugins.registry()
+    assert found.plugin_of["method:mle"] == "harness_plugins.mle"
+    assert "already registered by plugin harness_plugins.mle" in plugins.load_errors["harness_duplicate"]
+
+
+def test_cli_runner_fixture_exists(cli):
+    assert cli("--help").exit_code == 0 and main.name == "main"
