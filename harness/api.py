@@ -15,7 +15,7 @@ class HarnessError(Exception):
     """A problem the user can fix (bad name, bad value, bad file); shown as one line."""
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: per-corpus caches key on it
 class Corpus:
     """A loaded data set: fixed-length token-id sequences split into train and test.
 
@@ -31,11 +31,28 @@ class Corpus:
     oracle: Any = None               # a Generator scoring samples (synthetic data only)
     vocab: list[str] | None = None
     eval_samples: int = 10_000       # samples drawn from a generator to evaluate it
+    end_token: int | None = None     # text: a sentence ends at its first end token
     info: dict = field(default_factory=dict)  # provenance, split, what a table should say
+    format: Callable[[list[int]], str] | None = None  # one sequence as a person reads it
 
     @property
     def seq_len(self) -> int:
         return self.train.shape[1]
+
+    def sentences(self, tokens: torch.Tensor) -> list[list[int]]:
+        """Token-id lists for BLEU: cut at the first end token, padding dropped."""
+        rows = tokens.tolist()
+        if self.end_token is None:
+            return rows
+        return [row[:row.index(self.end_token)] if self.end_token in row else row for row in rows]
+
+    def show(self, tokens: torch.Tensor) -> list[str]:
+        """Sequences as text a person can read."""
+        if self.format is not None:
+            return [self.format(row) for row in tokens.tolist()]
+        if self.vocab is not None:
+            return [" ".join(self.vocab[t] for t in row) for row in self.sentences(tokens)]
+        return [" ".join(map(str, row)) for row in tokens.tolist()]
 
     def to(self, device: torch.device) -> "Corpus":
         if self.oracle is not None:

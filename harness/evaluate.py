@@ -1,28 +1,41 @@
 """The harness's own evaluation: every method's generator is measured by this code."""
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 
 from harness.api import Corpus, Generator
+from harness.metrics import BleuReferences, self_bleu
 
 EVAL_SEED_OFFSET = 7919  # evaluation draws its own random stream, apart from training's
+BLEU_ORDERS = (2, 3, 4, 5)
+SELF_BLEU_HYPOTHESES = 1000  # Self-BLEU scores this many samples, each against all the others
+
+
+def _device(generator: Generator) -> torch.device:
+    parameters = getattr(generator, "parameters", None)
+    return next(parameters()).device if parameters else torch.device("cpu")
 
 
 @torch.no_grad()
 def mean_token_nll(scorer: Generator, tokens: torch.Tensor, batch: int = 64) -> float:
-    """Mean negative log-likelihood per token (nats) of ``tokens`` under ``scorer``."""
-    device = next(scorer.parameters()).device if hasattr(scorer, "parameters") else None
-    total = 0.0
+    """Mean negative log-likelihood per token (nats) of ``tokens`` under ``scorer``.
+
+    Batches of 64 keep the [batch, length, vocab] logits in cache: 2-3x faster on a CPU.
+    """
+    device, total = _device(scorer), 0.0
     for start in range(0, len(tokens), batch):
-        chunk = tokens[start:start + batch]
-        total -= scorer.log_likelihood(chunk.to(device) if device else chunk).sum().item()
+        total -= scorer.log_likelihood(tokens[start:start + batch].to(device)).sum().item()
     return total / tokens.numel()
 
 
-def _samples(generator: Generator, corpus: Corpus, seed: int, temperature: float) -> torch.Tensor:
-    device = next(generator.parameters()).device if hasattr(generator, "parameters") else "cpu"
-    rng = torch.Generator(device=device).manual_seed(seed + EVAL_SEED_OFFSET)
-    return generator.sample(corpus.eval_samples, temperature=temperature, generator=rng)
+def draw_samples(generator: Generator, corpus: Corpus, seed: int,
+                 temperature: float = 1.0) -> torch.Tensor:
+    """The corpus's number of evaluation samples, from a random stream of their own."""
+    rng = torch.Generator(device=_device(generator)).manual_seed(seed + EVAL_SEED_OFFSET)
+    return generator.sample(corpus.eval_samples, temperature=temperature, generator=rng).cpu()
 
 
 class _eval_mode:
@@ -44,18 +57,41 @@ def curve_metrics(generator: Generator, corpus: Corpus, seed: int) -> dict:
     """The learning-curve figure: NLL-oracle on synthetic data, NLL-test otherwise."""
     with _eval_mode(generator):
         if corpus.oracle is not None:
-            samples = _samples(generator, corpus, seed, 1.0)
+            samples = draw_samples(generator, corpus, seed)
             return {"nll_oracle": mean_token_nll(corpus.oracle, samples)}
-        return {"nll_test": mean_token_nll(generator, corpus.test)}
+        return {"nll_test": nll_test(generator, corpus)}
 
 
-def evaluate(generator: Generator, corpus: Corpus, seed: int, temperature: float = 1.0) -> dict:
-    """The final metrics of a trained generator, with the sample counts they rest on."""
+def nll_test(generator: Generator, corpus: Corpus) -> float:
+    """The generator's NLL per token on the held-out set; NaN if it gives no likelihood."""
+    try:
+        return mean_token_nll(generator, corpus.test)
+    except NotImplementedError:
+        return math.nan
+
+
+@functools.lru_cache(maxsize=8)
+def _test_references(corpus: Corpus) -> BleuReferences:
+    # The maximum n-gram counts of the held-out set, computed once per corpus.
+    return BleuReferences(corpus.sentences(corpus.test), max(BLEU_ORDERS))
+
+
+def evaluate(generator: Generator, corpus: Corpus, seed: int,
+             temperature: float = 1.0) -> tuple[dict, torch.Tensor]:
+    """The final metrics of a trained generator, and the samples they were computed on."""
     with _eval_mode(generator):
-        metrics: dict = {"temperature": temperature, "n_samples": corpus.eval_samples,
-                         "n_test": len(corpus.test)}
-        samples = _samples(generator, corpus, seed, temperature)
+        samples = draw_samples(generator, corpus, seed, temperature)
+        metrics: dict = {"temperature": temperature, "n_samples": len(samples),
+                         "n_references": len(corpus.test)}
         if corpus.oracle is not None:
             metrics["nll_oracle"] = mean_token_nll(corpus.oracle, samples)
-        metrics["nll_test"] = mean_token_nll(generator, corpus.test)
-        return metrics
+        metrics["nll_test"] = nll_test(generator, corpus)
+    sentences = corpus.sentences(samples)
+    references = _test_references(corpus)
+    for n in BLEU_ORDERS:
+        metrics[f"bleu{n}"] = references.score(sentences, max_n=n)
+    n_self = min(SELF_BLEU_HYPOTHESES, len(sentences))
+    for n in BLEU_ORDERS:
+        metrics[f"self_bleu{n}"] = self_bleu(sentences, max_n=n, n_hypotheses=n_self, seed=seed)
+    metrics["n_self_bleu_hypotheses"] = n_self
+    return metrics, samples

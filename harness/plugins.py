@@ -18,6 +18,7 @@ log = logging.getLogger("harness")
 BUILTIN_PLUGINS = (
     "harness.datasets",
     "harness_plugins.mle",
+    "harness_plugins.real",
 )
 ENTRY_POINT_GROUP = "harness"
 NO_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"

@@ -24,6 +24,7 @@ from harness.plugins import load_errors, registry
 
 log = logging.getLogger("harness")
 RESULTS_ENV = "HARNESS_RESULTS"
+SHOWN_SAMPLES = 100  # generated sequences kept as text in each run's samples.txt
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,9 @@ def run_one(spec: RunSpec, *, settings: dict[str, str] | None = None, results: P
         started = time.perf_counter()
         generator = method.train(ctx)
         trained = time.perf_counter()
-        metrics = evaluate(generator, corpus, spec.seed)
+        metrics, samples = evaluate(generator, corpus, spec.seed)
+        store.write_text(run_dir / "samples.txt",
+                         "\n\n".join(corpus.show(samples[:SHOWN_SAMPLES])) + "\n")
         metrics.update(train_seconds=round(trained - started, 2),
                        eval_seconds=round(time.perf_counter() - trained, 2))
         store.write_json(run_dir / "metrics.json", metrics)  # last: marks the run finished

@@ -19,12 +19,16 @@ def collect(results: Path) -> pd.DataFrame:
             log.info("unfinished run skipped: %s", config_path.parent)
             continue
         cfg = json.loads(config_path.read_text())
+        data = cfg.get("corpus", {}).get("variant", "")
         for metric, value in json.loads(metrics_path.read_text()).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                rows.append({"run_id": cfg["run_id"], "dataset": cfg["dataset"],
+                rows.append({"run_id": cfg["run_id"], "dataset": cfg["dataset"], "data": data,
                              "method": cfg["method"], "seed": cfg["seed"],
                              "metric": metric, "value": float(value)})
-    return pd.DataFrame(rows, columns=["run_id", "dataset", "method", "seed", "metric", "value"])
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+COLUMNS = ["run_id", "dataset", "data", "method", "seed", "metric", "value"]
 
 
 def _mean_pm_stderr(values: pd.Series) -> str:
@@ -33,20 +37,27 @@ def _mean_pm_stderr(values: pd.Series) -> str:
     return f"{values.mean():.4f} ± {values.sem():.4f}"
 
 
-QUALITY_METRICS = ("nll_oracle", "nll_test")
+# Quality first (NLL-oracle, BLEU: the paper's), then NLL-test, then diversity (Self-BLEU).
+QUALITY_METRICS = ("nll_oracle", "bleu2", "bleu3", "bleu4", "nll_test", "self_bleu2",
+                   "self_bleu4")
 
 
 def summary(rows: pd.DataFrame, metrics: tuple[str, ...] = QUALITY_METRICS) -> pd.DataFrame:
     """Per run id, data set and method: each metric as ``mean ± stderr`` over seeds."""
-    rows = rows[rows.metric.isin(metrics)]
-    table = rows.pivot_table(index=["run_id", "dataset", "method"], columns="metric",
-                             values="value", aggfunc=_mean_pm_stderr)
-    seeds = rows.groupby(["run_id", "dataset", "method"]).seed.nunique().rename("seeds")
-    table = table.join(seeds)
+    rows = rows[rows.metric.isin(metrics)].dropna(subset=["value"])
+    keys = ["run_id", "dataset", "data", "method"]
+    table = rows.pivot_table(index=keys, columns="metric", values="value", aggfunc=_mean_pm_stderr)
+    table = table.join(rows.groupby(keys).seed.nunique().rename("seeds"))
     return table[[m for m in metrics if m in table.columns] + ["seeds"]].reset_index()
 
 
 def render(table: pd.DataFrame, fmt: str = "markdown") -> str:
+    """CSV: one table. Markdown: one table per run id and data set, saying which data."""
     if fmt == "csv":
         return table.to_csv(index=False)
-    return table.to_markdown(index=False)
+    sections = []
+    for (run_id, dataset, data), part in table.groupby(["run_id", "dataset", "data"], sort=True):
+        title = f"### {dataset} ({run_id})" + (f" — data: {data}" if data else "")
+        part = part.drop(columns=["run_id", "dataset", "data"]).dropna(axis=1, how="all")
+        sections.append(f"{title}\n\n{part.fillna('–').to_markdown(index=False)}")
+    return "\n\n".join(sections)

@@ -47,7 +47,8 @@ def test_mle_learns_and_results_round_trip_through_table(cli, tiny_dataset):
     mean = sum(m["nll_oracle"] for m in metrics) / 2
     assert row.nll_oracle.startswith(f"{mean:.4f} ± ")
     csv = cli("table", "--format", "csv")
-    assert csv.exit_code == 0 and csv.output.splitlines()[0] == "run_id,dataset,method,nll_oracle,nll_test,seeds"
+    assert csv.exit_code == 0 and csv.output.splitlines()[0] == (
+        "run_id,dataset,data,method,nll_oracle,bleu2,bleu3,bleu4,nll_test,self_bleu2,self_bleu4,seeds")
 
 
 def test_finished_runs_are_not_repeated(cli, unigram_plugin, tiny_dataset):
@@ -68,7 +69,7 @@ def test_table_skips_unfinished_runs(cli, unigram_plugin, tiny_dataset):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "-m", "nope", "-d", "oracle"], "unknown method 'nope'; choose one of: mle"),
+    (["run", "-m", "nope", "-d", "oracle"], "unknown method 'nope'; choose one of: mle, real"),
     (["run", "-m", "mle", "-d", "nope"], "unknown data set 'nope'; choose one of: oracle"),
     (["run", "-m", "mle", "-d", "oracle", "--profile", "huge"],
      "unknown profile 'huge'; choose one of: default, paper"),
