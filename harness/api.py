@@ -97,7 +97,7 @@ class RunContext:
 
     def __init__(self, *, corpus: Corpus, config: Any, device: torch.device, seed: int,
                  profile: str, run_dir: Path, evaluate_curve: Callable[[Generator], dict],
-                 log: logging.Logger, show_progress: bool = True):
+                 log: logging.Logger, show_progress: bool = True, shared_dir: Path | None = None):
         self.corpus = corpus
         self.config = config
         self.device = device
@@ -106,6 +106,8 @@ class RunContext:
         self.run_dir = Path(run_dir)
         self.log = log
         self.curve: list[dict] = []
+        # Work shared between runs of one data set and seed (e.g. MLE pre-training).
+        self.shared_dir = Path(shared_dir) if shared_dir else self.run_dir / "shared"
         self._evaluate_curve = evaluate_curve
         self._show_progress = show_progress
 

@@ -19,6 +19,7 @@ BUILTIN_PLUGINS = (
     "harness.datasets",
     "harness_plugins.mle",
     "harness_plugins.real",
+    "harness_plugins.scheduled_sampling",
 )
 ENTRY_POINT_GROUP = "harness"
 NO_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"

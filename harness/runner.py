@@ -128,7 +128,8 @@ def run_one(spec: RunSpec, *, settings: dict[str, str] | None = None, results: P
         ctx = RunContext(corpus=corpus, config=cfg, device=torch_device, seed=spec.seed,
                          profile=spec.profile, run_dir=run_dir, log=log,
                          evaluate_curve=lambda g: curve_metrics(g, corpus, spec.seed),
-                         show_progress=show_progress)
+                         show_progress=show_progress,
+                         shared_dir=results_dir(results) / "_shared" / spec.dataset / f"seed-{spec.seed}")
         log.info("%s/%s seed %d on %s -> %s", spec.dataset, spec.method, spec.seed, torch_device, run_dir)
         started = time.perf_counter()
         generator = method.train(ctx)
@@ -136,6 +137,7 @@ def run_one(spec: RunSpec, *, settings: dict[str, str] | None = None, results: P
         metrics, samples = evaluate(generator, corpus, spec.seed)
         store.write_text(run_dir / "samples.txt",
                          "\n\n".join(corpus.show(samples[:SHOWN_SAMPLES])) + "\n")
+        metrics.update(_best_so_far(ctx.curve))
         metrics.update(train_seconds=round(trained - started, 2),
                        eval_seconds=round(time.perf_counter() - trained, 2))
         store.write_json(run_dir / "metrics.json", metrics)  # last: marks the run finished
@@ -145,6 +147,13 @@ def run_one(spec: RunSpec, *, settings: dict[str, str] | None = None, results: P
     finally:
         log.removeHandler(handler)
         handler.close()
+
+
+def _best_so_far(curve: list[dict]) -> dict:
+    """The authors saved SeqGAN's result at each new best NLL-oracle; we report the final
+    value as the result and this best-so-far beside it, labelled."""
+    values = [row["nll_oracle"] for row in curve if row.get("nll_oracle") is not None]
+    return {"nll_oracle_best_so_far": min(values)} if values else {}
 
 
 def run_plan(specs: list[RunSpec], **options) -> list[tuple[RunSpec, str]]:

@@ -95,6 +95,7 @@ def poems_corpus(text: str, filename: str = "shi.txt", punctuation: bool = False
     return Corpus(
         name="poems", train=rows[train], test=rows[test], vocab_size=len(vocab),
         start_token=0, vocab=vocab, eval_samples=EVAL_SAMPLES,
+        format=functools.partial(format_poem, vocab=vocab),
         info={"source": "Chinese quatrains, geek-ai/Texygen data/shi.txt (the paper's 16,394)",
               **info,
               "n_poems": len(poems), "n_distinct": len(set(lines)),
@@ -120,7 +121,7 @@ def _poems(where: tuple, punctuation: bool) -> Corpus:
                         file=POEMS.path, sha256=POEMS.sha256, url=POEMS.url)
 
 
-def load_poems(profile: str = "cpu", seed: int = 0, mirror: str | Path | None = None, *,
+def load_poems(profile: str = "default", seed: int = 0, mirror: str | Path | None = None, *,
                punctuation: bool = False) -> Corpus:
     """16,394 Chinese quatrains, 20 characters each (24 with ``punctuation``); the
     run seed and profile do not change it."""
@@ -188,7 +189,8 @@ def obama_corpus(text: str, filename: str = "paragraphs", vocab_cap: int = 5_000
     train_rows, test_rows = rows[train], rows[test]
     return Corpus(
         name="obama", train=train_rows, test=test_rows, vocab_size=len(vocab), start_token=0,
-        vocab=vocab, eval_samples=EVAL_SAMPLES,
+        vocab=vocab, eval_samples=EVAL_SAMPLES, end_token=0,
+        format=functools.partial(format_text, vocab=vocab),
         info={**info,
               "n_paragraphs": len(paragraphs), "n_distinct": len(set(paragraphs)),
               "n_train": len(train), "n_test": len(test),
@@ -314,7 +316,7 @@ def _obama(where: tuple, original: bool | None, vocab_cap: int, max_len: int) ->
         return obama_corpus(
             text, str(path), vocab_cap, max_len, variant=ORIGINAL_VARIANT,
             source="samim23/obama-rnn input.txt: the SeqGAN paper's Obama speeches "
-                   "(11,092 paragraphs = non-empty lines)",
+                   "(paragraphs = its non-empty lines)",
             file=OBAMA_ORIGINAL.path, url=OBAMA_ORIGINAL.url,
             git_blob_sha1=OBAMA_ORIGINAL.git_blob_sha1, sha256=sha256_of(path))
     path = fetch(OBAMA_STANDIN, mirror)
@@ -326,7 +328,7 @@ def _obama(where: tuple, original: bool | None, vocab_cap: int, max_len: int) ->
         file=OBAMA_STANDIN.path, sha256=OBAMA_STANDIN.sha256)
 
 
-def load_obama(profile: str = "cpu", seed: int = 0, mirror: str | Path | None = None, *,
+def load_obama(profile: str = "default", seed: int = 0, mirror: str | Path | None = None, *,
                original: bool | None = None, vocab_cap: int = 5_000,
                max_len: int = 40) -> Corpus:
     """Obama speech paragraphs as word sequences of ``max_len`` tokens.

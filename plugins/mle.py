@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from harness import hookimpl
-from harness.training import mle_epoch, new_generator, rng_states, set_rng_states
+from harness.training import MleSettings, pretrain_mle
 
 
 @hookimpl
@@ -32,28 +30,5 @@ class Mle:
     profiles = {"paper": {"epochs": 120}}
 
     def train(self, ctx):
-        cfg = ctx.config
-        generator = new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
-        optimizer = torch.optim.Adam(generator.parameters(), lr=cfg.lr)
-        shuffle_rng = torch.Generator().manual_seed(ctx.seed) if cfg.shuffle else None
-        first_epoch = 0
-        if (saved := ctx.load_checkpoint()) is not None:
-            generator.load_state_dict(saved["generator"])
-            optimizer.load_state_dict(saved["optimizer"])
-            if shuffle_rng is not None:
-                shuffle_rng.set_state(saved["shuffle_rng"])
-            set_rng_states(saved["rng"])
-            first_epoch = saved["epoch"]
-        else:
-            ctx.record(generator, phase="mle", epoch=0)
-        for epoch in ctx.progress(range(first_epoch, cfg.epochs), total=cfg.epochs - first_epoch,
-                                  desc=f"mle {ctx.corpus.name}"):
-            loss = mle_epoch(generator, ctx.corpus.train, optimizer, cfg.batch_size,
-                             cfg.grad_clip, shuffle_rng)
-            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                ctx.record(generator, phase="mle", epoch=epoch + 1, train_nll=loss)
-            ctx.save_checkpoint({
-                "generator": generator.state_dict(), "optimizer": optimizer.state_dict(),
-                "shuffle_rng": shuffle_rng.get_state() if shuffle_rng is not None else None,
-                "rng": rng_states(), "epoch": epoch + 1})
-        return generator
+        # The result is cached, so SeqGAN and PG-BLEU start from this very generator.
+        return pretrain_mle(ctx, MleSettings.of(ctx.config))
