@@ -15,8 +15,9 @@ SELF_BLEU_HYPOTHESES = 1000  # Self-BLEU scores this many samples, each against 
 
 
 def _device(generator: Generator) -> torch.device:
-    parameters = getattr(generator, "parameters", None)
-    return next(parameters()).device if parameters else torch.device("cpu")
+    if isinstance(generator, torch.nn.Module):
+        return next(generator.parameters()).device
+    return torch.device("cpu")
 
 
 @torch.no_grad()
@@ -39,18 +40,19 @@ def draw_samples(generator: Generator, corpus: Corpus, seed: int,
 
 
 class _eval_mode:
-    """Evaluate with dropout and the like switched off, then restore the training mode."""
+    """Evaluate a module with dropout and the like switched off, then restore its mode."""
 
     def __init__(self, generator: Generator):
-        self.generator, self.was_training = generator, getattr(generator, "training", False)
+        self.module = generator if isinstance(generator, torch.nn.Module) else None
+        self.was_training = self.module is not None and self.module.training
 
     def __enter__(self):
-        if hasattr(self.generator, "eval"):
-            self.generator.eval()
+        if self.module is not None:
+            self.module.eval()
 
     def __exit__(self, *exc):
-        if hasattr(self.generator, "train"):
-            self.generator.train(self.was_training)
+        if self.module is not None:
+            self.module.train(self.was_training)
 
 
 def curve_metrics(generator: Generator, corpus: Corpus, seed: int) -> dict:

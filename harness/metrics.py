@@ -135,7 +135,7 @@ def _closest_lengths(hyp_lens: np.ndarray, ref_lens_sorted: np.ndarray) -> np.nd
 
 
 def _scores_from_stats(numerators: np.ndarray, hyp_lens: np.ndarray,
-                       ref_lens: np.ndarray, max_n: int) -> np.ndarray:
+                       ref_lens: np.ndarray, max_n: int, smoothing: bool = True) -> np.ndarray:
     """nltk ``corpus_bleu`` for single hypotheses, vectorised over rows.
 
     numerators: (H, >= max_n) clipped match counts for orders 1..;
@@ -157,7 +157,9 @@ def _scores_from_stats(numerators: np.ndarray, hyp_lens: np.ndarray,
         bp = np.where(hyp_lens > ref_lens, 1.0,
                       np.where(hyp_lens == 0, 0.0, np.exp(1.0 - r / np.maximum(c, 1.0))))
     scores = bp * np.exp(log_sum)
-    return np.where(numerators[:, 0] == 0, 0.0, scores)
+    # Unsmoothed (nltk without a smoothing function): any order without a match gives 0.
+    no_match = (num == 0).any(axis=1) if not smoothing else numerators[:, 0] == 0
+    return np.where(no_match, 0.0, scores)
 
 
 class BleuReferences:
@@ -233,12 +235,14 @@ class BleuReferences:
                                                minlength=h).astype(np.int64)
         return numerators, lengths
 
-    def sentence_scores(self, hypotheses: Iterable[Sentence],
-                        max_n: int | None = None) -> np.ndarray:
+    def sentence_scores(self, hypotheses: Iterable[Sentence], max_n: int | None = None,
+                        smoothing: bool = True) -> np.ndarray:
         """BLEU-``max_n`` of each hypothesis against all references (float64).
 
         ``max_n`` defaults to the precomputed order; a smaller one reuses the
         same tables (e.g. BLEU-2..5 from one ``BleuReferences(refs, 5)``).
+        ``smoothing=False`` is nltk's unsmoothed BLEU (PG-BLEU's reward in the
+        authors' script).
         """
         n = self.max_n if max_n is None else int(max_n)
         if not 1 <= n <= self.max_n:
@@ -248,7 +252,7 @@ class BleuReferences:
             return np.zeros(0, dtype=np.float64)
         numerators, lengths = self._match_stats(hyps)
         return _scores_from_stats(numerators, lengths,
-                                  _closest_lengths(lengths, self._ref_lens), n)
+                                  _closest_lengths(lengths, self._ref_lens), n, smoothing)
 
     def score(self, hypotheses: Iterable[Sentence], max_n: int | None = None) -> float:
         """Mean sentence BLEU over the hypotheses."""

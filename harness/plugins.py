@@ -19,7 +19,10 @@ BUILTIN_PLUGINS = (
     "harness.datasets",
     "harness_plugins.mle",
     "harness_plugins.real",
+    "harness_plugins.vae",
     "harness_plugins.scheduled_sampling",
+    "harness_plugins.pg_bleu",
+    "harness_plugins.seqgan",
 )
 ENTRY_POINT_GROUP = "harness"
 NO_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"

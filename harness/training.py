@@ -87,6 +87,7 @@ def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
     if cached.exists():
         saved = torch.load(cached, map_location=ctx.device, weights_only=False)
         generator.load_state_dict(saved["generator"])
+        ctx.curve.clear()  # a resumed run may hold the rows already: pre-training comes first
         for row in saved["curve"]:
             ctx.record(**row)
         ctx.log.info("reusing the MLE pre-training in %s", cached)

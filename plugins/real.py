@@ -22,13 +22,12 @@ class TrainingSentences:
     """'Samples' drawn without replacement from the training set, which the test
     references do not contain; it has no likelihood to give."""
 
-    def __init__(self, train: torch.Tensor):
-        self.train = train
+    def __init__(self, sentences: torch.Tensor):
+        self.sentences = sentences
 
     def sample(self, n, temperature=1.0, generator=None):
-        device = generator.device if generator is not None else "cpu"
-        order = torch.randperm(len(self.train), generator=generator, device=device).cpu()
-        return self.train[order[:n]]
+        order = torch.randperm(len(self.sentences), generator=generator)
+        return self.sentences[order[:n]]
 
     def log_likelihood(self, tokens, temperature=1.0):
         raise NotImplementedError("real text has no model likelihood")

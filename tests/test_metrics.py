@@ -38,6 +38,20 @@ def corpus():
     return hyps, refs
 
 
+@pytest.mark.parametrize("max_n", [2, 3, 4])
+def test_unsmoothed_bleu_matches_nltk(corpus, max_n):
+    import warnings
+
+    bleu_score = pytest.importorskip("nltk.translate.bleu_score")
+    hyps, refs = corpus
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nltk warns about every zero count
+        expected = [bleu_score.sentence_bleu(refs, h, weights=(1 / max_n,) * max_n)
+                    for h in hyps if h]
+    ours = BleuReferences(refs, max_n).sentence_scores([h for h in hyps if h], smoothing=False)
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=TOL)
+
+
 @pytest.mark.parametrize("max_n", [1, 2, 3, 4, 5])
 def test_bleu_matches_nltk(corpus, max_n):
     hyps, refs = corpus
