@@ -110,8 +110,8 @@ def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, settin
 
 @main.command()
 @click.option("--results", envvar=RESULTS_ENV, help=f"Results directory [env {RESULTS_ENV}; ./results].")
-@click.option("--format", "fmt", type=click.Choice(["markdown", "csv"]), default="markdown",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "latex"]),
+              default="markdown", show_default=True)
 @user_errors
 def table(results, fmt) -> None:
     """Tabulate every finished run found in the results directory."""
@@ -119,9 +119,9 @@ def table(results, fmt) -> None:
 
 
 def _print_table(results, fmt: str) -> None:
-    from harness.table import collect, render, summary
+    from harness.table import collect, render
 
     rows = collect(results_dir(results))
     if rows.empty:
         raise HarnessError(f"no finished runs under {results_dir(results)}; run `harness run` first")
-    click.echo(render(summary(rows), fmt))
+    click.echo(render(rows, fmt))
