@@ -50,12 +50,13 @@ def list_() -> None:
     from harness.plugins import load_errors, registry
 
     found = registry()
+    width = max(map(len, found.plugin_of.values()), default=0)
     click.echo("methods:")
     for name, method in sorted(found.methods.items()):
-        click.echo(f"  {name:<20} {found.plugin_of['method:' + name]:<24} {_first_line(method)}")
+        click.echo(f"  {name:<10} {found.plugin_of['method:' + name]:<{width}}  {_summary(method)}")
     click.echo("data sets:")
     for name, dataset in sorted(found.datasets.items()):
-        click.echo(f"  {name:<20} {found.plugin_of['dataset:' + name]:<24} {dataset.description}")
+        click.echo(f"  {name:<10} {found.plugin_of['dataset:' + name]:<{width}}  {dataset.description}")
     click.echo("profiles: " + ", ".join(config.known_profiles(found.methods.values())))
     if load_errors:
         click.echo("broken plugins (skipped):")
@@ -63,9 +64,10 @@ def list_() -> None:
             click.echo(f"  {plugin}: {error}")
 
 
-def _first_line(obj) -> str:
-    return (sys.modules[type(obj).__module__].__doc__ or "").strip().splitlines()[0] \
-        if sys.modules[type(obj).__module__].__doc__ else ""
+def _summary(method) -> str:
+    """The first line of the method's class docstring, else of its module's."""
+    doc = type(method).__doc__ or sys.modules[type(method).__module__].__doc__ or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
 @main.command()
@@ -125,3 +127,65 @@ def _print_table(results, fmt: str) -> None:
     if rows.empty:
         raise HarnessError(f"no finished runs under {results_dir(results)}; run `harness run` first")
     click.echo(render(rows, fmt))
+
+
+def _run_options(command):
+    """--method/--dataset/--seed/--run-id/--results naming one finished run."""
+    for option in reversed([
+            click.option("-m", "--method", required=True, help="The run's method."),
+            click.option("-d", "--dataset", required=True, help="The run's data set."),
+            click.option("--seed", default=0, show_default=True, help="The run's seed."),
+            click.option("--run-id", help="The run id, when several runs match."),
+            click.option("--results", envvar=RESULTS_ENV, help="Results directory.")]):
+        command = option(command)
+    return command
+
+
+@main.command()
+@_run_options
+@click.option("-n", "count", default=5, show_default=True, help="How many to show.")
+@user_errors
+def samples(method, dataset, seed, run_id, results, count) -> None:
+    """Print generated sequences of a finished run (poems as four lines of five)."""
+    from harness.inspect_runs import find_run, shown_samples
+
+    run_dir = find_run(results_dir(results), method, dataset, seed, run_id)
+    click.echo("\n\n".join(shown_samples(run_dir, count)))
+
+
+@main.command()
+@_run_options
+@click.option("--steps", default=5, show_default=True, help="Points along each line.")
+@click.option("--pairs", default=2, show_default=True, help="Pairs of held-out sequences.")
+@click.option("--data-mirror", envvar=MIRROR_ENV, help="Local copy of the corpora.")
+@user_errors
+def interpolate(method, dataset, seed, run_id, results, steps, pairs, data_mirror) -> None:
+    """Decode along the latent line between held-out sequences (a VAE's run)."""
+    from harness.inspect_runs import find_run, interpolations, load_generator
+    from harness.plugins import registry
+
+    run_dir = find_run(results_dir(results), method, dataset, seed, run_id)
+    corpus = registry().datasets[dataset].load(profile="default", seed=seed, mirror=data_mirror)
+    for number, line in enumerate(interpolations(load_generator(run_dir), corpus, steps, pairs,
+                                                 seed), 1):
+        click.echo(f"--- pair {number}: held-out A -> B")
+        click.echo("\n\n".join(line))
+
+
+@main.command()
+@click.option("--results", envvar=RESULTS_ENV, help="Results directory.")
+@click.option("--out", type=click.Path(), help="Where the PNGs go [default: RESULTS/plots].")
+@user_errors
+def plot(results, out) -> None:
+    """Draw learning curves (the paper's Figure 2) and quality-diversity charts."""
+    from pathlib import Path
+
+    from harness.plots import learning_curves, quality_diversity
+
+    root = results_dir(results)
+    out = Path(out) if out else root / "plots"
+    written = learning_curves(root, out) + quality_diversity(root, out)
+    if not written:
+        raise HarnessError(f"no finished runs with curves under {root}")
+    for path in written:
+        click.echo(str(path))

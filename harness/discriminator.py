@@ -39,9 +39,12 @@ class Highway(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, vocab_size: int, seq_len: int, emb_dim: int = 64,
+    """``dropout`` is the drop probability (the paper's keep probability 0.75 is 0.25)."""
+
+    def __init__(self, vocab_size: int, seq_len: int, emb_dim: int = PAPER["emb_dim"],
                  filter_sizes: tuple[int, ...] = PAPER["filter_sizes"],
-                 num_filters: tuple[int, ...] = PAPER["num_filters"], dropout: float = 0.25):
+                 num_filters: tuple[int, ...] = PAPER["num_filters"],
+                 dropout: float = PAPER["dropout"]):
         super().__init__()
         if len(filter_sizes) != len(num_filters):
             raise ValueError("filter_sizes and num_filters differ in length")
@@ -61,8 +64,8 @@ class Discriminator(nn.Module):
         self._init_like_authors()
 
     def _init_like_authors(self) -> None:
-        # The authors' TF initialisers; the highway keeps TF's default (Glorot uniform is
-        # close enough to PyTorch's default for a layer they never tuned).
+        # The authors' TF initialisers. Their highway has TF's default (Glorot uniform);
+        # it keeps PyTorch's default here, a similar uniform for a layer nobody tuned.
         nn.init.uniform_(self.embedding.weight, -1.0, 1.0)
         for layer in [*self.convs, self.output]:
             nn.init.trunc_normal_(layer.weight, std=0.1, a=-0.2, b=0.2)
@@ -71,19 +74,52 @@ class Discriminator(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits [B, 2] (class 1 = real) for int64 tokens [B, T]."""
         x = self.embedding(tokens).transpose(1, 2)  # [B, emb, T]: channels first for Conv1d
-        pooled = [F.relu(conv(x)).amax(dim=2) for conv in self.convs]
-        h = self.highway(torch.cat(pooled, dim=1))
-        return self.output(self.dropout(h))
+        # Bias and ReLU commute with the max over time: apply them to [B, F], not [B, F, T].
+        pooled = [F.relu(F.conv1d(x, conv.weight).amax(dim=2) + conv.bias) for conv in self.convs]
+        return self.head(torch.cat(pooled, dim=1))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.output(self.dropout(self.highway(features)))
+
+    def _lookup_tables(self) -> list[torch.Tensor]:
+        """Per window: [k, vocab, filters], every word's embedding through each filter tap."""
+        return [torch.einsum("ve,fek->kvf", self.embedding.weight, conv.weight)
+                for conv in self.convs]
+
+    def _forward_by_lookup(self, tokens: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
+        """forward() with each convolution as a sum of k table look-ups: no multiplications.
+
+        conv_k(embedding(x))[p] = sum_j W[:, :, j] @ E[x[p + j]] = sum_j table[j][x[p + j]].
+        """
+        length = tokens.shape[1]
+        pooled = []
+        for conv, table in zip(self.convs, tables):
+            span = length - table.shape[0] + 1
+            acc = F.embedding(tokens[:, :span], table[0])
+            for j in range(1, table.shape[0]):
+                acc += F.embedding(tokens[:, j:j + span], table[j])
+            pooled.append(F.relu(acc.amax(dim=1) + conv.bias))
+        return self.head(torch.cat(pooled, dim=1))
 
     @torch.no_grad()
-    def prob_real(self, tokens: torch.Tensor, batch: int = 2048) -> torch.Tensor:
-        """P(real) [B] in eval mode (no dropout), scored in chunks of ``batch`` rows."""
+    def prob_real(self, tokens: torch.Tensor, batch: int = 1024) -> torch.Tensor:
+        """P(real) [B] in eval mode (no dropout), scored in chunks of ``batch`` rows.
+
+        With more rows than words (a rollout's ~20k completions), the convolutions are
+        precomputed per word once and then looked up: the PAPER discriminator scores
+        20k rows about 1.5x faster. A few rows (64, as the naive loop scores them) are
+        cheaper to convolve.
+        """
         was_training = self.training
         self.eval()
         try:
             device = self.output.weight.device
-            probs = [torch.softmax(self(tokens[i:i + batch].to(device)), dim=1)[:, 1]
-                     for i in range(0, len(tokens), batch)]
+            tables = self._lookup_tables() if len(tokens) > self.embedding.num_embeddings else None
+            probs = []
+            for i in range(0, len(tokens), batch):
+                chunk = tokens[i:i + batch].to(device)
+                logits = self(chunk) if tables is None else self._forward_by_lookup(chunk, tables)
+                probs.append(torch.softmax(logits, dim=1)[:, 1])
         finally:
             self.train(was_training)
         return torch.cat(probs) if probs else tokens.new_zeros(0, dtype=torch.float)

@@ -21,22 +21,25 @@ def _device(generator: Generator) -> torch.device:
 
 
 @torch.no_grad()
-def mean_token_nll(scorer: Generator, tokens: torch.Tensor, batch: int = 64) -> float:
+def mean_token_nll(scorer: Generator, tokens: torch.Tensor, batch: int = 64,
+                   temperature: float = 1.0) -> float:
     """Mean negative log-likelihood per token (nats) of ``tokens`` under ``scorer``.
 
     Batches of 64 keep the [batch, length, vocab] logits in cache: 2-3x faster on a CPU.
     """
     device, total = _device(scorer), 0.0
     for start in range(0, len(tokens), batch):
-        total -= scorer.log_likelihood(tokens[start:start + batch].to(device)).sum().item()
+        chunk = tokens[start:start + batch].to(device)
+        total -= scorer.log_likelihood(chunk, temperature=temperature).sum().item()
     return total / tokens.numel()
 
 
-def draw_samples(generator: Generator, corpus: Corpus, seed: int,
-                 temperature: float = 1.0) -> torch.Tensor:
-    """The corpus's number of evaluation samples, from a random stream of their own."""
+def draw_samples(generator: Generator, corpus: Corpus, seed: int, temperature: float = 1.0,
+                 n: int | None = None) -> torch.Tensor:
+    """``n`` (default: the corpus's number of) evaluation samples, from a random stream
+    of their own."""
     rng = torch.Generator(device=_device(generator)).manual_seed(seed + EVAL_SEED_OFFSET)
-    return generator.sample(corpus.eval_samples, temperature=temperature, generator=rng).cpu()
+    return generator.sample(n or corpus.eval_samples, temperature=temperature, generator=rng).cpu()
 
 
 class _eval_mode:
@@ -64,10 +67,12 @@ def curve_metrics(generator: Generator, corpus: Corpus, seed: int) -> dict:
         return {"nll_test": nll_test(generator, corpus)}
 
 
-def nll_test(generator: Generator, corpus: Corpus) -> float:
-    """The generator's NLL per token on the held-out set; NaN if it gives no likelihood."""
+def nll_test(generator: Generator, corpus: Corpus, temperature: float = 1.0,
+             n: int | None = None) -> float:
+    """The generator's NLL per token on (the first ``n`` of) the held-out set; NaN if it
+    gives no likelihood."""
     try:
-        return mean_token_nll(generator, corpus.test)
+        return mean_token_nll(generator, corpus.test[:n], temperature=temperature)
     except NotImplementedError:
         return math.nan
 
@@ -78,16 +83,18 @@ def _test_references(corpus: Corpus) -> BleuReferences:
     return BleuReferences(corpus.sentences(corpus.test), max(BLEU_ORDERS))
 
 
-def evaluate(generator: Generator, corpus: Corpus, seed: int,
-             temperature: float = 1.0) -> tuple[dict, torch.Tensor]:
+def evaluate(generator: Generator, corpus: Corpus, seed: int, temperature: float = 1.0,
+             n_samples: int | None = None) -> tuple[dict, torch.Tensor]:
     """The final metrics of a trained generator, and the samples they were computed on."""
     with _eval_mode(generator):
-        samples = draw_samples(generator, corpus, seed, temperature)
+        samples = draw_samples(generator, corpus, seed, temperature, n_samples)
         metrics: dict = {"temperature": temperature, "n_samples": len(samples),
                          "n_references": len(corpus.test)}
         if corpus.oracle is not None:
             metrics["nll_oracle"] = mean_token_nll(corpus.oracle, samples)
-        metrics["nll_test"] = nll_test(generator, corpus)
+        metrics["nll_test"] = nll_test(generator, corpus, temperature, n=n_samples)
+        if getattr(generator, "likelihood_is_bound", False):
+            metrics["nll_test_is_bound"] = 1
     sentences = corpus.sentences(samples)
     references = _test_references(corpus)
     for n in BLEU_ORDERS:
@@ -97,3 +104,16 @@ def evaluate(generator: Generator, corpus: Corpus, seed: int,
         metrics[f"self_bleu{n}"] = self_bleu(sentences, max_n=n, n_hypotheses=n_self, seed=seed)
     metrics["n_self_bleu_hypotheses"] = n_self
     return metrics, samples
+
+
+SWEEP_TEMPERATURES = (0.7, 0.85, 1.0, 1.15, 1.3)
+SWEEP_SAMPLES = 2000
+
+
+def temperature_sweep(generator: Generator, corpus: Corpus, seed: int,
+                      temperatures: tuple[float, ...] = SWEEP_TEMPERATURES,
+                      n_samples: int = SWEEP_SAMPLES) -> list[dict]:
+    """Quality against diversity at several softmax temperatures (Caccia et al. 2020), so
+    no method is judged at one arbitrary temperature."""
+    n = min(n_samples, corpus.eval_samples)
+    return [evaluate(generator, corpus, seed, t, n_samples=n)[0] for t in temperatures]

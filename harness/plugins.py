@@ -18,7 +18,7 @@ log = logging.getLogger("harness")
 BUILTIN_PLUGINS = (
     "harness.datasets",
     "harness_plugins.mle",
-    "harness_plugins.real",
+    "harness_plugins.reference",
     "harness_plugins.vae",
     "harness_plugins.scheduled_sampling",
     "harness_plugins.pg_bleu",

@@ -85,39 +85,50 @@ class Rollout:
     @torch.no_grad()
     def rewards(self, sequences: torch.Tensor, n_rollouts: int, score: Score,
                 generator: torch.Generator | None = None, greedy: bool = False,
-                chunk: int = 256, score_batch: int = 8192) -> torch.Tensor:
+                chunk: int = 256, score_batch: int = 1 << 16) -> torch.Tensor:
         """Q [B, T] for ``sequences`` [B, T], every completion advanced in one batch.
 
-        Rows are ordered (prefix t, rollout n, sequence b), so the rows sampling at step s
-        (prefixes t < s) are the first ones: each step advances the rows already sampling
-        by one token and lets the next prefix's block join with its teacher-forced state.
-        No prefix is recomputed. The output layer and sampling run in ``chunk``-row pieces
-        so the [chunk, vocab] softmax stays in cache. ``greedy`` takes the argmax instead
-        of sampling (tests).
+        All completed rows and ``sequences`` go to ``score`` together, ``score_batch`` rows
+        a call (one call at paper sizes, which lets the discriminator amortise its look-up
+        tables). ``greedy`` completes with the argmax instead of sampling (tests).
+        """
+        tokens = sequences.to(self.policy.device)
+        n_seq, length = tokens.shape
+        completed = self._complete(tokens, n_rollouts, generator, greedy, chunk)
+        scores = _score_in_chunks(score, torch.cat([completed, tokens]), score_batch)
+        rows = len(completed)  # ordered (prefix length, rollout, sequence)
+        q = scores[:rows].view(length - 1, n_rollouts, n_seq).mean(dim=1)
+        return torch.cat([q.T, scores[rows:, None]], dim=1)
+
+    def _complete(self, tokens: torch.Tensor, n_rollouts: int, generator: torch.Generator | None,
+                  greedy: bool, chunk: int) -> torch.Tensor:
+        """Completions [(T-1) * N * B, T] of every prefix, rows ordered (t, n, b).
+
+        With that order the rows sampling at position s (prefixes t < s) come first: each
+        step advances them by one token and the next prefix's block joins with its
+        teacher-forced state, so no prefix is recomputed (expanding all rows from the start
+        token instead does twice the LSTM and softmax work: 2x slower on the CPU). The
+        output layer and sampling run ``chunk`` rows at a time so the [chunk, vocab]
+        softmax stays in cache.
         """
         policy = self.policy
-        tokens = sequences.to(policy.device)
         n_seq, length = tokens.shape
         block = n_rollouts * n_seq  # rows per prefix length
         rows = (length - 1) * block
         completed = tokens.expand(length - 1, n_rollouts, n_seq, length).reshape(rows, length).clone()
-        if length > 1:
-            h_prefix, c_prefix = self._prefix_states(tokens)
-            h = h_prefix.unsqueeze(1).expand(-1, n_rollouts, -1, -1).reshape(1, rows, -1).clone()
-            c = c_prefix.unsqueeze(1).expand(-1, n_rollouts, -1, -1).reshape(1, rows, -1).clone()
-        for step in range(1, length):  # 0-based position being sampled
+        if length == 1:
+            return completed
+        h, c = (s.unsqueeze(1).expand(-1, n_rollouts, -1, -1).reshape(1, rows, -1).clone()
+                for s in self._prefix_states(tokens))
+        for step in range(1, length):  # the 0-based position being sampled
             ready, active = (step - 1) * block, step * block
-            if ready:  # rows that sampled position step-1 read that token
+            if ready:  # rows that sampled position step - 1 read that token
                 inputs = policy.embedding(completed[:ready, step - 1:step])
-                _, (h_new, c_new) = policy.lstm(inputs, (h[:, :ready], c[:, :ready]))
-                h[:, :ready], c[:, :ready] = h_new, c_new
+                _, (h[:, :ready], c[:, :ready]) = policy.lstm(inputs, (h[:, :ready], c[:, :ready]))
             for i in range(0, active, chunk):
                 j = min(i + chunk, active)
-                logits = policy.output(h[0, i:j])
-                completed[i:j, step] = _draw(logits, greedy, False, generator)
-        scores = _score_in_chunks(score, torch.cat([completed, tokens]), score_batch)
-        q = scores[:rows].view(length - 1, n_rollouts, n_seq).mean(dim=1)
-        return torch.cat([q.T, scores[rows:, None]], dim=1)
+                completed[i:j, step] = _draw(policy.output(h[0, i:j]), greedy, False, generator)
+        return completed
 
     @torch.no_grad()
     def rewards_naive(self, sequences: torch.Tensor, n_rollouts: int, score: Score,

@@ -19,7 +19,7 @@ import torch
 import harness
 from harness import config, store
 from harness.api import HarnessError, RunContext
-from harness.evaluate import curve_metrics, evaluate
+from harness.evaluate import curve_metrics, evaluate, temperature_sweep
 from harness.plugins import load_errors, registry
 
 log = logging.getLogger("harness")
@@ -137,6 +137,9 @@ def run_one(spec: RunSpec, *, settings: dict[str, str] | None = None, results: P
         metrics, samples = evaluate(generator, corpus, spec.seed)
         store.write_text(run_dir / "samples.txt",
                          "\n\n".join(corpus.show(samples[:SHOWN_SAMPLES])) + "\n")
+        store.write_csv(run_dir / "sweep.csv", temperature_sweep(generator, corpus, spec.seed))
+        if isinstance(generator, torch.nn.Module):
+            store.write_torch(run_dir / "generator.pt", generator)
         metrics.update(_best_so_far(ctx.curve))
         metrics.update(train_seconds=round(trained - started, 2),
                        eval_seconds=round(time.perf_counter() - trained, 2))

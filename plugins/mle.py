@@ -25,6 +25,8 @@ class MleConfig:
 
 
 class Mle:
+    """MLE: teacher-forced maximum-likelihood training of the shared generator."""
+
     name = "mle"
     Config = MleConfig
     profiles = {"paper": {"epochs": 120}}

@@ -43,6 +43,8 @@ class PgBleuConfig:
 
 
 class PgBleu:
+    """PG-BLEU: SeqGAN's policy-gradient loop rewarded by BLEU against real data."""
+
     name = "pg-bleu"
     Config = PgBleuConfig
     profiles = {"paper": {"pretrain_epochs": 120, "adv_batches": 200}}

@@ -56,6 +56,8 @@ def scheduled_sampling_loss(generator: LSTMGenerator, batch: torch.Tensor, rate:
 
 
 class ScheduledSampling:
+    """Scheduled sampling: teacher forcing that feeds back more and more own samples."""
+
     name = "ss"
     Config = ScheduledSamplingConfig
     profiles = {"paper": {"epochs": 300, "rate_decay": 0.002, "lr": 0.001}}

@@ -52,6 +52,8 @@ PAPER = {"pretrain_epochs": 120, "disc_size": "paper", "disc_negatives": 10_000,
 
 
 class SeqGan:
+    """SeqGAN: MLE pre-training, then policy gradient rewarded by a CNN discriminator."""
+
     name = "seqgan"
     Config = SeqGanConfig
     profiles = {"paper": PAPER}

@@ -1,4 +1,5 @@
-"""Real data: the ceiling row, real sequences scored exactly like a method's samples."""
+"""The reference rows of every table: real data (the ceiling), scored exactly like a
+method's samples, and the untrained generator (the paper's "Random" row, the floor)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,11 +7,13 @@ from dataclasses import dataclass
 import torch
 
 from harness import hookimpl
+from harness.training import new_generator
 
 
 @hookimpl
 def register_methods(register):
     register(RealData())
+    register(RandomGenerator())
 
 
 @dataclass
@@ -34,6 +37,8 @@ class TrainingSentences:
 
 
 class RealData:
+    """Real data: the ceiling, real sentences (not the references) scored like samples."""
+
     name = "real"
     Config = RealDataConfig
     profiles: dict = {}
@@ -43,3 +48,22 @@ class RealData:
         if ctx.corpus.oracle is not None:
             return ctx.corpus.oracle
         return TrainingSentences(ctx.corpus.train)
+
+
+@dataclass
+class RandomConfig:
+    emb_dim: int = 32           # the shared generator's sizes, as the authors
+    hidden_dim: int = 32
+
+
+class RandomGenerator:
+    """The shared LSTM generator as initialised (N(0, 0.1)), before any training."""
+
+    name = "random"
+    Config = RandomConfig
+    profiles: dict = {}
+
+    def train(self, ctx):
+        generator = new_generator(ctx.corpus, ctx.config.emb_dim, ctx.config.hidden_dim, ctx.device)
+        ctx.record(generator, phase="init", epoch=0)
+        return generator

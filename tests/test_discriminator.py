@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from harness.discriminator import PAPER, SMALL, Discriminator, train_discriminator
+from harness.oracle import random_oracle
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny tensors gain nothing from a second thread, and on a busy 2-core machine the
+    # OpenMP hand-offs make every small op milliseconds slow (73 s instead of 3 s here).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_separates_oracle_samples_from_uniform_noise():
+    torch.manual_seed(0)
+    oracle = random_oracle(vocab_size=40, seq_len=8, emb_dim=8, hidden_dim=8, seed=11)
+    rng = torch.Generator().manual_seed(0)
+    real = oracle.sample(1200, generator=rng)
+    fake = torch.randint(0, 40, (1200, 8), generator=rng)
+    disc = Discriminator(40, 8, emb_dim=16, filter_sizes=(1, 2, 3, 4, 8, 10),
+                         num_filters=(16, 16, 16, 16, 16, 16), dropout=0.25)
+    optimizer = torch.optim.Adam(disc.parameters(), lr=1e-3)
+    loss = train_discriminator(disc, optimizer, real[:1000], fake[:1000], epochs=3,
+                               batch_size=64, l2=0.2, rng=rng)
+    assert loss == loss and loss > 0  # finite
+    p_real, p_fake = disc.prob_real(real[1000:], batch=64), disc.prob_real(fake[1000:], batch=64)
+    accuracy = ((p_real > 0.5).float().mean() + (p_fake <= 0.5).float().mean()) / 2
+    assert accuracy > 0.8
+    assert p_real.mean() > p_fake.mean() + 0.3
+    assert disc.training  # prob_real restores the training mode
+
+
+def test_windows_wider_than_the_sequence_are_dropped():
+    disc = Discriminator(30, 8, **PAPER)
+    assert disc.filter_sizes == (1, 2, 3, 4, 5, 6, 7, 8)
+    assert disc.num_filters == (100, 200, 200, 200, 200, 100, 100, 100)
+    assert disc.highway.gate.in_features == sum(disc.num_filters) == 1200
+    with pytest.raises(ValueError):
+        Discriminator(30, 4, emb_dim=8, filter_sizes=(5, 6), num_filters=(2, 2))
+
+
+@pytest.mark.parametrize("size", [PAPER, SMALL])
+def test_output_shapes(size):
+    disc = Discriminator(50, 20, **size)
+    tokens = torch.randint(0, 50, (5, 20))
+    assert disc(tokens).shape == (5, 2)
+    probs = disc.prob_real(tokens, batch=2)
+    assert probs.shape == (5,) and ((probs >= 0) & (probs <= 1)).all()
+    assert not probs.requires_grad
+    # eval mode: scoring in chunks equals scoring at once
+    torch.testing.assert_close(probs, disc.prob_real(tokens), atol=1e-6, rtol=0)
+
+
+def test_l2_penalty_is_the_authors_output_layer_term():
+    disc = Discriminator(20, 8, **SMALL)
+    out = disc.output
+    expected = 0.5 * (out.weight.pow(2).sum() + out.bias.pow(2).sum())
+    torch.testing.assert_close(disc.l2_penalty(), expected)
+
+
+def test_lookup_scoring_of_many_rows_equals_the_convolutions():
+    # More rows than words: prob_real looks the convolutions up in per-word tables.
+    torch.manual_seed(0)
+    disc = Discriminator(20, 10, **SMALL)
+    tokens = torch.randint(0, 20, (300, 10))
+    looked_up = disc.prob_real(tokens, batch=128)
+    disc.eval()
+    with torch.no_grad():
+        convolved = torch.softmax(disc(tokens), dim=1)[:, 1]
+    torch.testing.assert_close(looked_up, convolved, atol=1e-6, rtol=0)

@@ -1,0 +1,154 @@
+import itertools
+
+import pytest
+import torch
+
+from harness.generator import LSTMGenerator
+from harness.rollout import Rollout
+
+TARGET = [5, 2, 9, 11, 3, 7, 1, 4]  # distinct tokens, none the start token 0
+VOCAB = 12
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny tensors gain nothing from a second thread, and on a busy 2-core machine the
+    # OpenMP hand-offs make every small op milliseconds slow (73 s instead of 3 s here).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def successor_generator(successor: dict[int, int], vocab: int = VOCAB) -> LSTMGenerator:
+    """A generator whose next token is, with near certainty, successor[current token].
+
+    One-hot embedding; the LSTM's gates are saturated so h is (0.76 x) the one-hot of the
+    last token read, whatever came before; the output layer maps it to its successor.
+    """
+    gen = LSTMGenerator(vocab, len(TARGET), emb_dim=vocab, hidden_dim=vocab, init_std=None)
+    eye = torch.eye(vocab)
+    with torch.no_grad():
+        for p in gen.parameters():
+            p.zero_()
+        gen.embedding.weight.copy_(eye)
+        gates = gen.lstm.bias_ih_l0.view(4, vocab)  # PyTorch's order: i, f, g, o
+        gates[0], gates[1], gates[3] = 30.0, -30.0, 30.0
+        gen.lstm.weight_ih_l0.view(4, vocab, vocab)[2] = 30.0 * eye
+        for token in range(vocab):
+            gen.output.weight[successor.get(token, 10), token] = 200.0
+    return gen
+
+
+def target_policy() -> LSTMGenerator:
+    path = [0, *TARGET]  # from the start token, each target token leads to the next
+    return successor_generator(dict(zip(path[:-1], path[1:])))
+
+
+def is_target(rows: torch.Tensor) -> torch.Tensor:
+    return (rows == torch.tensor(TARGET)).all(dim=1).float()
+
+
+def diverged(position: int, token: int = 0) -> list[int]:
+    """TARGET with its 1-based ``position`` replaced (0 and 10 never occur in TARGET)."""
+    row = list(TARGET)
+    row[position - 1] = token
+    return row
+
+
+def linear_score(length: int, vocab: int, seed: int = 0):
+    """A score in (0, 1) that depends on every token and its position."""
+    weights = torch.randn(length, vocab, generator=torch.Generator().manual_seed(seed))
+    return lambda rows: torch.sigmoid(weights.gather(1, rows.T).sum(0) / 2)
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_rewards_land_on_the_right_sequence_and_step(greedy):
+    # Row 1 is the target; the others leave it at positions 3, 1 and 8. A completion of a
+    # prefix of the target is the target (score 1); any prefix past a divergence scores 0.
+    rows = torch.tensor([diverged(3), TARGET, diverged(1, 10), diverged(8)])
+    rollout = Rollout(target_policy())
+    q = rollout.rewards(rows, n_rollouts=3, score=is_target, greedy=greedy,
+                        generator=torch.Generator().manual_seed(0))
+    expected = torch.zeros(4, len(TARGET))
+    expected[0, :2] = 1
+    expected[1, :] = 1
+    expected[3, :7] = 1
+    assert torch.equal(q, expected)
+
+
+def test_batched_and_naive_rewards_agree_with_greedy_completions():
+    torch.manual_seed(0)
+    gen = LSTMGenerator(vocab_size=30, seq_len=9, emb_dim=16, hidden_dim=16, init_std=1.0)
+    rollout = Rollout(gen)
+    sequences = gen.sample(6, generator=torch.Generator().manual_seed(1))
+    score = linear_score(9, 30)
+    batched = rollout.rewards(sequences, 4, score, greedy=True, chunk=5)
+    naive = rollout.rewards_naive(sequences, 4, score, greedy=True)
+    assert batched.shape == (6, 9) and batched.dtype == torch.float32
+    torch.testing.assert_close(batched, naive, atol=1e-6, rtol=0)
+    assert ((batched >= 0) & (batched <= 1)).all()
+
+
+def exact_rewards(gen: LSTMGenerator, sequences: torch.Tensor, score) -> torch.Tensor:
+    """Q_t by enumerating every completion of every prefix, weighted by its probability."""
+    length = sequences.shape[1]
+    every = torch.tensor(list(itertools.product(range(gen.vocab_size), repeat=length)))
+    log_p = gen.token_log_probs(every).detach()
+    scores = score(every)
+    q = torch.zeros(sequences.shape, dtype=torch.float64)
+    for b, row in enumerate(sequences):
+        for t in range(1, length + 1):
+            match = (every[:, :t] == row[:t]).all(dim=1)
+            weights = log_p[match, t:].sum(dim=1).double().exp()
+            q[b, t - 1] = (weights * scores[match].double()).sum()
+    return q.float()
+
+
+@pytest.mark.parametrize("method", ["rewards", "rewards_naive"])
+def test_sampled_rewards_estimate_the_exact_expectation(method):
+    torch.manual_seed(2)
+    gen = LSTMGenerator(vocab_size=4, seq_len=5, emb_dim=8, hidden_dim=8, init_std=1.0)
+    sequences = gen.sample(3, generator=torch.Generator().manual_seed(3))
+    score = linear_score(5, 4, seed=4)
+    n = 3000 if method == "rewards" else 300
+    q = getattr(Rollout(gen), method)(sequences, n, score, generator=torch.Generator().manual_seed(5))
+    # Each Q_t is a mean of n scores in [0, 1]: its standard error is below 0.5 / sqrt(n).
+    torch.testing.assert_close(q, exact_rewards(gen, sequences, score), atol=2.5 / n ** 0.5, rtol=0)
+
+
+def test_last_reward_is_the_score_of_the_sequence_itself():
+    torch.manual_seed(0)
+    gen = LSTMGenerator(vocab_size=20, seq_len=6, emb_dim=8, hidden_dim=8)
+    sequences = gen.sample(7)
+    score = linear_score(6, 20)
+    q = Rollout(gen).rewards(sequences, 2, score, generator=torch.Generator().manual_seed(0))
+    assert q.shape == (7, 6)
+    assert torch.equal(q[:, -1], score(sequences))
+    assert ((q >= 0) & (q <= 1)).all()
+
+
+def test_update_moves_towards_the_generator_and_copies_the_embedding():
+    torch.manual_seed(0)
+    gen = LSTMGenerator(vocab_size=20, seq_len=6, emb_dim=8, hidden_dim=8)
+    rollout = Rollout(gen, update_rate=0.8)
+    before = {k: v.clone() for k, v in rollout.policy.state_dict().items()}
+    with torch.no_grad():
+        for p in gen.parameters():
+            p.add_(torch.randn_like(p))
+    assert torch.equal(rollout.policy.output.weight, before["output.weight"])  # a copy, not a view
+    rollout.update(gen)
+    for name, theirs in gen.state_dict().items():
+        expected = theirs if name.startswith("embedding.") else 0.8 * before[name] + 0.2 * theirs
+        torch.testing.assert_close(rollout.policy.state_dict()[name], expected, atol=1e-6, rtol=0)
+    assert not any(p.requires_grad for p in rollout.policy.parameters())
+
+
+def test_state_dict_round_trip():
+    gen = LSTMGenerator(vocab_size=20, seq_len=6, emb_dim=8, hidden_dim=8)
+    saved = Rollout(gen, update_rate=0.5).state_dict()
+    restored = Rollout(LSTMGenerator(vocab_size=20, seq_len=6, emb_dim=8, hidden_dim=8))
+    restored.load_state_dict(saved)
+    assert restored.update_rate == 0.5
+    for name, value in gen.state_dict().items():
+        assert torch.equal(restored.policy.state_dict()[name], value)
