@@ -160,14 +160,15 @@ def _best_so_far(curve: list[dict]) -> dict:
 
 
 def run_plan(specs: list[RunSpec], **options) -> list[tuple[RunSpec, str]]:
-    """Run every spec; a failing run is logged and recorded, the others go on.
-
-    Returns the failures as (spec, reason).
-    """
-    failures = []
+    """Run every spec, showing the plan and the overall progress with an ETA; a failing
+    run is logged and recorded, the others go on. Returns the failures as (spec, reason)."""
+    log.info("plan: %d runs (%s)", len(specs), ", ".join(
+        f"{s.method}/{s.dataset}/seed-{s.seed}" for s in specs))
+    failures, started = [], time.perf_counter()
     for number, spec in enumerate(specs, 1):
-        log.info("run %d of %d: %s on %s, seed %d (%s profile)", number, len(specs),
-                 spec.method, spec.dataset, spec.seed, spec.profile)
+        log.info("run %d of %d: %s on %s, seed %d (%s profile)%s", number, len(specs),
+                 spec.method, spec.dataset, spec.seed, spec.profile, _eta(started, number - 1,
+                                                                           len(specs)))
         try:
             run_one(spec, **options)
         except HarnessError:
@@ -176,4 +177,12 @@ def run_plan(specs: list[RunSpec], **options) -> list[tuple[RunSpec, str]]:
             reason = f"{type(error).__name__}: {error}"
             log.exception("%s on %s, seed %d failed: %s", spec.method, spec.dataset, spec.seed, reason)
             failures.append((spec, reason))
+    log.info("all %d runs done in %.1f min", len(specs), (time.perf_counter() - started) / 60)
     return failures
+
+
+def _eta(started: float, done: int, total: int) -> str:
+    if done == 0:
+        return ""
+    elapsed = time.perf_counter() - started
+    return f"; {elapsed / 60:.1f} min so far, about {elapsed / done * (total - done) / 60:.1f} min left"

@@ -94,3 +94,30 @@ def test_cuda_requested_without_a_gpu_is_a_user_error(cli, monkeypatch):
     result = cli("run", "-m", "mle", "-d", "oracle", "--device", "cuda")
     assert result.exit_code == 2 and "no CUDA device is available" in result.output
     assert not results().exists()
+
+
+def test_plan_expands_methods_datasets_seeds(tiny_dataset):
+    from harness.runner import plan
+
+    specs = plan(["mle", "real"], ["tiny"], [0, 1], "default")
+    assert [(s.method, s.seed) for s in specs] == [("mle", 0), ("mle", 1), ("real", 0), ("real", 1)]
+    everything = plan(None, None, [0], "paper")
+    assert {s.dataset for s in everything} >= {"oracle", "tiny"} and len(everything) > 10
+
+
+def test_plots_samples_and_sweep(cli, unigram_plugin, tiny_dataset):
+    assert cli("-q", "run", "-m", "unigram", "-m", "mle", "-d", "tiny", "--set", "epochs=2",
+               "--set", "eval_every=1").exit_code == 0
+    run_dir = next(results().glob("*/tiny/mle/seed-0"))
+    sweep = pd.read_csv(run_dir / "sweep.csv")
+    assert list(sweep.temperature) == [0.7, 0.85, 1.0, 1.15, 1.3]
+    assert sweep.nll_oracle.notna().all() and sweep.self_bleu4.between(0, 1).all()
+    result = cli("plot")
+    assert result.exit_code == 0, result.output
+    written = [Path(line) for line in result.output.split()]
+    assert {p.name.split("-")[0] for p in written} == {"curves", "quality"}
+    assert all(p.stat().st_size > 1000 for p in written)
+    shown = cli("samples", "-m", "mle", "-d", "tiny", "-n", "3")
+    assert shown.exit_code == 0 and len(shown.output.strip().split("\n\n")) == 3
+    missing = cli("samples", "-m", "mle", "-d", "tiny", "--seed", "9")
+    assert missing.exit_code == 2 and "no finished run of mle on tiny, seed 9" in missing.output
