@@ -41,7 +41,7 @@ WIDTH = 52
 
 
 def show(label: str, seconds: float) -> None:
-    print(f"{label:<{WIDTH}}: {seconds:7.2f} s")
+    print(f"{label:<{WIDTH}}: {seconds:7.2f} s", flush=True)
 
 
 def timed(fn) -> float:

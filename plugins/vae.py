@@ -257,14 +257,19 @@ def active_units(mu: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def diagnostics(model: VaeGenerator, tokens: torch.Tensor) -> dict:
+def diagnostics(model: VaeGenerator, tokens: torch.Tensor, batch: int = 64) -> dict:
     """Per-sequence reconstruction NLL, KL and bound (-ELBO, nats), and active units, on
-    ``tokens``, without word dropout."""
-    tokens = tokens.to(model.device)
-    mu, logvar = model.encode(tokens)
-    kl = gaussian_kl(mu, logvar).sum(dim=1).mean().item()
-    bound = -model.elbo(tokens).mean().item()
-    return {"recon_nll": bound - kl, "kl": kl, "bound": bound, "active_units": active_units(mu)}
+    ``tokens``, without word dropout. Batches of 64 keep the logits small (5,000 words)."""
+    mus, kls, bounds = [], [], []
+    for chunk in tokens.split(batch):
+        chunk = chunk.to(model.device)
+        mu, logvar = model.encode(chunk)
+        mus.append(mu)
+        kls.append(gaussian_kl(mu, logvar).sum(dim=1))
+        bounds.append(-model.elbo(chunk))
+    kl, bound = torch.cat(kls).mean().item(), torch.cat(bounds).mean().item()
+    return {"recon_nll": bound - kl, "kl": kl, "bound": bound,
+            "active_units": active_units(torch.cat(mus))}
 
 
 def vae_epoch(model: VaeGenerator, data: torch.Tensor, optimizer: torch.optim.Optimizer,

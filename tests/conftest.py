@@ -16,6 +16,18 @@ MIRROR = Path(os.environ.get("HARNESS_DATA_MIRROR") or
               Path(__file__).resolve().parents[2] / "shared" / "corpora")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tests use tiny tensors: one thread avoids spinning thread pools (10x faster on a
+    busy 2-core machine) and keeps results independent of the core count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """Every test: only the built-in plugins, results and downloads in its own tmp dir."""
