@@ -5,16 +5,6 @@ from harness.discriminator import PAPER, SMALL, Discriminator, train_discriminat
 from harness.oracle import random_oracle
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors gain nothing from a second thread, and on a busy 2-core machine the
-    # OpenMP hand-offs make every small op milliseconds slow (73 s instead of 3 s here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_separates_oracle_samples_from_uniform_noise():
     torch.manual_seed(0)
     oracle = random_oracle(vocab_size=40, seq_len=8, emb_dim=8, hidden_dim=8, seed=11)

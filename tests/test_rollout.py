@@ -10,16 +10,6 @@ TARGET = [5, 2, 9, 11, 3, 7, 1, 4]  # distinct tokens, none the start token 0
 VOCAB = 12
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors gain nothing from a second thread, and on a busy 2-core machine the
-    # OpenMP hand-offs make every small op milliseconds slow (73 s instead of 3 s here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def successor_generator(successor: dict[int, int], vocab: int = VOCAB) -> LSTMGenerator:
     """A generator whose next token is, with near certainty, successor[current token].
 

@@ -32,16 +32,6 @@ def zero_posterior(model: vae.VaeGenerator) -> vae.VaeGenerator:
     return model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from a second thread, and on a busy 2-core machine the
-    threads' hand-offs make these tests ten times slower (60 s instead of 5)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def corpus():
     return tiny_oracle_corpus("default", seed=0)
