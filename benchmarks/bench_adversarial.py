@@ -118,10 +118,14 @@ def main() -> None:
     def zero(rows):
         return torch.zeros(len(rows))
 
+    def convolved(rows):  # chunks of at most vocab rows: prob_real convolves, no look-up
+        return torch.cat([disc.prob_real(rows[i:i + vocab]) for i in range(0, len(rows), vocab)])
+
     show("  in (b): the rollout sampling alone",
          median_time(lambda: rollout.rewards(sequences, r, zero, rng), args.repeats))
     show(f"  in (b): PAPER D on {len(rows):,} rows",
          median_time(lambda: disc.prob_real(rows), args.repeats))
+    show("  (the same, convolved, not looked up)", median_time(lambda: convolved(rows), args.repeats))
 
     m = args.n_samples
     show(f"sample {m:,} sequences + NLL-oracle",

@@ -76,17 +76,52 @@ class Discriminator(nn.Module):
         x = self.embedding(tokens).transpose(1, 2)  # [B, emb, T]: channels first for Conv1d
         # Bias and ReLU commute with the max over time: apply them to [B, F], not [B, F, T].
         pooled = [F.relu(F.conv1d(x, conv.weight).amax(dim=2) + conv.bias) for conv in self.convs]
-        return self.output(self.dropout(self.highway(torch.cat(pooled, dim=1))))
+        return self.head(torch.cat(pooled, dim=1))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Highway, dropout and output layer over the pooled features."""
+        return self.output(self.dropout(self.highway(features)))
+
+    def _lookup_tables(self) -> list[torch.Tensor]:
+        """Per window: [k, vocab, filters], every word's embedding through each filter tap."""
+        return [torch.einsum("ve,fek->kvf", self.embedding.weight, conv.weight)
+                for conv in self.convs]
+
+    def _forward_by_lookup(self, tokens: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
+        """forward() with each convolution as a sum of k table look-ups, no multiplications.
+
+        conv_k(embedding(x))[p] = sum_j W[:, :, j] @ E[x[p + j]] = sum_j table[j][x[p + j]].
+        """
+        length = tokens.shape[1]
+        pooled = []
+        for conv, table in zip(self.convs, tables):
+            span = length - table.shape[0] + 1
+            acc = F.embedding(tokens[:, :span], table[0])
+            for j in range(1, table.shape[0]):
+                acc += F.embedding(tokens[:, j:j + span], table[j])
+            pooled.append(F.relu(acc.amax(dim=1) + conv.bias))
+        return self.head(torch.cat(pooled, dim=1))
 
     @torch.no_grad()
     def prob_real(self, tokens: torch.Tensor, batch: int = 1024) -> torch.Tensor:
-        """P(real) [B] in eval mode (no dropout), scored in chunks of ``batch`` rows."""
+        """P(real) [B] in eval mode (no dropout), scored in chunks of ``batch`` rows.
+
+        Given more rows than words (a rollout's ~20k completions), the convolutions of
+        every word are computed once and looked up: 1.4x faster for the PAPER network on
+        the 2-core CPU (2.0 s instead of 2.75 s for 19,520 rows), at the cost of transient
+        tables of vocab x sum(k * filters) floats (250 MB at paper size). A few rows (the
+        naive loop's 64) are cheaper to convolve.
+        """
         was_training = self.training
         self.eval()
         try:
             device = self.output.weight.device
-            probs = [torch.softmax(self(tokens[i:i + batch].to(device)), dim=1)[:, 1]
-                     for i in range(0, len(tokens), batch)]
+            tables = self._lookup_tables() if len(tokens) > self.embedding.num_embeddings else None
+            probs = []
+            for i in range(0, len(tokens), batch):
+                chunk = tokens[i:i + batch].to(device)
+                logits = self(chunk) if tables is None else self._forward_by_lookup(chunk, tables)
+                probs.append(torch.softmax(logits, dim=1)[:, 1])
         finally:
             self.train(was_training)
         return torch.cat(probs) if probs else tokens.new_zeros(0, dtype=torch.float)

@@ -89,8 +89,9 @@ class Rollout:
         """Q [B, T] for ``sequences`` [B, T], every completion advanced in one batch.
 
         All completed rows and ``sequences`` go to ``score`` together, ``score_batch`` rows
-        a call (one call at paper sizes; the scorer chunks as suits it). ``greedy``
-        completes with the argmax instead of sampling (tests).
+        a call (one call at paper sizes, so the discriminator builds its look-up tables
+        once; it chunks as suits it). ``greedy`` completes with the argmax instead of
+        sampling (tests).
         """
         tokens = sequences.to(self.policy.device)
         n_seq, length = tokens.shape

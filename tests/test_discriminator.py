@@ -51,3 +51,15 @@ def test_l2_penalty_is_the_authors_output_layer_term():
     expected = 0.5 * (out.weight.pow(2).sum() + out.bias.pow(2).sum())
     torch.testing.assert_close(disc.l2_penalty(), expected)
 
+
+
+def test_lookup_scoring_of_many_rows_equals_the_convolutions():
+    # More rows than words: prob_real looks the convolutions up in per-word tables.
+    torch.manual_seed(0)
+    disc = Discriminator(20, 10, **SMALL)
+    tokens = torch.randint(0, 20, (300, 10))
+    looked_up = disc.prob_real(tokens, batch=128)
+    disc.eval()
+    with torch.no_grad():
+        convolved = torch.softmax(disc(tokens), dim=1)[:, 1]
+    torch.testing.assert_close(looked_up, convolved, atol=1e-6, rtol=0)
