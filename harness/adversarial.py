@@ -43,7 +43,7 @@ def train_policy_gradient(ctx: RunContext, generator: LSTMGenerator, score: Scor
     extra = extra or {}
     optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr)
     rollout = Rollout(generator, settings.rollout_update_rate)
-    rng = torch.Generator(device=ctx.device).manual_seed(ctx.seed + 1)
+    rng = ctx.rng("policy_gradient_sampling", 1, ctx.device)
     first = 0
     if saved is not None:
         generator.load_state_dict(saved["generator"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, runtime_checkable
@@ -13,6 +14,23 @@ from harness import store
 
 class HarnessError(Exception):
     """A problem the user can fix (bad name, bad value, bad file); shown as one line."""
+
+
+class Diverged(RuntimeError):
+    """Training produced a NaN or infinite loss, weight or likelihood: the run has failed."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; the run saved its checkpoint and stopped to resume later."""
+
+
+def check_finite(value: float | torch.Tensor, what: str) -> None:
+    """Raise Diverged unless ``value`` (a number or a tensor) is finite everywhere."""
+    if isinstance(value, torch.Tensor):
+        if not bool(torch.isfinite(value).all()):
+            raise Diverged(f"{what} holds NaN or infinite values")
+    elif not math.isfinite(value):
+        raise Diverged(f"{what} is {value}")
 
 
 @dataclass(eq=False)  # hashed by identity: per-corpus caches key on it
@@ -97,7 +115,8 @@ class RunContext:
 
     def __init__(self, *, corpus: Corpus, config: Any, device: torch.device, seed: int,
                  profile: str, run_dir: Path, evaluate_curve: Callable[[Generator], dict],
-                 log: logging.Logger, show_progress: bool = True, shared_dir: Path | None = None):
+                 log: logging.Logger, show_progress: bool = True, shared_dir: Path | None = None,
+                 stop_requested: Callable[[], bool] = lambda: False):
         self.corpus = corpus
         self.config = config
         self.device = device
@@ -110,6 +129,15 @@ class RunContext:
         self.shared_dir = Path(shared_dir) if shared_dir else self.run_dir / "shared"
         self._evaluate_curve = evaluate_curve
         self._show_progress = show_progress
+        self._stop_requested = stop_requested
+        self.rngs: dict[str, int] = {}  # every named random stream and its seed, for config.json
+
+    def rng(self, name: str, offset: int = 0, device: torch.device | str | None = None
+            ) -> torch.Generator:
+        """A random stream of the method's own, seeded from the run's seed (+ ``offset``)
+        and recorded by ``name``, so config.json lists every RNG a run used."""
+        self.rngs[name] = self.seed + offset
+        return torch.Generator(device=device or "cpu").manual_seed(self.seed + offset)
 
     def progress(self, iterable: Iterable | None = None, total: int | None = None,
                  desc: str = ""):
@@ -137,8 +165,11 @@ class RunContext:
         return self.run_dir / "checkpoint.pt"
 
     def save_checkpoint(self, state: dict) -> None:
-        """Save the training state (model, optimiser, RNG, position) atomically."""
+        """Save the training state (model, optimiser, RNG, position) atomically. Methods
+        call this at least once per epoch; after SIGINT/SIGTERM the run stops here."""
         store.write_torch(self.checkpoint_path, {"state": state, "curve": self.curve})
+        if self._stop_requested():
+            raise Interrupted(f"stopped by a signal; checkpoint saved in {self.checkpoint_path}")
 
     def load_checkpoint(self) -> dict | None:
         """The last saved training state of this run, or None for a fresh start."""

@@ -8,9 +8,9 @@ import sys
 import click
 
 from harness import config
-from harness.api import HarnessError
+from harness.api import HarnessError, Interrupted
 from harness.download import MIRROR_ENV
-from harness.runner import RESULTS_ENV, plan, results_dir, run_one, run_plan
+from harness.runner import RESULTS_ENV, plan, results_dir
 
 log = logging.getLogger("harness")
 
@@ -85,23 +85,48 @@ def _summary(method) -> str:
 @click.option("--results", envvar=RESULTS_ENV, help=f"Results directory [env {RESULTS_ENV}; ./results].")
 @click.option("--data-mirror", envvar=MIRROR_ENV,
               help=f"Local copy of the corpora, laid out like shared/corpora [env {MIRROR_ENV}].")
+@click.option("--executor", default="local", show_default=True,
+              help="local (here, one run after another), slurm, or a plugin's.")
+@click.option("--partition", help="Slurm partition for the jobs.")
+@click.option("--gpus-per-run", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--cpus-per-run", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--time", "time_min", default=60, show_default=True, type=click.IntRange(min=1),
+              help="Minutes per job before the cluster requeues it (it resumes).")
+@click.option("--mem-gb", type=click.FloatRange(min=0), help="Memory per job.")
+@click.option("--wait", "wait_for_jobs", is_flag=True,
+              help="With a cluster executor: wait for the jobs, then print the tables.")
 @click.pass_context
 @user_errors
 def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, settings, run_id,
-        results, data_mirror) -> None:
+        results, data_mirror, executor, partition, gpus_per_run, cpus_per_run, time_min,
+        mem_gb, wait_for_jobs) -> None:
     """Train methods on data sets, evaluate them and store the results."""
     if not run_all and not (methods and datasets):
         raise HarnessError("name a method and a data set (-m METHOD -d DATASET), or use --all")
+    from harness import executors
     from harness.plugins import registry
-    from harness.runner import resolve_device
 
     seeds = list(seeds) or (list(range(n_seeds)) if n_seeds else [0])
     parsed = config.parse_settings(settings)
     specs = plan(list(methods) or None, list(datasets) or None, seeds, profile)
     config.check_settings([registry().methods[m] for m in {s.method for s in specs}], parsed)
-    resolve_device(device)
-    failures = run_plan(specs, settings=parsed, results=results, run_id=run_id, device=device,
-                        mirror=data_mirror, show_progress=not ctx.obj["quiet"])
+    run_id = run_id or config.run_id_for(profile, parsed)
+    resources = executors.Resources(partition, gpus_per_run, cpus_per_run, time_min, mem_gb)
+    try:
+        failures = executors.submit(specs, executor, resources, run_id, settings=parsed,
+                                    results=results, device=device, mirror=data_mirror,
+                                    show_progress=not ctx.obj["quiet"])
+    except (Interrupted, KeyboardInterrupt):
+        click.echo("interrupted: the running method saved its checkpoint; run the same "
+                   "command again to resume", err=True)
+        ctx.exit(130)
+    if executor != "local":
+        plan_path = results_dir(results) / run_id / "plan.json"
+        if not wait_for_jobs:
+            click.echo(f"submitted; follow the runs with `harness status --run-id {run_id}`")
+            return
+        failures = [(executors.RunSpec(r["method"], r["dataset"], r["seed"], profile),
+                     r["reason"]) for r in executors.wait(plan_path) if r["state"] != "done"]
     if failures:
         click.echo(f"{len(failures)} of {len(specs)} runs failed:", err=True)
         for spec, reason in failures:
@@ -121,12 +146,40 @@ def table(results, fmt) -> None:
 
 
 def _print_table(results, fmt: str) -> None:
-    from harness.table import collect, render
+    from harness.table import collect, render, unfinished
 
     rows = collect(results_dir(results))
+    skipped = unfinished(results_dir(results))
+    if skipped:
+        click.echo(f"{len(skipped)} unfinished runs left out of the table:", err=True)
+        for line in skipped:
+            click.echo(f"  {line}", err=True)
     if rows.empty:
         raise HarnessError(f"no finished runs under {results_dir(results)}; run `harness run` first")
     click.echo(render(rows, fmt))
+
+
+@main.command()
+@click.option("--results", envvar=RESULTS_ENV, help=f"Results directory [env {RESULTS_ENV}; ./results].")
+@click.option("--run-id", help="Only this run id.")
+@user_errors
+def status(results, run_id) -> None:
+    """Each planned run: done, running, queued, failed (why), interrupted or missing."""
+    import pandas as pd
+
+    from harness.executors import STATES, Plan, run_states
+
+    paths = sorted(results_dir(results).glob(f"{run_id or '*'}/plan.json"))
+    if not paths:
+        raise HarnessError(f"no plan under {results_dir(results)}"
+                           + (f" for run id {run_id}" if run_id else "") + "; run `harness run` first")
+    for path in paths:
+        plan = Plan.load(path)
+        rows = pd.DataFrame(run_states(plan))
+        counts = rows.state.value_counts()
+        click.echo(f"### {plan.run_id} ({plan.executor}): " + ", ".join(
+            f"{counts[s]} {s}" for s in STATES if s in counts))
+        click.echo(rows.to_markdown(index=False) + "\n")
 
 
 def _run_options(command):

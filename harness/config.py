@@ -42,13 +42,45 @@ def _parse_value(key: str, raw: str, default: Any) -> Any:
 
 
 def resolve(method: Method, profile: str, settings: dict[str, str]) -> Any:
-    """The method's Config for ``profile`` with ``settings`` applied (keys it lacks ignored)."""
+    """The method's Config for ``profile`` with ``settings`` applied (keys it lacks ignored).
+
+    Numbers may not be negative; a Config checks tighter ranges in ``__post_init__``
+    (raising ValueError, e.g. through ``require``)."""
     values = dict(getattr(method, "profiles", {}).get(profile, {}))
     defaults = method.Config()
     for key, raw in settings.items():
         if hasattr(defaults, key):
             values[key] = _parse_value(key, raw, getattr(defaults, key))
-    return dataclasses.replace(defaults, **values)
+            if _is_number(values[key]) and values[key] < 0 <= getattr(defaults, key):
+                raise HarnessError(f"--set {key}={raw}: must not be negative")
+    try:
+        return dataclasses.replace(defaults, **values)
+    except ValueError as error:
+        given = ", ".join(f"{k}={v}" for k, v in settings.items() if hasattr(defaults, k))
+        raise HarnessError(f"{method.name} settings ({given or profile + ' profile'}): "
+                           f"{error}") from None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def require(config: Any, *, at_least_one: Iterable[str] = (), fractions: Iterable[str] = (),
+            positive: Iterable[str] = (), choices: dict[str, Iterable[str]] | None = None) -> None:
+    """Range checks for a Config's ``__post_init__``: ValueError naming the field."""
+    for name in at_least_one:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, not {getattr(config, name)}")
+    for name in positive:
+        if not getattr(config, name) > 0:
+            raise ValueError(f"{name} must be greater than 0, not {getattr(config, name)}")
+    for name in fractions:
+        if not 0 <= getattr(config, name) <= 1:
+            raise ValueError(f"{name} must lie in [0, 1], not {getattr(config, name)}")
+    for name, allowed in (choices or {}).items():
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
+                             f"not {getattr(config, name)!r}")
 
 
 def check_settings(methods: Iterable[Method], settings: dict[str, str]) -> None:

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.api import check_finite
+
 # The authors' sizes (sequence_gan.py); dropout is the drop probability, 1 - keep 0.75.
 PAPER = dict(emb_dim=64, filter_sizes=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20),
              num_filters=(100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160),
@@ -154,9 +156,11 @@ def train_discriminator(disc: Discriminator, optimizer: torch.optim.Optimizer,
             idx = order[start:start + batch_size]
             logits = disc(tokens[idx].to(device))
             loss = F.cross_entropy(logits, labels[idx].to(device)) + l2 * disc.l2_penalty()
+            value = loss.item()
+            check_finite(value, "the discriminator loss")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item()
+            total += value
             batches += 1
     return total / max(batches, 1)

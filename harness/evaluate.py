@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from harness.api import Corpus, Generator
+from harness.api import Corpus, Diverged, Generator, check_finite
 from harness.metrics import BleuReferences, self_bleu
 
 EVAL_SEED_OFFSET = 7919  # evaluation draws its own random stream, apart from training's
@@ -39,7 +39,10 @@ def draw_samples(generator: Generator, corpus: Corpus, seed: int, temperature: f
     """``n`` (default: the corpus's number of) evaluation samples, from a random stream
     of their own."""
     rng = torch.Generator(device=_device(generator)).manual_seed(seed + EVAL_SEED_OFFSET)
-    return generator.sample(n or corpus.eval_samples, temperature=temperature, generator=rng).cpu()
+    samples = generator.sample(n or corpus.eval_samples, temperature=temperature, generator=rng).cpu()
+    if len(samples) and (samples.min() < 0 or samples.max() >= corpus.vocab_size):
+        raise Diverged(f"the generator sampled token ids outside 0..{corpus.vocab_size - 1}")
+    return samples
 
 
 class _eval_mode:
@@ -72,9 +75,11 @@ def nll_test(generator: Generator, corpus: Corpus, temperature: float = 1.0,
     """The generator's NLL per token on (the first ``n`` of) the held-out set; NaN if it
     gives no likelihood."""
     try:
-        return mean_token_nll(generator, corpus.test[:n], temperature=temperature)
+        value = mean_token_nll(generator, corpus.test[:n], temperature=temperature)
     except NotImplementedError:
         return math.nan
+    check_finite(value, "the generator's NLL on the held-out set")
+    return value
 
 
 @functools.lru_cache(maxsize=8)

@@ -12,3 +12,8 @@ def register_methods(register):
 @hookspec
 def register_datasets(register):
     """Register data sets by calling ``register(dataset)``."""
+
+
+@hookspec
+def register_executors(register):
+    """Register executors (objects with name, launch and live) that run a plan's runs."""

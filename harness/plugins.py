@@ -7,6 +7,7 @@ import importlib.metadata
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import pluggy
 
@@ -17,6 +18,7 @@ log = logging.getLogger("harness")
 
 BUILTIN_PLUGINS = (
     "harness.datasets",
+    "harness.executors",
     "harness_plugins.mle",
     "harness_plugins.reference",
     "harness_plugins.vae",
@@ -26,6 +28,9 @@ BUILTIN_PLUGINS = (
 )
 ENTRY_POINT_GROUP = "harness"
 NO_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
+# Comma-separated importable modules loaded as plugins without being installed (as
+# PYTEST_PLUGINS does); also how a plugin reaches the jobs that an executor starts.
+PLUGINS_ENV = "HARNESS_PLUGINS"
 
 # Plugins that failed to load, kept so `harness list` and the run log can say so.
 load_errors: dict[str, str] = {}
@@ -37,6 +42,11 @@ def plugin_manager() -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     for name in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(name), name)
+    for name in filter(None, (n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            pm.register(importlib.import_module(name), name)
+        except Exception as error:
+            _report(name, f"failed to load (from {PLUGINS_ENV}): {error!r}")
     if not os.environ.get(NO_AUTOLOAD_ENV):
         _load_entry_points(pm)
     return pm
@@ -63,6 +73,7 @@ def _report(plugin: str, message: str) -> None:
 class Registry:
     methods: dict[str, Method] = field(default_factory=dict)
     datasets: dict[str, Dataset] = field(default_factory=dict)
+    executors: dict[str, Any] = field(default_factory=dict)
     plugin_of: dict[str, str] = field(default_factory=dict)  # "method:mle" -> plugin name
 
 
@@ -70,7 +81,8 @@ def registry() -> Registry:
     """Every registered method and data set; a plugin whose hook raises is skipped."""
     pm = plugin_manager()
     found = Registry()
-    for kind, table in (("method", found.methods), ("dataset", found.datasets)):
+    for kind, table in (("method", found.methods), ("dataset", found.datasets),
+                        ("executor", found.executors)):
         hook = getattr(pm.hook, f"register_{kind}s")
         for impl in hook.get_hookimpls():
             def register(item, plugin=impl.plugin_name, kind=kind, table=table):

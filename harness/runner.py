@@ -1,14 +1,17 @@
 """Running methods on data sets: one directory per run, written atomically."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import datetime
 import functools
 import logging
 import os
 import platform
 import random
+import signal
 import subprocess
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +21,8 @@ import torch
 
 import harness
 from harness import config, store
-from harness.api import HarnessError, RunContext
-from harness.evaluate import curve_metrics, evaluate, temperature_sweep
+from harness.api import Dataset, HarnessError, Interrupted, RunContext, check_finite
+from harness.evaluate import EVAL_SEED_OFFSET, curve_metrics, evaluate, temperature_sweep
 from harness.plugins import load_errors, registry
 
 log = logging.getLogger("harness")
@@ -93,12 +96,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class RunFailed(Exception):
+    """A run that raised or diverged; its status.json holds the reason."""
+
+
 def run_one(spec: RunSpec, *, settings: dict[str, str] | None = None, results: Path | None = None,
             run_id: str | None = None, device: str = "auto", mirror: str | None = None,
-            show_progress: bool = True) -> dict:
+            show_progress: bool = True, stop_requested=lambda: False) -> dict:
     """Train ``spec.method`` on ``spec.dataset`` and evaluate it; returns its metrics.
 
-    A run whose metrics.json exists is finished and is not repeated.
+    A run whose metrics.json exists is finished and is not repeated; an unfinished one
+    resumes from its checkpoint. Raises RunFailed (status ``failed``) when the method
+    raises or diverges, api.Interrupted (status ``interrupted``) after SIGINT/SIGTERM.
     """
     settings = settings or {}
     found = registry()
@@ -110,46 +119,83 @@ def run_one(spec: RunSpec, *, settings: dict[str, str] | None = None, results: P
         return store.read_json(run_dir / "metrics.json")
     torch_device = resolve_device(device)
     cfg = config.resolve(method, spec.profile, settings)
+    seed_everything(spec.seed)
+    # Loaded before anything is written: a bad data file leaves the results untouched.
+    corpus = _load_corpus(dataset, found.plugin_of[f"dataset:{spec.dataset}"], spec, mirror)
+    corpus.to(torch_device)
     run_dir.mkdir(parents=True, exist_ok=True)
+    store.remove_temporaries(run_dir)  # left by a process killed while writing
     handler = logging.FileHandler(run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
+    plugin = found.plugin_of[f"method:{spec.method}"]
     try:
-        for plugin, error in load_errors.items():
-            log.warning("plugin %s %s", plugin, error)
-        seed_everything(spec.seed)
-        corpus = dataset.load(profile=spec.profile, seed=spec.seed, mirror=mirror).to(torch_device)
-        store.write_json(run_dir / "config.json", {
-            **dataclasses.asdict(spec), "run_id": run_dir.parents[2].name,
-            "plugin": found.plugin_of[f"method:{spec.method}"], "device": str(torch_device),
-            "settings": settings, "config": dataclasses.asdict(cfg), "corpus": corpus.info,
-            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "environment": environment()})
+        for name, error in load_errors.items():
+            log.warning("plugin %s %s", name, error)
+        record = {**dataclasses.asdict(spec), "run_id": run_dir.parents[2].name,
+                  "plugin": plugin, "device": str(torch_device), "settings": settings,
+                  "config": dataclasses.asdict(cfg), "corpus": corpus.info,
+                  "started": store.now(), "environment": environment()}
+        store.write_json(run_dir / "config.json", record)
+        store.write_status(run_dir, "running", pid=os.getpid())
         ctx = RunContext(corpus=corpus, config=cfg, device=torch_device, seed=spec.seed,
                          profile=spec.profile, run_dir=run_dir, log=log,
                          evaluate_curve=lambda g: curve_metrics(g, corpus, spec.seed),
-                         show_progress=show_progress,
+                         show_progress=show_progress, stop_requested=stop_requested,
                          shared_dir=results_dir(results) / "_shared" / spec.dataset / f"seed-{spec.seed}")
         log.info("%s/%s seed %d on %s -> %s", spec.dataset, spec.method, spec.seed, torch_device, run_dir)
-        started = time.perf_counter()
-        generator = method.train(ctx)
-        trained = time.perf_counter()
-        metrics, samples = evaluate(generator, corpus, spec.seed)
-        store.write_text(run_dir / "samples.txt",
-                         "\n\n".join(corpus.show(samples[:SHOWN_SAMPLES])) + "\n")
-        store.write_csv(run_dir / "sweep.csv", temperature_sweep(generator, corpus, spec.seed))
-        if isinstance(generator, torch.nn.Module):
-            store.write_torch(run_dir / "generator.pt", generator)
-        metrics.update(_best_so_far(ctx.curve))
-        metrics.update(train_seconds=round(trained - started, 2),
-                       eval_seconds=round(time.perf_counter() - trained, 2))
-        store.write_json(run_dir / "metrics.json", metrics)  # last: marks the run finished
+        try:
+            metrics = _train_and_evaluate(method, ctx)
+        except (Interrupted, KeyboardInterrupt) as error:
+            store.write_status(run_dir, "interrupted", reason=str(error) or "KeyboardInterrupt")
+            raise
+        except Exception as error:
+            reason = f"plugin {plugin}: {type(error).__name__}: {error}"
+            store.write_status(run_dir, "failed", reason=reason)
+            raise RunFailed(reason) from error
+        store.write_json(run_dir / "config.json", {**record, "random_streams": {
+            "python, numpy and torch global state": spec.seed, **ctx.rngs,
+            "evaluation": spec.seed + EVAL_SEED_OFFSET}})
+        store.write_json(run_dir / "metrics.json", metrics)  # marks the run finished
+        store.write_status(run_dir, "finished")
         log.info("%s/%s seed %d: %s", spec.dataset, spec.method, spec.seed,
                  ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
         return metrics
     finally:
         log.removeHandler(handler)
         handler.close()
+
+
+def _load_corpus(dataset: Dataset, plugin: str, spec: RunSpec, mirror: str | None):
+    """The data set's corpus; a user's bad file is a HarnessError, a broken data-set
+    plugin fails only the runs that need it."""
+    try:
+        return dataset.load(profile=spec.profile, seed=spec.seed, mirror=mirror)
+    except HarnessError:
+        raise
+    except Exception as error:
+        raise RunFailed(f"data set plugin {plugin}: {type(error).__name__}: {error}") from error
+
+
+def _train_and_evaluate(method, ctx: RunContext) -> dict:
+    """Train, check the result is finite, evaluate; every file but metrics.json written."""
+    started = time.perf_counter()
+    generator = method.train(ctx)
+    trained = time.perf_counter()
+    if isinstance(generator, torch.nn.Module):
+        for name, weight in generator.state_dict().items():
+            if weight.is_floating_point():
+                check_finite(weight, f"the trained generator's {name}")
+    metrics, samples = evaluate(generator, ctx.corpus, ctx.seed)
+    store.write_text(ctx.run_dir / "samples.txt",
+                     "\n\n".join(ctx.corpus.show(samples[:SHOWN_SAMPLES])) + "\n")
+    store.write_csv(ctx.run_dir / "sweep.csv", temperature_sweep(generator, ctx.corpus, ctx.seed))
+    if isinstance(generator, torch.nn.Module):
+        store.write_torch(ctx.run_dir / "generator.pt", generator)
+    metrics.update(_best_so_far(ctx.curve))
+    metrics.update(train_seconds=round(trained - started, 2),
+                   eval_seconds=round(time.perf_counter() - trained, 2))
+    return metrics
 
 
 def _best_so_far(curve: list[dict]) -> dict:
@@ -160,25 +206,89 @@ def _best_so_far(curve: list[dict]) -> dict:
 
 
 def run_plan(specs: list[RunSpec], **options) -> list[tuple[RunSpec, str]]:
-    """Run every spec, showing the plan and the overall progress with an ETA; a failing
-    run is logged and recorded, the others go on. Returns the failures as (spec, reason)."""
+    """Check every input, then run every spec, showing the plan and the overall progress
+    with an ETA. A failing run is recorded and the others go on; returns the failures as
+    (spec, reason). SIGINT/SIGTERM stop the plan at the running method's next checkpoint
+    (raising api.Interrupted); a second signal stops it at once."""
+    preflight(specs, **options)
     log.info("plan: %d runs (%s)", len(specs), ", ".join(
         f"{s.method}/{s.dataset}/seed-{s.seed}" for s in specs))
     failures, started = [], time.perf_counter()
-    for number, spec in enumerate(specs, 1):
-        log.info("run %d of %d: %s on %s, seed %d (%s profile)%s", number, len(specs),
-                 spec.method, spec.dataset, spec.seed, spec.profile, _eta(started, number - 1,
-                                                                           len(specs)))
-        try:
-            run_one(spec, **options)
-        except HarnessError:
-            raise
-        except Exception as error:
-            reason = f"{type(error).__name__}: {error}"
-            log.exception("%s on %s, seed %d failed: %s", spec.method, spec.dataset, spec.seed, reason)
-            failures.append((spec, reason))
+    with stop_on_signals() as stop_requested:
+        for number, spec in enumerate(specs, 1):
+            if stop_requested():
+                raise Interrupted("stopped by a signal between runs")
+            log.info("run %d of %d: %s on %s, seed %d (%s profile)%s", number, len(specs),
+                     spec.method, spec.dataset, spec.seed, spec.profile,
+                     _eta(started, number - 1, len(specs)))
+            try:
+                run_one(spec, stop_requested=stop_requested, **options)
+            except RunFailed as error:
+                log.error("%s on %s, seed %d failed: %s", spec.method, spec.dataset, spec.seed,
+                          error, exc_info=error.__cause__)
+                failures.append((spec, str(error)))
     log.info("all %d runs done in %.1f min", len(specs), (time.perf_counter() - started) / 60)
     return failures
+
+
+def preflight(specs: list[RunSpec], *, settings: dict[str, str] | None = None,
+              results: Path | None = None, device: str = "auto", mirror: str | None = None,
+              **_) -> None:
+    """Every check that can fail on the user's input, before anything is written: the
+    device, each method's settings, the results directory, every data set's files."""
+    resolve_device(device)
+    found = registry()
+    for method, profile in sorted({(s.method, s.profile) for s in specs}):
+        config.resolve(found.methods[method], profile, settings or {})
+    check_writable(results_dir(results))
+    for name, profile, seed in sorted({(s.dataset, s.profile, s.seed) for s in specs}):
+        try:
+            found.datasets[name].load(profile=profile, seed=seed, mirror=mirror)
+        except HarnessError:
+            raise
+        except Exception:  # a broken data-set plugin: its runs fail and say why
+            pass
+
+
+def check_writable(path: Path) -> None:
+    """HarnessError unless ``path`` is, or can be made, a writable directory (nothing is
+    left behind by the check)."""
+    existing = Path(path).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise HarnessError(f"results directory {path}: {existing} is a file, not a directory; "
+                           f"choose another --results")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise HarnessError(f"results directory {path} is not writable ({error.strerror}); "
+                           f"fix its permissions or choose another --results") from None
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Yield a function telling whether SIGINT or SIGTERM arrived. The first signal only
+    asks the running method to stop at its next checkpoint; the second acts at once."""
+    received: list[int] = []
+
+    def handle(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        log.warning("%s: stopping at the next checkpoint (send it again to stop now)",
+                    signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(received)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _eta(started: float, done: int, total: int) -> str:

@@ -1,7 +1,9 @@
-"""Atomic writes: a file is either complete or absent, never half-written."""
+"""The results store: atomic writes (a file is either complete or absent, never
+half-written) and each run's status."""
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import os
@@ -27,6 +29,12 @@ def _write_atomic(path: Path, write: Callable[[Any], None], mode: str = "w") -> 
         raise
 
 
+def remove_temporaries(directory: Path) -> None:
+    """Delete the temporary files of writes that a killed process never finished."""
+    for leftover in Path(directory).glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
 def write_json(path: Path, data: Any) -> None:
     _write_atomic(path, lambda f: json.dump(data, f, indent=2, sort_keys=True, default=str))
 
@@ -50,3 +58,26 @@ def write_torch(path: Path, obj: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_status(run_dir: Path, status: str, **details) -> None:
+    """running, failed (with the reason), interrupted or finished: status.json."""
+    write_json(Path(run_dir) / "status.json", {"status": status, "updated": now(), **details})
+
+
+def run_status(run_dir: Path) -> dict:
+    """A run directory's state: finished when metrics.json exists (written last), else what
+    status.json says (a run killed outright still says ``running``), else unfinished."""
+    run_dir = Path(run_dir)
+    if (run_dir / "metrics.json").exists():
+        return {"status": "finished"}
+    try:
+        status = read_json(run_dir / "status.json")
+    except (OSError, ValueError):
+        return {"status": "unfinished"}
+    # "finished" without metrics.json: the metrics were deleted, the run is to be redone.
+    return {"status": "unfinished"} if status.get("status") == "finished" else status

@@ -3,13 +3,13 @@ with the paper's figure beside ours and Welch's t-test of SeqGAN against each ba
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 
 import pandas as pd
 
-log = logging.getLogger("harness")
+from harness import store
+
 
 COLUMNS = ["run_id", "dataset", "data", "method", "seed", "metric", "value"]
 # The repository keeps the paper's figures as data (results/paper/).
@@ -22,12 +22,12 @@ METHOD_ORDER = ("real", "random", "mle", "ss", "pg-bleu", "seqgan", "vae")
 
 
 def collect(results: Path) -> pd.DataFrame:
-    """One row per (run, metric) for every finished run under ``results``."""
+    """One row per (run, metric) for every finished run under ``results``; unfinished
+    ones (no metrics.json: running, failed, killed) are left out (see ``unfinished``)."""
     rows = []
     for config_path in sorted(Path(results).glob("**/config.json")):
         metrics_path = config_path.with_name("metrics.json")
         if not metrics_path.exists():
-            log.info("unfinished run skipped: %s", config_path.parent)
             continue
         cfg = json.loads(config_path.read_text())
         data = cfg.get("corpus", {}).get("variant", "")
@@ -37,6 +37,17 @@ def collect(results: Path) -> pd.DataFrame:
                              "method": cfg["method"], "seed": cfg["seed"],
                              "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def unfinished(results: Path) -> list[str]:
+    """'directory: status (reason)' for each run under ``results`` that has not finished."""
+    found = []
+    for config_path in sorted(Path(results).glob("**/config.json")):
+        if not config_path.with_name("metrics.json").exists():
+            status = store.run_status(config_path.parent)
+            reason = f" ({status['reason']})" if status.get("reason") else ""
+            found.append(f"{config_path.parent}: {status['status']}{reason}")
+    return found
 
 
 def paper_figures(path: Path = PAPER_FIGURES) -> pd.DataFrame:

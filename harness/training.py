@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import store
-from harness.api import Corpus, RunContext
+from harness.api import Corpus, RunContext, check_finite
 from harness.generator import LSTMGenerator
 
 
@@ -31,11 +31,13 @@ def mle_epoch(generator: LSTMGenerator, data: torch.Tensor, optimizer: torch.opt
         batch = data[order[start:start + batch_size]].to(generator.device)
         logits, _ = generator(generator.shifted_inputs(batch))
         loss = F.cross_entropy(logits.flatten(0, 1), batch.flatten())
+        value = loss.item()
+        check_finite(value, "the MLE loss")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(generator.parameters(), grad_clip)
         optimizer.step()
-        total += loss.item() * batch.numel()
+        total += value * batch.numel()
         tokens += batch.numel()
     return total / tokens
 
@@ -84,6 +86,8 @@ def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
                       "dataset": ctx.corpus.name, "seed": ctx.seed}, sort_keys=True, default=str)
     cached = ctx.shared_dir / f"mle-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
     generator = new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim, ctx.device)
+    if settings.shuffle:
+        ctx.rngs["mle_shuffle"] = ctx.seed  # _train_mle's order; recorded when reused too
     if cached.exists():
         saved = torch.load(cached, map_location=ctx.device, weights_only=False)
         generator.load_state_dict(saved["generator"])
@@ -92,7 +96,12 @@ def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
             ctx.record(**row)
         ctx.log.info("reusing the MLE pre-training in %s", cached)
         return generator
+    # Whatever follows (dropout in SeqGAN's discriminator) draws from the global random
+    # state: leave it as it was, so a run that trains the pre-training here and one that
+    # reuses it (or resumes after it) go on identically.
+    states = rng_states()
     _train_mle(ctx, generator, settings)
+    set_rng_states(states)
     store.write_torch(cached, {"generator": generator.state_dict(), "key": key,
                                "curve": [row for row in ctx.curve if row.get("phase") == "mle"]})
     return generator
@@ -130,6 +139,7 @@ def policy_gradient_step(generator: LSTMGenerator, optimizer: torch.optim.Optimi
     generator.train()
     log_probs = generator.token_log_probs(sequences)
     loss = -(log_probs * rewards.to(log_probs.device)).sum(dim=1).mean()
+    check_finite(loss.item(), "the policy-gradient loss")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(generator.parameters(), grad_clip)

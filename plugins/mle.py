@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness import hookimpl
+from harness.config import require
 from harness.training import MleSettings, pretrain_mle
 
 
@@ -22,6 +23,10 @@ class MleConfig:
     hidden_dim: int = 32        # generator LSTM units, as the authors
     shuffle: bool = True        # the authors' loader does not shuffle: 9.09 instead of 9.00
     eval_every: int = 5         # epochs between learning-curve points (the authors: 5)
+
+    def __post_init__(self):
+        require(self, at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every"),
+                positive=("grad_clip",))
 
 
 class Mle:

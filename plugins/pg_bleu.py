@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from harness import hookimpl
+from harness.config import require
 from harness.adversarial import PolicyGradientSettings, train_policy_gradient
 from harness.metrics import BleuReferences
 from harness.training import MleSettings, new_generator, pretrain_mle
@@ -41,18 +42,25 @@ class PgBleuConfig:
     rollout_update_rate: float = 0.8
     adv_eval_every: int = 5
 
+    def __post_init__(self):
+        require(self, positive=("grad_clip",),
+                fractions=("reference_fraction", "rollout_update_rate"),
+                at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every", "bleu_order",
+                              "g_steps", "n_rollouts", "adv_eval_every"))
+
 
 class PgBleu:
     """PG-BLEU: SeqGAN's policy-gradient loop rewarded by BLEU against real data."""
 
     name = "pg-bleu"
     Config = PgBleuConfig
+    after = ("mle",)  # starts from the MLE run's generator: executors run that first
     profiles = {"paper": {"pretrain_epochs": 120, "adv_batches": 200}}
 
     def train(self, ctx):
         cfg = ctx.config
         corpus = ctx.corpus
-        picked = torch.rand(len(corpus.train), generator=torch.Generator().manual_seed(ctx.seed))
+        picked = torch.rand(len(corpus.train), generator=ctx.rng("bleu_references"))
         references = BleuReferences(corpus.sentences(corpus.train[picked < cfg.reference_fraction]),
                                     cfg.bleu_order)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from harness import hookimpl
+from harness.config import require
 from harness.training import new_generator
 
 
@@ -54,6 +55,9 @@ class RealData:
 class RandomConfig:
     emb_dim: int = 32           # the shared generator's sizes, as the authors
     hidden_dim: int = 32
+
+    def __post_init__(self):
+        require(self, at_least_one=("emb_dim", "hidden_dim"))
 
 
 class RandomGenerator:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness import hookimpl
+from harness import check_finite, hookimpl
+from harness.config import require
 from harness.generator import LSTMGenerator, sample_from_logits
 from harness.training import new_generator, rng_states, set_rng_states
 
@@ -32,6 +33,10 @@ class ScheduledSamplingConfig:
     emb_dim: int = 32           # the shared generator's sizes, as the authors
     hidden_dim: int = 32
     eval_every: int = 5         # epochs between learning-curve points
+
+    def __post_init__(self):
+        require(self, at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every"),
+                positive=("grad_clip",), fractions=("rate_decay", "min_rate"))
 
 
 def true_token_rate(epoch: int, cfg: ScheduledSamplingConfig) -> float:
@@ -66,7 +71,7 @@ class ScheduledSampling:
         cfg = ctx.config
         generator = new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
         optimizer = torch.optim.Adam(generator.parameters(), lr=cfg.lr)
-        rng = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+        rng = ctx.rng("ss_sampling", 0, ctx.device)
         first_epoch = 0
         if (saved := ctx.load_checkpoint()) is not None:
             generator.load_state_dict(saved["generator"])
@@ -86,6 +91,7 @@ class ScheduledSampling:
             for start in range(0, len(data), cfg.batch_size):
                 batch = data[order[start:start + cfg.batch_size]].to(ctx.device)
                 loss = scheduled_sampling_loss(generator, batch, rate, rng)
+                check_finite(loss.item(), "the scheduled-sampling loss")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(generator.parameters(), cfg.grad_clip)

@@ -8,8 +8,10 @@ import torch
 
 from harness import discriminator as D
 from harness import hookimpl
+from harness.config import require
 from harness.adversarial import PolicyGradientSettings, train_policy_gradient
-from harness.training import MleSettings, new_generator, pretrain_mle
+from harness.training import (MleSettings, new_generator, pretrain_mle, rng_states,
+                              set_rng_states)
 
 
 @hookimpl
@@ -45,6 +47,13 @@ class SeqGanConfig:
     rollout_update_rate: float = 0.8  # the rollout policy's delay, as the authors
     adv_eval_every: int = 5           # adversarial batches between curve points (the authors: 5)
 
+    def __post_init__(self):
+        require(self, positive=("grad_clip",), fractions=("rollout_update_rate",),
+                choices={"disc_size": ("small", "paper")},
+                at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every",
+                              "disc_batch_size", "disc_negatives", "g_steps", "n_rollouts",
+                              "adv_eval_every"))
+
 
 PAPER = {"pretrain_epochs": 120, "disc_size": "paper", "disc_negatives": 10_000,
          "disc_pretrain_rounds": 50, "disc_epochs": 3, "adv_batches": 200, "d_steps": 5,
@@ -57,6 +66,7 @@ class SeqGan:
     name = "seqgan"
     Config = SeqGanConfig
     profiles = {"paper": PAPER}
+    after = ("mle",)  # starts from the MLE run's generator: executors run that first
 
     def train(self, ctx):
         cfg = ctx.config
@@ -64,29 +74,34 @@ class SeqGan:
         sizes = D.PAPER if cfg.disc_size == "paper" else D.SMALL
         disc = D.Discriminator(corpus.vocab_size, corpus.seq_len, **sizes).to(ctx.device)
         disc_opt = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr)
-        rng = torch.Generator(device=ctx.device).manual_seed(ctx.seed + 2)
-        shuffle = torch.Generator().manual_seed(ctx.seed + 3)
+        rng = ctx.rng("disc_negatives", 2, ctx.device)
+        shuffle = ctx.rng("disc_real_and_shuffle", 3)
 
-        def discriminator_rounds(generator, rounds: int) -> float:
-            for _ in range(rounds):
-                fake = generator.sample(cfg.disc_negatives, generator=rng).cpu()
-                real = corpus.train[torch.randperm(len(corpus.train), generator=shuffle)
-                                    [:cfg.disc_negatives]]
-                loss = D.train_discriminator(disc, disc_opt, real, fake, cfg.disc_epochs,
-                                             cfg.disc_batch_size, cfg.disc_l2, shuffle)
-            return loss
+        # The discriminator's state, checkpointed beside the generator in both phases.
+        extra = {"discriminator": disc, "disc_optimizer": disc_opt,
+                 "disc_rng": _GeneratorState(rng), "shuffle_rng": _GeneratorState(shuffle)}
+
+        def discriminator_round(generator) -> float:
+            """Fresh negatives against as many real rows, k epochs; the mean loss."""
+            fake = generator.sample(cfg.disc_negatives, generator=rng).cpu()
+            real = corpus.train[torch.randperm(len(corpus.train), generator=shuffle)
+                                [:cfg.disc_negatives]]
+            return D.train_discriminator(disc, disc_opt, real, fake, cfg.disc_epochs,
+                                         cfg.disc_batch_size, cfg.disc_l2, shuffle)
 
         saved = ctx.load_checkpoint()
-        if saved is not None and saved["phase"] == "adversarial":
+        phase = saved["phase"] if saved is not None else None
+        if phase == "adversarial":
             generator = new_generator(corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
         else:
             generator = pretrain_mle(ctx, MleSettings.of(cfg, epochs="pretrain_epochs"))
-            loss = discriminator_rounds(generator, cfg.disc_pretrain_rounds)
-            ctx.record(phase="discriminator", epoch=cfg.pretrain_epochs, disc_loss=loss)
+            _pretrain_discriminator(ctx, lambda: discriminator_round(generator), extra,
+                                    saved if phase == "discriminator" else None)
             saved = None
 
         def between(batch: int) -> dict:
-            return {"disc_loss": discriminator_rounds(generator, cfg.d_steps)}
+            losses = [discriminator_round(generator) for _ in range(cfg.d_steps)]
+            return {"disc_loss": losses[-1]} if losses else {}
 
         settings = PolicyGradientSettings(
             batches=cfg.adv_batches, g_steps=cfg.g_steps, batch_size=cfg.batch_size,
@@ -94,10 +109,24 @@ class SeqGan:
             rollout_update_rate=cfg.rollout_update_rate, eval_every=cfg.adv_eval_every)
         return train_policy_gradient(
             ctx, generator, disc.prob_real, settings, epoch_offset=cfg.pretrain_epochs,
-            between=between, extra={"discriminator": disc, "disc_optimizer": disc_opt,
-                                    "disc_rng": _GeneratorState(rng),
-                                    "shuffle_rng": _GeneratorState(shuffle)},
-            saved=saved)
+            between=between, extra=extra, saved=saved)
+
+
+def _pretrain_discriminator(ctx, one_round, extra: dict, saved: dict | None) -> None:
+    """The discriminator's pre-training rounds, checkpointed after each one."""
+    cfg = ctx.config
+    first = 0
+    if saved is not None:
+        for name, obj in extra.items():
+            obj.load_state_dict(saved[name])
+        set_rng_states(saved["rng"])
+        first = saved["round"]
+    for number in range(first, cfg.disc_pretrain_rounds):
+        loss = one_round()
+        if number + 1 == cfg.disc_pretrain_rounds:
+            ctx.record(phase="discriminator", epoch=cfg.pretrain_epochs, disc_loss=loss)
+        ctx.save_checkpoint({"phase": "discriminator", "round": number + 1, "rng": rng_states(),
+                             **{name: obj.state_dict() for name, obj in extra.items()}})
 
 
 class _GeneratorState:

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import hookimpl
+from harness import check_finite, hookimpl
+from harness.config import require
 from harness.api import Corpus, HarnessError, RunContext
 from harness.generator import State, sample_from_logits
 from harness.training import rng_states, set_rng_states
@@ -54,6 +55,12 @@ class VaeConfig:
                                   # oracle's active units fall from 32 to 8 in 10 epochs
     iw_samples: int = 10          # K of the IWAE bound that log_likelihood (NLL-test) reports
     active_units_batch: int = 1000  # training sequences the per-epoch diagnostics are measured on
+
+    def __post_init__(self):
+        require(self, positive=("grad_clip",), fractions=("word_dropout",),
+                choices={"kl_anneal": KL_SCHEDULES},
+                at_least_one=("batch_size", "emb_dim", "hidden_dim", "latent_dim",
+                              "kl_anneal_steps", "iw_samples", "active_units_batch"))
 
 
 class Highway(nn.Module):
@@ -287,6 +294,7 @@ def vae_epoch(model: VaeGenerator, data: torch.Tensor, optimizer: torch.optim.Op
         penalty = kl_penalty(gaussian_kl(mu, logvar), cfg.free_bits)
         # Per token, so grad_clip and lr mean what they mean for the LSTM methods.
         loss = (recon.mean() + beta * penalty) / batch.shape[1]
+        check_finite(loss.item(), "the VAE loss")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -307,7 +315,7 @@ class Vae:
         kl_weight(0, cfg.kl_anneal, cfg.kl_anneal_steps)  # a bad schedule name fails now
         model = new_model(ctx.corpus, cfg, ctx.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        shuffle_rng = torch.Generator().manual_seed(ctx.seed)
+        shuffle_rng = ctx.rng("vae_shuffle")
         probe = ctx.corpus.train[:cfg.active_units_batch]
         first_epoch, step = 0, 0
         if (saved := ctx.load_checkpoint()) is not None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import harness
-from harness import oracle, plugins
-from harness.api import Dataset
+import harness_tiny
+from harness import plugins
+
+TESTS = Path(__file__).resolve().parent
 
 MIRROR = Path(os.environ.get("HARNESS_DATA_MIRROR") or
               Path(__file__).resolve().parents[2] / "shared" / "corpora")
@@ -50,12 +51,6 @@ def mirror() -> Path:
     return MIRROR
 
 
-def tiny_oracle_corpus(profile: str, seed: int, mirror=None):
-    """A 40-token, length-8 random oracle with a few hundred sequences: trains in a second."""
-    tiny = oracle.random_oracle(vocab_size=40, seq_len=8, emb_dim=8, hidden_dim=8, seed=123)
-    return oracle.oracle_corpus(tiny, "tiny", seed, n_train=256, n_test=128, eval_samples=256)
-
-
 @pytest.fixture
 def register_plugin():
     """Register plugin modules (as a third-party package would be) and remove them after."""
@@ -73,15 +68,18 @@ def register_plugin():
 
 @pytest.fixture
 def tiny_dataset(register_plugin):
-    module = types.ModuleType("tiny_data_plugin")
-
-    @harness.hookimpl
-    def register_datasets(register):
-        register(Dataset("tiny", tiny_oracle_corpus, "a tiny random oracle for tests"))
-
-    module.register_datasets = register_datasets
-    register_plugin(module)
+    register_plugin(harness_tiny)
     return "tiny"
+
+
+@pytest.fixture
+def tiny_everywhere(monkeypatch) -> dict:
+    """The tiny data set in this process and in every process it starts: the environment."""
+    monkeypatch.setenv(plugins.PLUGINS_ENV, "harness_tiny")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    plugins.plugin_manager.cache_clear()
+    return dict(os.environ)
 
 
 def readme_plugin_example() -> types.ModuleType:

@@ -64,3 +64,18 @@ def test_duplicate_names_are_rejected(register_plugin):
 
 def test_cli_runner_fixture_exists(cli):
     assert cli("--help").exit_code == 0 and main.name == "main"
+
+
+def test_modules_named_in_harness_plugins_are_loaded(monkeypatch, tmp_path):
+    (tmp_path / "harness_listed.py").write_text(
+        "import harness\n"
+        "from harness.api import Dataset\n\n"
+        "@harness.hookimpl\n"
+        "def register_datasets(register):\n"
+        "    register(Dataset('listed', lambda **kwargs: None, 'from HARNESS_PLUGINS'))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(plugins.PLUGINS_ENV, "harness_listed, harness_not_there")
+    found = plugins.registry()
+    assert found.plugin_of["dataset:listed"] == "harness_listed"
+    assert "ModuleNotFoundError" in plugins.load_errors["harness_not_there"]
+    plugins.plugin_manager().unregister(name="harness_listed")

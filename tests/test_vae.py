@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import tiny_oracle_corpus
+from harness_tiny import tiny_oracle_corpus
 from harness.api import HarnessError
 from harness_plugins import vae
 

@@ -1,0 +1,125 @@
+"""Executors: plan expansion and dependency order, submitit's local executor standing in
+for a cluster (real job processes), resubmission of what failed, and `harness status`."""
+from __future__ import annotations
+
+import json
+import os
+import types
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness import executors, store
+from harness.runner import RunSpec
+
+TINY = ["--set", "epochs=2", "--set", "pretrain_epochs=2", "--set", "eval_every=1",
+        "--set", "adv_batches=2", "--set", "adv_eval_every=1", "--set", "n_rollouts=2",
+        "--set", "disc_pretrain_rounds=1", "--set", "disc_negatives=64"]
+
+
+def results() -> Path:
+    return Path(os.environ["HARNESS_RESULTS"])
+
+
+@pytest.fixture
+def submitit_local(register_plugin):
+    """submitit's local executor (jobs are processes here) registered as a plugin would."""
+    pytest.importorskip("submitit")
+    module = types.ModuleType("harness_submitit_local")
+
+    @harness.hookimpl
+    def register_executors(register):
+        register(executors.Submitit("submitit-local", cluster="local"))
+
+    module.register_executors = register_executors
+    register_plugin(module)
+    return "submitit-local"
+
+
+def test_runs_come_after_the_runs_they_start_from(tiny_dataset):
+    specs = [RunSpec(m, "tiny", seed) for m in ("pg-bleu", "seqgan", "ss", "mle")
+             for seed in (0, 1)]
+    ordered = executors.in_dependency_order(specs)
+    assert sorted(ordered, key=str) == sorted(specs, key=str)
+    for spec in specs:
+        for first in executors.waits_for(spec, specs):
+            assert ordered.index(first) < ordered.index(spec)
+    assert executors.waits_for(RunSpec("seqgan", "tiny", 1), specs) == [RunSpec("mle", "tiny", 1)]
+    assert executors.waits_for(RunSpec("ss", "tiny", 0), specs) == []
+
+
+def test_unknown_executor_is_a_user_error(cli):
+    result = cli("run", "-m", "mle", "-d", "oracle", "--executor", "ray")
+    assert result.exit_code == 2 and "unknown executor 'ray'; choose one of: local" in result.output
+
+
+def test_local_runs_record_a_plan_that_status_reads(cli, tiny_dataset, unigram_plugin):
+    assert cli("-q", "run", "-m", "unigram", "-m", "real", "-d", "tiny").exit_code == 0
+    plan = json.loads((results() / "default" / "plan.json").read_text())
+    assert plan["executor"] == "local" and len(plan["runs"]) == 2
+    status = cli("status")
+    assert status.exit_code == 0 and "### default (local): 2 done" in status.output
+
+
+@pytest.mark.parametrize("status, live, submitted, expected", [
+    ({"status": "finished"}, None, True, ("done", "")),
+    ({"status": "failed", "reason": "Diverged"}, None, True, ("failed", "Diverged")),
+    ({"status": "unfinished"}, "queued", True, ("queued", "")),
+    ({"status": "running"}, "running", True, ("running", "")),
+    ({"status": "running", "pid": os.getpid()}, None, False, ("running", "")),
+    ({"status": "running", "pid": 2 ** 22 + 1}, None, False, ("failed", "")),  # killed
+    ({"status": "interrupted", "reason": "signal"}, None, False, ("interrupted", "signal")),
+    ({"status": "unfinished"}, None, True, ("failed", "")),  # job gone without a result
+    ({"status": "unfinished"}, None, False, ("missing", "")),
+])
+def test_state_of_a_run(status, live, submitted, expected):
+    assert executors._state(status, live, submitted) == expected
+
+
+def test_submitit_jobs_respect_dependencies_and_only_failures_are_resubmitted(
+        cli, tiny_everywhere, submitit_local):
+    args = ["-q", "run", "-m", "seqgan", "-m", "mle", "-d", "tiny", "--executor", submitit_local,
+            "--wait", *TINY]
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    plan_path = next(results().glob("*/plan.json"))
+    plan = json.loads(plan_path.read_text())
+    first_jobs = dict(plan["jobs"])
+    assert set(first_jobs) == {"mle/tiny/seed-0", "seqgan/tiny/seed-0"}
+    run_dirs = {m: plan_path.parent / "tiny" / m / "seed-0" for m in ("mle", "seqgan")}
+    # SeqGAN's job was started after the MLE run finished, and reused its generator.
+    started = json.loads((run_dirs["seqgan"] / "config.json").read_text())["started"]
+    finished = store.read_json(run_dirs["mle"] / "status.json")["updated"]
+    assert started >= finished
+    assert "reusing the MLE pre-training" in (run_dirs["seqgan"] / "run.log").read_text()
+    assert "| seqgan" in result.output  # --wait prints the tables
+    status = cli("status")
+    assert "2 done" in status.output
+
+    # SeqGAN fails (as a diverged or killed job would leave it); the same command again
+    # resubmits that run only.
+    (run_dirs["seqgan"] / "metrics.json").unlink()
+    store.write_status(run_dirs["seqgan"], "failed", reason="Diverged: test")
+    assert "1 done, 1 failed" in cli("status").output
+    assert "Diverged: test" in cli("status").output
+    again = cli(*args)
+    assert again.exit_code == 0, again.output
+    jobs = json.loads(plan_path.read_text())["jobs"]
+    assert jobs["mle/tiny/seed-0"] == first_jobs["mle/tiny/seed-0"]
+    assert jobs["seqgan/tiny/seed-0"] != first_jobs["seqgan/tiny/seed-0"]
+    assert (run_dirs["seqgan"] / "metrics.json").exists()
+    assert "2 done" in cli("status").output
+
+
+def test_a_job_that_dies_is_failed_with_its_log(cli, tiny_everywhere, submitit_local, monkeypatch):
+    """A job killed before the run could say why: status shows the end of its log."""
+    specs = [RunSpec("mle", "tiny", 0)]
+    plan = executors.Plan("dead", submitit_local, specs, {"results": str(results())},
+                          jobs={"mle/tiny/seed-0": "99999999"})
+    (plan.directory / "jobs").mkdir(parents=True)
+    (plan.directory / "jobs" / "99999999_0_log.err").write_text("Traceback...\nslurmstepd: error: "
+                                                            "*** JOB 99999999 CANCELLED ***\n")
+    plan.save()
+    row = executors.run_states(plan)[0]
+    assert row["state"] == "failed" and "JOB 99999999 CANCELLED" in row["reason"]
