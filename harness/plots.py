@@ -49,11 +49,28 @@ def learning_curves(results: Path, out: Path) -> list[Path]:
             ax.axvline(pretrain.max(), color="grey", linestyle="--", linewidth=1)
             ax.annotate("end of pre-training", (pretrain.max(), ax.get_ylim()[1]),
                         fontsize=8, ha="right", va="top", rotation=90)
+        _mark_real_data(ax, results, run_id, dataset, metric, part)
         ax.set(xlabel="epoch (adversarial: batches after pre-training)", ylabel=metric,
                title=f"{dataset} ({run_id}): learning curves")
         ax.legend()
         written.append(_save(fig, out / f"curves-{run_id}-{dataset}.png"))
     return written
+
+
+def _mark_real_data(ax, results: Path, run_id: str, dataset: str, metric: str,
+                    curves: pd.DataFrame) -> None:
+    """The real data's level as a line; a curve far below it (a collapsed generator, which
+    NLL-oracle alone would call a win) is cut off and named, so it does not squash the rest."""
+    path = Path(results) / run_id / dataset / "real" / "seed-0" / "metrics.json"
+    if not path.exists() or metric not in (level := pd.read_json(path, typ="series")):
+        return
+    ax.axhline(level[metric], color="black", linestyle=":", linewidth=1,
+               label=f"real data ({level[metric]:.2f})")
+    below = sorted(set(curves[curves[metric] < level[metric] - 0.5].method))
+    if below:
+        ax.set_ylim(bottom=level[metric] - 0.5)
+        ax.text(0.99, 0.02, f"cut off below: {', '.join(below)} (under the real data: collapsed)",
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
 
 
 def quality_diversity(results: Path, out: Path) -> list[Path]:
