@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import platform
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from typing import Any, Protocol
 from harness import hookimpl, store
 from harness.api import HarnessError
 from harness.plugins import registry
-from harness.runner import RunSpec, preflight, results_dir, run_one, run_plan
+from harness.runner import (RunSpec, preflight, results_dir, run_one, run_plan,
+                            stop_on_signals)
 
 log = logging.getLogger("harness")
 
@@ -77,7 +79,8 @@ class Executor(Protocol):
 
     name: str
 
-    def launch(self, plan: Plan, pending: list[RunSpec], resources: Resources) -> list[tuple[RunSpec, str]]:
+    def launch(self, plan: Plan, pending: list[RunSpec],
+               resources: Resources) -> list[tuple[RunSpec, str]]:
         """Start ``pending`` (in dependency order); record job ids in ``plan.jobs``. Returns
         failures known now as (spec, reason), e.g. from runs done in this process."""
 
@@ -137,7 +140,8 @@ def _state(status: dict, live: str | None, submitted: bool) -> tuple[str, str]:
         return live, ""
     if status["status"] == "interrupted":
         return "interrupted", status.get("reason", "")
-    if status["status"] == "running" and _alive(status.get("pid")):
+    if status["status"] == "running" and status.get("host", platform.node()) == platform.node() \
+            and _alive(status.get("pid")):
         return "running", ""
     if status["status"] == "running" or submitted:
         return "failed", ""  # the process died without saying why: killed, timed out, lost
@@ -145,13 +149,17 @@ def _state(status: dict, live: str | None, submitted: bool) -> tuple[str, str]:
 
 
 def _alive(pid: int | None) -> bool:
+    """Whether process ``pid`` runs on this machine (a zombie has finished)."""
     if not pid:
         return False
     try:
         os.kill(pid, 0)
     except OSError:
         return False
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:  # no /proc: trust kill
+        return True
 
 
 def _job_log_tail(plan: Plan, job: str | None, lines: int = 3) -> str:
@@ -244,20 +252,23 @@ class Submitit:
         import submitit
 
         executor = submitit.AutoExecutor(folder=plan.directory / "jobs", cluster=self.cluster)
-        jobs: dict[str, Any] = {}
+        live, submitted = self.live(plan), set()
         for spec in pending:
-            waits = [jobs[key(first)] for first in waits_for(spec, plan.runs)
-                     if key(first) in jobs]
+            # The jobs of the runs this one starts from: submitted now, or earlier and alive.
+            waits = [key(first) for first in waits_for(spec, plan.runs)
+                     if key(first) in submitted or key(first) in live]
             extra = {}
             if waits and self.cluster == "slurm":
-                extra = {"dependency": "afterany:" + ":".join(j.job_id for j in waits)}
-            for job in waits if self.cluster != "slurm" else ():
-                job.wait()
+                extra = {"dependency": "afterany:" + ":".join(plan.jobs[k] for k in waits)}
+            elif waits:  # no job dependencies on this cluster: wait for those jobs here
+                while any(k in self.live(plan) for k in waits):
+                    time.sleep(1)
             executor.update_parameters(**self._parameters(spec, resources, extra))
-            jobs[key(spec)] = executor.submit(RunJob(spec, plan.options))
-            plan.jobs[key(spec)] = str(jobs[key(spec)].job_id)
+            job = executor.submit(RunJob(spec, plan.options))
+            plan.jobs[key(spec)] = str(job.job_id)
+            submitted.add(key(spec))
             plan.save()
-            log.info("submitted %s as job %s", key(spec), jobs[key(spec)].job_id)
+            log.info("submitted %s as job %s", key(spec), job.job_id)
         return []
 
     def _parameters(self, spec: RunSpec, resources: Resources, extra: dict) -> dict:
@@ -308,7 +319,8 @@ def _checkpointable():
 
 class RunJob(_checkpointable()):
     """One run as a submitit job. On timeout or pre-emption submitit requeues it (the
-    Checkpointable default) and run_one resumes from the run's checkpoint."""
+    Checkpointable default); the SIGTERM that Slurm sends first stops the run at its next
+    checkpoint, and the requeued job resumes from there."""
 
     def __init__(self, spec: RunSpec, options: dict):
         self.spec = spec
@@ -316,4 +328,6 @@ class RunJob(_checkpointable()):
 
     def __call__(self) -> dict:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-        return run_one(self.spec, **{**self.options, "show_progress": False})
+        with stop_on_signals() as stop_requested:
+            return run_one(self.spec, **{**self.options, "show_progress": False,
+                                         "stop_requested": stop_requested})

@@ -137,7 +137,7 @@ def run_one(spec: RunSpec, *, settings: dict[str, str] | None = None, results: P
                   "config": dataclasses.asdict(cfg), "corpus": corpus.info,
                   "started": store.now(), "environment": environment()}
         store.write_json(run_dir / "config.json", record)
-        store.write_status(run_dir, "running", pid=os.getpid())
+        store.write_status(run_dir, "running", pid=os.getpid(), host=platform.node())
         ctx = RunContext(corpus=corpus, config=cfg, device=torch_device, seed=spec.seed,
                          profile=spec.profile, run_dir=run_dir, log=log,
                          evaluate_curve=lambda g: curve_metrics(g, corpus, spec.seed),

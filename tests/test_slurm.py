@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,48 @@ def test_a_plan_runs_on_slurm_and_lands_in_the_results_store(cli, tiny_everywher
                 "--executor", "slurm", "--cpus-per-run", "1", "--time", "10", *TINY)
     assert again.exit_code == 0
     assert json.loads(plan_path.read_text())["jobs"] == jobs
+
+
+def _submit(cli, results: Path, *extra: str) -> Path:
+    submitted = cli("-q", "run", "-m", "seqgan", "-d", "tiny", "--executor", "slurm",
+                    "--cpus-per-run", "1", "--results", str(results), *TINY[2:], *extra)
+    assert submitted.exit_code == 0, submitted.output
+    return next(results.glob("*/plan.json"))
+
+
+def _until(condition, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+def test_a_preempted_job_is_requeued_and_resumes_to_the_same_result(cli, tiny_everywhere,
+                                                                    tmp_path):
+    """`scontrol requeue` is what pre-emption with PreemptMode=REQUEUE does: SIGTERM, then
+    the job back in the queue. The run stops at a checkpoint and the requeued job resumes."""
+    longer = ("--set", "adv_batches=30", "--set", "adv_eval_every=5")
+    straight = _submit(cli, tmp_path / "straight", *longer)
+    assert [r["state"] for r in executors.wait(straight, 1, 600)] == ["done"]
+
+    plan_path = _submit(cli, tmp_path / "requeued", *longer)
+    job = next(iter(json.loads(plan_path.read_text())["jobs"].values()))
+    run_dir = plan_path.parent / "tiny" / "seqgan" / "seed-0"
+    _until(lambda: "phase=adversarial" in _text(run_dir / "run.log"))
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    _until(lambda: "interrupted" in _text(run_dir / "status.json"))
+    # A requeued job waits two minutes before it may start again; let it start now.
+    _until(lambda: subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"],
+                                  capture_output=True).returncode == 0, 60)
+    assert [r["state"] for r in executors.wait(plan_path, 1, 600)] == ["done"]
+    log = _text(run_dir / "run.log")
+    assert log.count("tiny/seqgan seed 0 on cpu") == 2  # started twice: resumed once
+    timing = ("train_seconds", "eval_seconds")
+    metrics = [{k: v for k, v in json.loads((d / "metrics.json").read_text()).items()
+                if k not in timing}
+               for d in (run_dir, straight.parent / "tiny" / "seqgan" / "seed-0")]
+    assert metrics[0] == metrics[1]
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
