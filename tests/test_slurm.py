@@ -90,9 +90,9 @@ def test_a_preempted_job_is_requeued_and_resumes_to_the_same_result(cli, tiny_ev
     _until(lambda: "phase=adversarial" in _text(run_dir / "run.log"))
     subprocess.run(["scontrol", "requeue", job], check=True)
     _until(lambda: "interrupted" in _text(run_dir / "status.json"))
-    # A requeued job waits two minutes before it may start again; let it start now.
-    _until(lambda: subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"],
-                                  capture_output=True).returncode == 0, 60)
+    # Back in the queue, a requeued job waits two minutes before it may start; start it now.
+    _until(lambda: _squeue_state(job) == "PENDING", 120)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     assert [r["state"] for r in executors.wait(plan_path, 1, 600)] == ["done"]
     log = _text(run_dir / "run.log")
     assert log.count("tiny/seqgan seed 0 on cpu") == 2  # started twice: resumed once
@@ -101,6 +101,11 @@ def test_a_preempted_job_is_requeued_and_resumes_to_the_same_result(cli, tiny_ev
                 if k not in timing}
                for d in (run_dir, straight.parent / "tiny" / "seqgan" / "seed-0")]
     assert metrics[0] == metrics[1]
+
+
+def _squeue_state(job: str) -> str:
+    return subprocess.run(["squeue", "-h", "-o", "%T", "-j", job], capture_output=True,
+                          text=True).stdout.strip()
 
 
 def _text(path: Path) -> str:
