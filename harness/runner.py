@@ -206,11 +206,10 @@ def _best_so_far(curve: list[dict]) -> dict:
 
 
 def run_plan(specs: list[RunSpec], **options) -> list[tuple[RunSpec, str]]:
-    """Check every input, then run every spec, showing the plan and the overall progress
-    with an ETA. A failing run is recorded and the others go on; returns the failures as
-    (spec, reason). SIGINT/SIGTERM stop the plan at the running method's next checkpoint
-    (raising api.Interrupted); a second signal stops it at once."""
-    preflight(specs, **options)
+    """Run every spec (checked by ``preflight`` first: executors.submit does), showing the
+    plan and the overall progress with an ETA. A failing run is recorded and the others go
+    on; returns the failures as (spec, reason). SIGINT/SIGTERM stop the plan at the running
+    method's next checkpoint (raising api.Interrupted); a second signal stops it at once."""
     log.info("plan: %d runs (%s)", len(specs), ", ".join(
         f"{s.method}/{s.dataset}/seed-{s.seed}" for s in specs))
     failures, started = [], time.perf_counter()
