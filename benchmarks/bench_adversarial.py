@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 
-from harness.discriminator import PAPER, PAPER_L2, SMALL, Discriminator, train_discriminator
+from harness_plugins.adversarial import PAPER, PAPER_L2, SMALL, Discriminator, train_discriminator
 from harness.evaluate import mean_token_nll
 from harness.generator import LSTMGenerator
-from harness.oracle import random_oracle, seqgan_oracle
-from harness.rollout import Rollout
+from harness.oracle import random_oracle
+from harness_datasets.oracle import seqgan_oracle
+from harness_plugins.adversarial import Rollout
 from harness.training import mle_epoch
 
 DEFAULT_MIRROR = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpora"

@@ -1,10 +1,25 @@
 """harness: train and compare sequence generators the way the SeqGAN paper did."""
 import pluggy
 
-from harness.api import Corpus, Dataset, Diverged, Generator, Method, RunContext, check_finite
-
 hookimpl = pluggy.HookimplMarker("harness")
 
-__all__ = ["hookimpl", "Corpus", "Dataset", "Diverged", "Generator", "Method", "RunContext",
-           "check_finite"]
-__version__ = "0.1.0"
+from harness.api import (Corpus, Dataset, Diverged, Generator, HarnessError, Method,  # noqa: E402
+                         RunContext, check_finite)
+
+
+def load_generator(run_dir, device="cpu"):
+    """The trained generator of a finished run (``generator.pt``), loaded as tensors only:
+    it samples (``sample(n, temperature)``) and scores (``log_likelihood(tokens)``)."""
+    from pathlib import Path
+
+    from harness import generator, store
+
+    path = Path(run_dir) / store.GENERATOR
+    if not path.exists():
+        raise HarnessError(f"{run_dir} kept no trained generator ({store.GENERATOR})")
+    return generator.load_generator(path, device)
+
+
+__all__ = ["hookimpl", "Corpus", "Dataset", "Diverged", "Generator", "HarnessError", "Method",
+           "RunContext", "check_finite", "load_generator"]
+__version__ = "0.2.0"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 
@@ -80,11 +81,16 @@ class Corpus:
 
 @dataclass
 class Dataset:
-    """A registered data set: a name and how to load it for a profile and seed."""
+    """A registered data set: how to load it, and what the tables and plots show of it."""
 
     name: str
     load: Callable[..., Corpus]      # load(profile=..., seed=..., mirror=...) -> Corpus
     description: str = ""
+    headline: tuple[str, ...] = ()   # the metrics a table leads with (default: the curve metric)
+    diversity: str = "self_bleu4"    # the diversity axis of quality-diversity charts
+    baseline: str | None = None      # the row every other is tested against (table --baseline)
+    published: tuple[Traversable, ...] = ()  # CSV files of published figures (see table.py)
+    lower_is_better: tuple[str, ...] = ()  # the data set's own metrics where lower is better
 
 
 @runtime_checkable
@@ -101,13 +107,34 @@ class Generator(Protocol):
 
 class Method(Protocol):
     """A training method. ``Config`` is a dataclass whose defaults are the CPU profile;
-    ``profiles`` maps other profile names to overrides of those defaults."""
+    ``profiles`` maps other profile names to overrides of those defaults.
+
+    Optional metadata (see ``method_info``): ``starts_from`` names the methods whose result
+    it starts from (executors run those first; plots mark where that phase ends);
+    ``reference`` is ``"ceiling"`` or ``"floor"`` for the rows that frame a table;
+    ``published`` holds CSV files of its paper's figures; ``supports(dataset)`` declines a
+    data set."""
 
     name: str
     Config: type
     profiles: dict[str, dict[str, Any]]
 
     def train(self, ctx: "RunContext") -> Generator: ...
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A method's optional metadata with its defaults filled in."""
+
+    starts_from: tuple[str, ...] = ()
+    reference: str | None = None
+    published: tuple[Traversable, ...] = ()
+
+
+def method_info(method: Any) -> MethodInfo:
+    return MethodInfo(tuple(getattr(method, "starts_from", ())),
+                      getattr(method, "reference", None),
+                      tuple(getattr(method, "published", ())))
 
 
 class RunContext:
@@ -125,6 +152,7 @@ class RunContext:
         self.run_dir = Path(run_dir)
         self.log = log
         self.curve: list[dict] = []
+        self.notes: list[str] = []  # what a table should say beside this run's row
         # Work shared between runs of one data set and seed (e.g. MLE pre-training).
         self.shared_dir = Path(shared_dir) if shared_dir else self.run_dir / "shared"
         self._evaluate_curve = evaluate_curve
@@ -138,6 +166,11 @@ class RunContext:
         and recorded by ``name``, so config.json lists every RNG a run used."""
         self.rngs[name] = self.seed + offset
         return torch.Generator(device=device or "cpu").manual_seed(self.seed + offset)
+
+    def note(self, text: str) -> None:
+        """A sentence the table prints under this method's rows (e.g. what a row is)."""
+        if text not in self.notes:
+            self.notes.append(text)
 
     def progress(self, iterable: Iterable | None = None, total: int | None = None,
                  desc: str = ""):
@@ -154,7 +187,7 @@ class RunContext:
         if generator is not None:
             row.update(self._evaluate_curve(generator))
         self.curve.append(row)
-        store.write_csv(self.run_dir / "curve.csv", self.curve)
+        store.write_csv(self.run_dir / store.CURVE, self.curve)
         shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in row.items())
         self.log.info("curve: %s", shown)
@@ -162,19 +195,22 @@ class RunContext:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoint.pt"
+        return self.run_dir / store.CHECKPOINT
 
     def save_checkpoint(self, state: dict) -> None:
         """Save the training state (model, optimiser, RNG, position) atomically. Methods
         call this at least once per epoch; after SIGINT/SIGTERM the run stops here."""
-        store.write_torch(self.checkpoint_path, {"state": state, "curve": self.curve})
+        store.write_torch(self.checkpoint_path, {"state": state, "curve": self.curve,
+                                                 "notes": self.notes})
         if self._stop_requested():
             raise Interrupted(f"stopped by a signal; checkpoint saved in {self.checkpoint_path}")
 
     def load_checkpoint(self) -> dict | None:
-        """The last saved training state of this run, or None for a fresh start."""
+        """The last saved training state of this run, or None for a fresh start. Loaded
+        as tensors and plain values only: a checkpoint cannot run code."""
         if not self.checkpoint_path.exists():
             return None
-        saved = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        saved = store.read_torch(self.checkpoint_path, self.device)
         self.curve = saved["curve"]
+        self.notes = saved.get("notes", [])
         return saved["state"]

@@ -1,16 +1,21 @@
-"""The ``harness`` command line: thin wrappers over the library."""
+"""The ``harness`` command line: thin wrappers over the library.
+
+Plugins add commands through the ``register_commands`` hook, and every executor's own
+options join ``harness run``.
+"""
 from __future__ import annotations
 
 import functools
 import logging
 import sys
+from pathlib import Path
 
 import click
 
-from harness import config
+from harness import config, store
 from harness.api import HarnessError, Interrupted
 from harness.download import MIRROR_ENV
-from harness.runner import RESULTS_ENV, plan, results_dir
+from harness.store import RESULTS_ENV
 
 log = logging.getLogger("harness")
 
@@ -30,6 +35,39 @@ def user_errors(command):
     return wrapper
 
 
+def results_option(command):
+    return click.option("--results", envvar=RESULTS_ENV,
+                        help=f"Results directory [env {RESULTS_ENV}; ./results].")(command)
+
+
+def run_options(method: str | None = None):
+    """--method/--dataset/--seed/--run-id/--results naming one finished run."""
+    def decorate(command):
+        for option in reversed([
+                click.option("-m", "--method", required=method is None, default=method,
+                             help="The run's method."),
+                click.option("-d", "--dataset", required=True, help="The run's data set."),
+                click.option("--seed", default=0, show_default=True, help="The run's seed."),
+                click.option("--run-id", help="The run id, when several runs match."),
+                results_option]):
+            command = option(command)
+        return command
+    return decorate
+
+
+def finished_run(results, method: str, dataset: str, seed: int, run_id: str | None) -> Path:
+    """The one finished run of (method, data set, seed); a HarnessError names the choice."""
+    found = store.find_run(results, method, dataset, seed, run_id)
+    if not found:
+        raise HarnessError(f"no finished run of {method} on {dataset}, seed {seed} under "
+                           f"{store.results_dir(results)}; run `harness run -m {method} -d "
+                           f"{dataset}` first")
+    if len(found) > 1:
+        ids = ", ".join(store.read_json(p / store.CONFIG)["run_id"] for p in found)
+        raise HarnessError(f"several runs of {method} on {dataset}: {ids}; choose with --run-id")
+    return found[0]
+
+
 @click.group()
 @click.version_option(package_name="harness")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors, no progress bars.")
@@ -46,17 +84,17 @@ def main(ctx: click.Context, quiet: bool) -> None:
 
 @main.command(name="list")
 def list_() -> None:
-    """Methods, data sets, profiles and any plugin that failed to load."""
+    """Methods, data sets, profiles, executors and any plugin that failed to load."""
     from harness.plugins import load_errors, registry
 
     found = registry()
     width = max(map(len, found.plugin_of.values()), default=0)
-    click.echo("methods:")
-    for name, method in sorted(found.methods.items()):
-        click.echo(f"  {name:<10} {found.plugin_of['method:' + name]:<{width}}  {_summary(method)}")
-    click.echo("data sets:")
-    for name, dataset in sorted(found.datasets.items()):
-        click.echo(f"  {name:<10} {found.plugin_of['dataset:' + name]:<{width}}  {dataset.description}")
+    for kind, title, items in (("method", "methods", found.methods),
+                               ("dataset", "data sets", found.datasets),
+                               ("executor", "executors", found.executors)):
+        click.echo(f"{title}:")
+        for name, item in items.items():
+            click.echo(f"  {name:<10} {found.plugin_of[f'{kind}:{name}']:<{width}}  {_summary(item)}")
     click.echo("profiles: " + ", ".join(config.known_profiles(found.methods.values())))
     if load_errors:
         click.echo("broken plugins (skipped):")
@@ -64,9 +102,11 @@ def list_() -> None:
             click.echo(f"  {plugin}: {error}")
 
 
-def _summary(method) -> str:
-    """The first line of the method's class docstring, else of its module's."""
-    doc = type(method).__doc__ or sys.modules[type(method).__module__].__doc__ or ""
+def _summary(item) -> str:
+    """A data set's description, else the first line of the class's docstring, else of
+    its module's."""
+    doc = getattr(item, "description", "") or type(item).__doc__ or \
+        sys.modules[type(item).__module__].__doc__ or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
@@ -75,92 +115,92 @@ def _summary(method) -> str:
 @click.option("-d", "--dataset", "datasets", multiple=True, help="Data set (repeatable).")
 @click.option("--all", "run_all", is_flag=True, help="Every method on every data set it supports.")
 @click.option("--profile", default="default", show_default=True,
-              help="default (CPU-sized) or paper (the paper's settings).")
+              help="default (CPU-sized), paper (the paper's settings), or a method's own.")
 @click.option("--seed", "seeds", type=int, multiple=True, help="Seed (repeatable); default 0.")
 @click.option("--seeds", "n_seeds", type=click.IntRange(min=1), help="Use seeds 0..K-1.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="torch CPU threads per run (recorded; default: torch's choice).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Override a hyper-parameter (repeatable).")
 @click.option("--run-id", help="Results sub-directory; default: the profile (plus a hash of --set).")
-@click.option("--results", envvar=RESULTS_ENV, help=f"Results directory [env {RESULTS_ENV}; ./results].")
+@results_option
 @click.option("--data-mirror", envvar=MIRROR_ENV,
               help=f"Local copy of the corpora, laid out like shared/corpora [env {MIRROR_ENV}].")
-@click.option("--executor", default="local", show_default=True,
-              help="local (here, one run after another), slurm, or a plugin's.")
-@click.option("--partition", help="Slurm partition for the jobs.")
-@click.option("--gpus-per-run", default=0, show_default=True, type=click.IntRange(min=0))
-@click.option("--cpus-per-run", default=2, show_default=True, type=click.IntRange(min=1))
-@click.option("--time", "time_min", default=60, show_default=True, type=click.IntRange(min=1),
-              help="Minutes per job before the cluster requeues it (it resumes).")
-@click.option("--mem-gb", type=click.FloatRange(min=0), help="Memory per job.")
+@click.option("--executor", "executor_name", default="local", show_default=True,
+              help="Who runs the runs: local (here, one after another), slurm, or a plugin's.")
 @click.option("--wait", "wait_for_jobs", is_flag=True,
-              help="With a cluster executor: wait for the jobs, then print the tables.")
+              help="With an executor that hands the runs on: wait for them, then print the tables.")
 @click.pass_context
 @user_errors
-def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, settings, run_id,
-        results, data_mirror, executor, partition, gpus_per_run, cpus_per_run, time_min,
-        mem_gb, wait_for_jobs) -> None:
+def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, threads, settings,
+        run_id, results, data_mirror, executor_name, wait_for_jobs, **executor_values) -> None:
     """Train methods on data sets, evaluate them and store the results."""
     if not run_all and not (methods and datasets):
         raise HarnessError("name a method and a data set (-m METHOD -d DATASET), or use --all")
     from harness import executors
     from harness.plugins import registry
+    from harness.runner import RunOptions, plan
 
     seeds = list(seeds) or (list(range(n_seeds)) if n_seeds else [0])
     parsed = config.parse_settings(settings)
     specs = plan(list(methods) or None, list(datasets) or None, seeds, profile)
     config.check_settings([registry().methods[m] for m in {s.method for s in specs}], parsed)
-    run_id = run_id or config.run_id_for(profile, parsed)
-    resources = executors.Resources(partition, gpus_per_run, cpus_per_run, time_min, mem_gb)
+    options = RunOptions(run_id=run_id or config.run_id_for(profile, parsed), results=results,
+                         settings=parsed, device=device, mirror=data_mirror, threads=threads,
+                         show_progress=not ctx.obj["quiet"])
+    executor = executors.get(executor_name)
     try:
-        failures = executors.submit(specs, executor, resources, run_id, settings=parsed,
-                                    results=results, device=device, mirror=data_mirror,
-                                    show_progress=not ctx.obj["quiet"])
+        failures = executors.submit(specs, executor,
+                                    executors.parse_options(executor, executor_values), options)
     except (Interrupted, KeyboardInterrupt):
         click.echo("interrupted: the running method saved its checkpoint; run the same "
                    "command again to resume", err=True)
         ctx.exit(130)
-    if executor != "local":
-        plan_path = results_dir(results) / run_id / "plan.json"
+    if not executor.runs_here:
         if not wait_for_jobs:
-            click.echo(f"submitted; follow the runs with `harness status --run-id {run_id}`")
+            click.echo(f"submitted; follow the runs with `harness status --run-id {options.run_id}`")
             return
-        failures = [(executors.RunSpec(r["method"], r["dataset"], r["seed"], profile),
-                     r["reason"]) for r in executors.wait(plan_path) if r["state"] != "done"]
+        failures = [(executors.RunSpec(r["method"], r["dataset"], r["seed"], profile), r["reason"])
+                    for r in executors.wait(store.plan_path(results, options.run_id))
+                    if r["state"] != "done"]
     if failures:
         click.echo(f"{len(failures)} of {len(specs)} runs failed:", err=True)
         for spec, reason in failures:
             click.echo(f"  {spec.method} on {spec.dataset}, seed {spec.seed}: {reason}", err=True)
         ctx.exit(1)
-    _print_table(results, "markdown")
+    _print_table(results, "markdown", None)
 
 
 @main.command()
-@click.option("--results", envvar=RESULTS_ENV, help=f"Results directory [env {RESULTS_ENV}; ./results].")
+@results_option
 @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "latex"]),
               default="markdown", show_default=True)
+@click.option("--baseline", help="The row every method is tested against (Welch's t-test); "
+                                 "default: the one each data set names.")
 @user_errors
-def table(results, fmt) -> None:
+def table(results, fmt, baseline) -> None:
     """Tabulate every finished run found in the results directory."""
-    _print_table(results, fmt)
+    _print_table(results, fmt, baseline)
 
 
-def _print_table(results, fmt: str) -> None:
+def _print_table(results, fmt: str, baseline: str | None) -> None:
     from harness.table import collect, render, unfinished
 
-    rows = collect(results_dir(results))
-    skipped = unfinished(results_dir(results))
+    rows = collect(results)
+    skipped = unfinished(results)
     if skipped:
         click.echo(f"{len(skipped)} unfinished runs left out of the table:", err=True)
         for line in skipped:
             click.echo(f"  {line}", err=True)
     if rows.empty:
-        raise HarnessError(f"no finished runs under {results_dir(results)}; run `harness run` first")
-    click.echo(render(rows, fmt))
+        raise HarnessError(f"no finished runs under {store.results_dir(results)}; "
+                           f"run `harness run` first")
+    click.echo(render(rows, fmt, baseline, results))
 
 
 @main.command()
-@click.option("--results", envvar=RESULTS_ENV, help=f"Results directory [env {RESULTS_ENV}; ./results].")
+@results_option
 @click.option("--run-id", help="Only this run id.")
 @user_errors
 def status(results, run_id) -> None:
@@ -169,9 +209,9 @@ def status(results, run_id) -> None:
 
     from harness.executors import STATES, Plan, run_states
 
-    paths = sorted(results_dir(results).glob(f"{run_id or '*'}/plan.json"))
+    paths = store.plan_paths(results, run_id)
     if not paths:
-        raise HarnessError(f"no plan under {results_dir(results)}"
+        raise HarnessError(f"no plan under {store.results_dir(results)}"
                            + (f" for run id {run_id}" if run_id else "") + "; run `harness run` first")
     for path in paths:
         plan = Plan.load(path)
@@ -182,63 +222,45 @@ def status(results, run_id) -> None:
         click.echo(rows.to_markdown(index=False) + "\n")
 
 
-def _run_options(command):
-    """--method/--dataset/--seed/--run-id/--results naming one finished run."""
-    for option in reversed([
-            click.option("-m", "--method", required=True, help="The run's method."),
-            click.option("-d", "--dataset", required=True, help="The run's data set."),
-            click.option("--seed", default=0, show_default=True, help="The run's seed."),
-            click.option("--run-id", help="The run id, when several runs match."),
-            click.option("--results", envvar=RESULTS_ENV, help="Results directory.")]):
-        command = option(command)
-    return command
-
-
 @main.command()
-@_run_options
+@run_options()
 @click.option("-n", "count", default=5, show_default=True, help="How many to show.")
 @user_errors
 def samples(method, dataset, seed, run_id, results, count) -> None:
     """Print generated sequences of a finished run (poems as four lines of five)."""
-    from harness.inspect_runs import find_run, shown_samples
-
-    run_dir = find_run(results_dir(results), method, dataset, seed, run_id)
-    click.echo("\n\n".join(shown_samples(run_dir, count)))
-
-
-@main.command()
-@_run_options
-@click.option("--steps", default=5, show_default=True, help="Points along each line.")
-@click.option("--pairs", default=2, show_default=True, help="Pairs of held-out sequences.")
-@click.option("--data-mirror", envvar=MIRROR_ENV, help="Local copy of the corpora.")
-@user_errors
-def interpolate(method, dataset, seed, run_id, results, steps, pairs, data_mirror) -> None:
-    """Decode along the latent line between held-out sequences (a VAE's run)."""
-    from harness.inspect_runs import find_run, interpolations, load_generator
-    from harness.plugins import registry
-
-    run_dir = find_run(results_dir(results), method, dataset, seed, run_id)
-    corpus = registry().datasets[dataset].load(profile="default", seed=seed, mirror=data_mirror)
-    for number, line in enumerate(interpolations(load_generator(run_dir), corpus, steps, pairs,
-                                                 seed), 1):
-        click.echo(f"--- pair {number}: held-out A -> B")
-        click.echo("\n\n".join(line))
+    run_dir = finished_run(results, method, dataset, seed, run_id)
+    shown = (run_dir / store.SAMPLES).read_text().strip("\n").split("\n\n")[:count]
+    click.echo("\n\n".join(shown))
 
 
 @main.command()
-@click.option("--results", envvar=RESULTS_ENV, help="Results directory.")
+@results_option
 @click.option("--out", type=click.Path(), help="Where the PNGs go [default: RESULTS/plots].")
 @user_errors
 def plot(results, out) -> None:
     """Draw learning curves (the paper's Figure 2) and quality-diversity charts."""
-    from pathlib import Path
-
     from harness.plots import learning_curves, quality_diversity
 
-    root = results_dir(results)
-    out = Path(out) if out else root / "plots"
-    written = learning_curves(root, out) + quality_diversity(root, out)
+    out = Path(out) if out else store.plots_dir(results)
+    written = learning_curves(results, out) + quality_diversity(results, out)
     if not written:
-        raise HarnessError(f"no finished runs with curves under {root}")
+        raise HarnessError(f"no finished runs with curves under {store.results_dir(results)}")
     for path in written:
         click.echo(str(path))
+
+
+def _add_plugin_parts() -> None:
+    """Every executor's options on ``run``; every plugin's commands."""
+    from harness import executors
+    from harness.plugins import plugin_manager, registry
+
+    taken = {param.name for param in run.params}
+    for executor in registry().executors.values():
+        for param in executors.cli_options(executor):
+            if param.name not in taken:
+                run.params.append(param)
+                taken.add(param.name)
+    plugin_manager().hook.register_commands(cli=main)
+
+
+_add_plugin_parts()

@@ -5,15 +5,23 @@ import dataclasses
 import hashlib
 from typing import Any, Iterable
 
-from harness.api import HarnessError, Method
+from harness.api import HarnessError, Method, method_info
 
 # "default" is the CPU-sized profile (each Config's defaults); "paper" the paper's settings.
+# Other profiles (e.g. a paper's code as first published) exist where methods declare them.
 BASE_PROFILES = ("default", "paper")
 
 
 def known_profiles(methods: Iterable[Method]) -> list[str]:
     extra = {name for method in methods for name in getattr(method, "profiles", {})}
     return list(BASE_PROFILES) + sorted(extra - set(BASE_PROFILES))
+
+
+def has_profile(method: Method, profile: str) -> bool:
+    """Whether ``run --all --profile`` runs the method: every method has the base profiles;
+    another profile only the methods that declare it, and the reference rows."""
+    return (profile in BASE_PROFILES or profile in getattr(method, "profiles", {})
+            or method_info(method).reference is not None)
 
 
 def parse_settings(pairs: Iterable[str]) -> dict[str, str]:

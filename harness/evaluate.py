@@ -1,4 +1,10 @@
-"""The harness's own evaluation: every method's generator is measured by this code."""
+"""The harness's own evaluation: every method's generator is measured by this code.
+
+Quality and diversity of a generator's samples, against both of the data set's
+reference sets: the held-out split (``bleuN``, our protocol: a method cannot score by
+copying its training data) and the training split (``bleuN_train``, the SeqGAN paper's
+and Texygen's protocol), with ``train_copy`` saying how much of that is copying.
+"""
 from __future__ import annotations
 
 import functools
@@ -6,12 +12,28 @@ import math
 
 import torch
 
+from harness import quality
 from harness.api import Corpus, Diverged, Generator, check_finite
 from harness.metrics import BleuReferences, self_bleu
 
 EVAL_SEED_OFFSET = 7919  # evaluation draws its own random stream, apart from training's
 BLEU_ORDERS = (2, 3, 4, 5)
+MS_JACCARD_ORDERS = (2, 3, 4)
+DISTINCT_ORDERS = (1, 2, 3, 4)
 SELF_BLEU_HYPOTHESES = 1000  # Self-BLEU scores this many samples, each against all the others
+CURVE_METRICS = ("nll_oracle", "nll_test")  # what a learning curve records (lower is better)
+SWEEP_TEMPERATURES = (0.3, 0.5, 0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0)
+SWEEP_SAMPLES = 2000
+
+# Which way is better, for every metric the harness computes ("higher" for the rest).
+LOWER_IS_BETTER = ("nll_oracle", "nll_test", "self_bleu", "train_copy", "lm_score",
+                   "reverse_lm_score")
+
+
+def lower_is_better(metric: str, extra: tuple[str, ...] = ()) -> bool:
+    """Whether a lower value of ``metric`` is better (``extra``: a data set's own)."""
+    return metric in extra or metric.removesuffix("_best_so_far").rstrip("0123456789") \
+        in LOWER_IS_BETTER or metric.startswith("nll_")
 
 
 def _device(generator: Generator) -> torch.device:
@@ -83,9 +105,24 @@ def nll_test(generator: Generator, corpus: Corpus, temperature: float = 1.0,
 
 
 @functools.lru_cache(maxsize=8)
-def _test_references(corpus: Corpus) -> BleuReferences:
-    # The maximum n-gram counts of the held-out set, computed once per corpus.
-    return BleuReferences(corpus.sentences(corpus.test), max(BLEU_ORDERS))
+def references(corpus: Corpus, split: str) -> BleuReferences:
+    """The maximum n-gram counts of one split (``test`` or ``train``), computed once."""
+    return BleuReferences(corpus.sentences(getattr(corpus, split)), max(BLEU_ORDERS))
+
+
+@functools.lru_cache(maxsize=8)
+def _split_sentences(corpus: Corpus, split: str) -> list[list[int]]:
+    return corpus.sentences(getattr(corpus, split))
+
+
+def _samples_outside(generator: Generator, split: str, samples: torch.Tensor,
+                     rng_seed: int) -> torch.Tensor:
+    """The samples to score against ``split``'s references: the generator's own, except
+    for real data, which gives sentences from outside that split (``samples_outside``)."""
+    outside = getattr(generator, "samples_outside", None)
+    if outside is None:
+        return samples
+    return outside(split, len(samples), torch.Generator().manual_seed(rng_seed))
 
 
 def evaluate(generator: Generator, corpus: Corpus, seed: int, temperature: float = 1.0,
@@ -94,25 +131,44 @@ def evaluate(generator: Generator, corpus: Corpus, seed: int, temperature: float
     with _eval_mode(generator):
         samples = draw_samples(generator, corpus, seed, temperature, n_samples)
         metrics: dict = {"temperature": temperature, "n_samples": len(samples),
-                         "n_references": len(corpus.test)}
+                         "n_references": len(corpus.test), "n_train_references": len(corpus.train)}
         if corpus.oracle is not None:
             metrics["nll_oracle"] = mean_token_nll(corpus.oracle, samples)
         metrics["nll_test"] = nll_test(generator, corpus, temperature, n=n_samples)
         if getattr(generator, "likelihood_is_bound", False):
             metrics["nll_test_is_bound"] = 1
     sentences = corpus.sentences(samples)
-    references = _test_references(corpus)
+    held_out = references(corpus, "test")
     for n in BLEU_ORDERS:
-        metrics[f"bleu{n}"] = references.score(sentences, max_n=n)
+        metrics[f"bleu{n}"] = held_out.score(sentences, max_n=n)
+    against_train = corpus.sentences(_samples_outside(generator, "train", samples, seed))
+    training = references(corpus, "train")
+    for n in BLEU_ORDERS:
+        metrics[f"bleu{n}_train"] = training.score(against_train, max_n=n)
+    metrics["train_copy"] = quality.train_copy(against_train, _split_sentences(corpus, "train"))
+    metrics.update(diversity(sentences, corpus, seed))
+    return metrics, samples
+
+
+def diversity(sentences: list[list[int]], corpus: Corpus, seed: int) -> dict:
+    """How varied the samples are, alone (Self-BLEU, distinct-n) and against the held-out
+    set (backward BLEU and its harmonic mean with forward BLEU, MS-Jaccard)."""
+    metrics: dict = {}
     n_self = min(SELF_BLEU_HYPOTHESES, len(sentences))
     for n in BLEU_ORDERS:
         metrics[f"self_bleu{n}"] = self_bleu(sentences, max_n=n, n_hypotheses=n_self, seed=seed)
     metrics["n_self_bleu_hypotheses"] = n_self
-    return metrics, samples
-
-
-SWEEP_TEMPERATURES = (0.7, 0.85, 1.0, 1.15, 1.3)
-SWEEP_SAMPLES = 2000
+    held_out = _split_sentences(corpus, "test")
+    as_references = BleuReferences(sentences, max(BLEU_ORDERS))
+    for n in BLEU_ORDERS:
+        forward = references(corpus, "test").score(sentences, max_n=n)
+        metrics[f"bwd_bleu{n}"] = as_references.score(held_out, max_n=n)
+        metrics[f"fb_bleu{n}"] = quality.fb_bleu(forward, metrics[f"bwd_bleu{n}"])
+    for n in MS_JACCARD_ORDERS:
+        metrics[f"ms_jaccard{n}"] = quality.ms_jaccard(sentences, held_out, max_n=n)
+    for n in DISTINCT_ORDERS:
+        metrics[f"distinct_{n}"] = quality.distinct_n(sentences, n)
+    return metrics
 
 
 def temperature_sweep(generator: Generator, corpus: Corpus, seed: int,

@@ -1,73 +1,70 @@
 """Executors: who runs a plan. ``local`` runs it in this process, one run after another;
-``slurm`` hands every (method, data set, seed) to a Slurm cluster as a job through
-submitit. Both write to the same results store, so ``harness table`` and ``harness status``
-do not care which ran the work; a plugin adds another executor with ``register_executors``.
+``slurm`` (harness/slurm.py) hands every run to a cluster. All write to the same results
+store, so ``harness table`` and ``harness status`` do not care which ran the work; a
+plugin adds another executor with ``register_executors``.
+
+An executor declares its own ``harness run`` options as the fields of its ``Options``
+dataclass (``cli_options`` turns them into Click options), and says with ``runs_here``
+whether ``launch`` runs the plan in this process (then the runs' device is checked here)
+or hands it to something else.
 
 Every ``harness run`` records its plan in ``<results>/<run-id>/plan.json`` (the runs, the
-executor, each job's id), which ``harness status`` reads back.
+executor, the run options, each job's id), which ``harness status`` reads back.
 """
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import platform
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from harness import hookimpl, store
-from harness.api import HarnessError
+from harness.api import HarnessError, method_info
 from harness.plugins import registry
-from harness.runner import (RunSpec, preflight, results_dir, run_one, run_plan,
-                            stop_on_signals)
-
-log = logging.getLogger("harness")
+from harness.runner import RunOptions, RunSpec, preflight, run_plan
 
 
 @hookimpl
 def register_executors(register):
     register(Local())
-    register(Submitit("slurm", cluster="slurm"))
-
-
-@dataclass
-class Resources:
-    """What each job asks a cluster for (``harness run --partition ...``)."""
-
-    partition: str | None = None
-    gpus_per_run: int = 0
-    cpus_per_run: int = 2
-    time_min: int = 60
-    mem_gb: float | None = None
 
 
 @dataclass
 class Plan:
     """A submitted plan: the runs, who runs them, and each run's job id once submitted."""
 
-    run_id: str
     executor: str
     runs: list[RunSpec]
-    options: dict[str, Any]                      # run_one's keyword arguments
+    options: RunOptions
     jobs: dict[str, str] = field(default_factory=dict)  # spec key -> job id
 
     @property
-    def directory(self) -> Path:
-        return results_dir(self.options.get("results")) / self.run_id
+    def run_id(self) -> str:
+        return self.options.run_id
+
+    @property
+    def path(self) -> Path:
+        return store.plan_path(self.options.results, self.run_id)
+
+    def run_dir(self, spec: RunSpec) -> Path:
+        return self.options.run_dir(spec)
 
     def save(self) -> None:
-        store.write_json(self.directory / "plan.json", {
-            "run_id": self.run_id, "executor": self.executor, "options": self.options,
+        store.write_json(self.path, {
+            "run_id": self.run_id, "executor": self.executor,
+            "options": dataclasses.asdict(self.options),
             "runs": [dataclasses.asdict(s) for s in self.runs], "jobs": self.jobs})
 
     @classmethod
     def load(cls, path: Path) -> "Plan":
         data = store.read_json(path)
-        return cls(data["run_id"], data["executor"], [RunSpec(**r) for r in data["runs"]],
-                   data["options"], data["jobs"])
+        options = {"run_id": data["run_id"], **data["options"]}
+        known = {f.name for f in dataclasses.fields(RunOptions)}
+        return cls(data["executor"], [RunSpec(**r) for r in data["runs"]],
+                   RunOptions(**{k: v for k, v in options.items() if k in known}), data["jobs"])
 
 
 def key(spec: RunSpec) -> str:
@@ -78,9 +75,11 @@ class Executor(Protocol):
     """Runs a plan's runs somewhere and tells which of its jobs are still alive."""
 
     name: str
+    Options: type       # a dataclass: each field is a `harness run` option of this executor
+    runs_here: bool     # launch() runs the plan in this process and returns when it is done
 
     def launch(self, plan: Plan, pending: list[RunSpec],
-               resources: Resources) -> list[tuple[RunSpec, str]]:
+               options: Any) -> list[tuple[RunSpec, str]]:
         """Start ``pending`` (in dependency order); record job ids in ``plan.jobs``. Returns
         failures known now as (spec, reason), e.g. from runs done in this process."""
 
@@ -88,11 +87,43 @@ class Executor(Protocol):
         """spec key -> ``queued`` or ``running``, for the jobs still in the executor's hands."""
 
 
+def option(help: str, **click_settings: Any) -> dict:
+    """A field's metadata for an executor's Options: its help text and Click settings."""
+    return {"help": help, **click_settings}
+
+
+def cli_options(executor: Executor) -> list:
+    """The Click options of an executor's ``Options`` fields: ``--field-name``, the field's
+    default, type and help."""
+    import click
+
+    options = []
+    for item in dataclasses.fields(executor.Options):
+        default = item.default if item.default is not dataclasses.MISSING else None
+        settings = {k: v for k, v in item.metadata.items() if k != "help"}
+        if isinstance(default, bool):
+            settings.setdefault("is_flag", True)
+        elif default is not None:
+            settings.setdefault("type", type(default))
+        options.append(click.Option([f"--{item.name.replace('_', '-')}"], default=default,
+                                    show_default=default is not None,
+                                    help=f"[{executor.name}] {item.metadata.get('help', '')}",
+                                    **settings))
+    return options
+
+
+def parse_options(executor: Executor, values: dict[str, Any]) -> Any:
+    """The executor's typed Options from the CLI's values (its own fields only)."""
+    return executor.Options(**{item.name: values[item.name]
+                               for item in dataclasses.fields(executor.Options)
+                               if item.name in values})
+
+
 def waits_for(spec: RunSpec, runs: list[RunSpec]) -> list[RunSpec]:
-    """The runs of ``runs`` that ``spec`` starts from (a method's ``after``: SeqGAN and
-    PG-BLEU start from the MLE run's generator, same data set, seed and profile)."""
-    after = getattr(registry().methods[spec.method], "after", ())
-    return [other for other in runs if other.method in after and
+    """The runs of ``runs`` that ``spec`` starts from (its method's ``starts_from``, same
+    data set, seed and profile): SeqGAN and PG-BLEU start from the MLE run's generator."""
+    starts_from = method_info(registry().methods[spec.method]).starts_from
+    return [other for other in runs if other.method in starts_from and
             (other.dataset, other.seed, other.profile) == (spec.dataset, spec.seed, spec.profile)]
 
 
@@ -116,12 +147,11 @@ STATES = ("done", "running", "queued", "failed", "interrupted", "missing")
 def run_states(plan: Plan) -> list[dict]:
     """One row per run: its state (done, running, queued, failed, interrupted or missing)
     and, for a failure, the reason (from status.json or the job's log)."""
-    executor = executors()[plan.executor] if plan.executor in executors() else None
+    executor = registry().executors.get(plan.executor)
     live = executor.live(plan) if executor is not None else {}
     rows = []
     for spec in plan.runs:
-        run_dir = spec.directory(results_dir(plan.options.get("results")), plan.run_id)
-        status = store.run_status(run_dir)
+        status = store.run_status(plan.run_dir(spec))
         job = plan.jobs.get(key(spec))
         state, reason = _state(status, live.get(key(spec)), job is not None)
         if state == "failed" and not reason:
@@ -141,14 +171,14 @@ def _state(status: dict, live: str | None, submitted: bool) -> tuple[str, str]:
     if status["status"] == "interrupted":
         return "interrupted", status.get("reason", "")
     if status["status"] == "running" and status.get("host", platform.node()) == platform.node() \
-            and _alive(status.get("pid")):
+            and alive(status.get("pid")):
         return "running", ""
     if status["status"] == "running" or submitted:
         return "failed", ""  # the process died without saying why: killed, timed out, lost
     return "missing", ""
 
 
-def _alive(pid: int | None) -> bool:
+def alive(pid: int | None) -> bool:
     """Whether process ``pid`` runs on this machine (a zombie has finished)."""
     if not pid:
         return False
@@ -163,51 +193,47 @@ def _alive(pid: int | None) -> bool:
 
 
 def _job_log_tail(plan: Plan, job: str | None, lines: int = 3) -> str:
-    """The last lines of a submitit job's stderr: why a job died before the run said so."""
+    """The last lines of a job's stderr: why a job died before the run said so."""
     if not job:
         return ""
-    logs = sorted((plan.directory / "jobs").glob(f"{job}_*_log.err"))
+    logs = sorted(store.jobs_dir(plan.options.results, plan.run_id).glob(f"{job}_*_log.err"))
     if not logs:
         return ""
     tail = [line for line in logs[-1].read_text(errors="replace").splitlines() if line.strip()]
     return " | ".join(tail[-lines:])
 
 
-def executors() -> dict[str, Executor]:
-    return registry().executors
+def get(name: str) -> Executor:
+    found = registry().executors
+    if name not in found:
+        raise HarnessError(f"unknown executor {name!r}; choose one of: {', '.join(found)}")
+    return found[name]
 
 
-def submit(specs: list[RunSpec], executor_name: str, resources: Resources,
-           run_id: str, **options) -> list[tuple[RunSpec, str]]:
+def submit(specs: list[RunSpec], executor: Executor, executor_options: Any,
+           options: RunOptions) -> list[tuple[RunSpec, str]]:
     """Check the inputs, record the plan, and start every run that is not done, queued or
     running (rerunning the same command resubmits only what is missing or failed)."""
-    found = executors()
-    if executor_name not in found:
-        raise HarnessError(f"unknown executor {executor_name!r}; choose one of: "
-                           f"{', '.join(sorted(found))}")
-    # A cluster's jobs may see devices this machine lacks: they check their own.
-    preflight(specs, **{**options, "device": options.get("device", "auto")
-                        if executor_name == "local" else "auto"})
+    # An executor's jobs elsewhere may see devices this machine lacks: they check their own.
+    preflight(specs, options, check_device=executor.runs_here)
     # Jobs run elsewhere, maybe in another directory: every path absolute.
-    options = {**options, "run_id": run_id,
-               "results": str(results_dir(options.get("results")).absolute())}
-    if options.get("mirror"):
-        options["mirror"] = str(Path(options["mirror"]).absolute())
-    plan_path = Path(options["results"]) / run_id / "plan.json"
-    previous = Plan.load(plan_path) if plan_path.exists() else None
-    same = previous is not None and previous.executor == executor_name
+    options = dataclasses.replace(
+        options, results=str(store.results_dir(options.results).absolute()),
+        mirror=str(Path(options.mirror).absolute()) if options.mirror else None)
+    path = store.plan_path(options.results, options.run_id)
+    previous = Plan.load(path) if path.exists() else None
+    same = previous is not None and previous.executor == executor.name
     runs = list(dict.fromkeys((previous.runs if previous else []) + specs))
-    plan = Plan(run_id, executor_name, runs, options, jobs=dict(previous.jobs) if same else {})
+    plan = Plan(executor.name, runs, options, jobs=dict(previous.jobs) if same else {})
     states = {(r["method"], r["dataset"], r["seed"]): r["state"] for r in run_states(plan)}
     pending = [s for s in specs
                if states[(s.method, s.dataset, s.seed)] in ("missing", "failed", "interrupted")]
     for spec in pending:
         plan.jobs.pop(key(spec), None)
-        run_dir = spec.directory(Path(options["results"]), run_id)
-        if run_dir.exists():  # an earlier failure must not be read as this attempt's
-            store.write_status(run_dir, "submitted", executor=executor_name)
+        if plan.run_dir(spec).exists():  # an earlier failure must not be read as this attempt's
+            store.write_status(plan.run_dir(spec), "submitted", executor=executor.name)
     plan.save()
-    failures = found[executor_name].launch(plan, in_dependency_order(pending), resources)
+    failures = executor.launch(plan, in_dependency_order(pending), executor_options)
     plan.save()
     return failures
 
@@ -224,110 +250,20 @@ def wait(plan_path: Path, poll_seconds: float = 5.0, timeout: float | None = Non
         time.sleep(poll_seconds)
 
 
-# --- the executors -------------------------------------------------------------------
+@dataclass
+class LocalOptions:
+    pass
+
 
 class Local:
     """Every run here, in this process, one after another (the default)."""
 
     name = "local"
+    Options = LocalOptions
+    runs_here = True
 
-    def launch(self, plan, pending, resources):
-        return run_plan(pending, **plan.options)
+    def launch(self, plan, pending, options):
+        return run_plan(pending, plan.options)
 
     def live(self, plan):
         return {}
-
-
-class Submitit:
-    """One job per run through submitit: ``cluster="slurm"`` submits to Slurm with job
-    dependencies; other submitit clusters (``local``: subprocesses here) have none, so the
-    runs a job waits for are awaited before it is submitted. Jobs are requeued on timeout
-    or pre-emption and resume from their checkpoints."""
-
-    def __init__(self, name: str, cluster: str):
-        self.name = name
-        self.cluster = cluster
-
-    def launch(self, plan, pending, resources):
-        import submitit
-
-        executor = submitit.AutoExecutor(folder=plan.directory / "jobs", cluster=self.cluster)
-        live, submitted = self.live(plan), set()
-        for spec in pending:
-            # The jobs of the runs this one starts from: submitted now, or earlier and alive.
-            waits = [key(first) for first in waits_for(spec, plan.runs)
-                     if key(first) in submitted or key(first) in live]
-            extra = {}
-            if waits and self.cluster == "slurm":
-                extra = {"dependency": "afterany:" + ":".join(plan.jobs[k] for k in waits)}
-            elif waits:  # no job dependencies on this cluster: wait for those jobs here
-                while any(k in self.live(plan) for k in waits):
-                    time.sleep(1)
-            executor.update_parameters(**self._parameters(spec, resources, extra))
-            job = executor.submit(RunJob(spec, plan.options))
-            plan.jobs[key(spec)] = str(job.job_id)
-            submitted.add(key(spec))
-            plan.save()
-            log.info("submitted %s as job %s", key(spec), job.job_id)
-        return []
-
-    def _parameters(self, spec: RunSpec, resources: Resources, extra: dict) -> dict:
-        params: dict[str, Any] = {"name": f"harness-{spec.method}-{spec.dataset}-{spec.seed}",
-                                  "timeout_min": resources.time_min,
-                                  "cpus_per_task": resources.cpus_per_run}
-        if resources.gpus_per_run:
-            params["gpus_per_node"] = resources.gpus_per_run
-        if resources.mem_gb:
-            params["mem_gb"] = resources.mem_gb
-        if self.cluster == "slurm":
-            if resources.partition:
-                params["slurm_partition"] = resources.partition
-            params["slurm_additional_parameters"] = extra
-        return params
-
-    def live(self, plan):
-        ids = {job: name for name, job in plan.jobs.items()}
-        if not ids:
-            return {}
-        if self.cluster != "slurm":  # a local submitit job's id is its process id
-            return {ids[j]: "running" for j in ids if _alive(int(j))}
-        try:
-            out = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(ids)],
-                                 capture_output=True, text=True, timeout=30).stdout
-        except (OSError, subprocess.SubprocessError):
-            return {}
-        states = {}
-        for line in out.splitlines():
-            job, _, state = line.partition(" ")
-            if job in ids and state in SLURM_STATES:
-                states[ids[job]] = SLURM_STATES[state]
-        return states
-
-
-SLURM_STATES = {"PENDING": "queued", "CONFIGURING": "running", "RUNNING": "running",
-                "COMPLETING": "running", "REQUEUED": "queued", "RESIZING": "running",
-                "SUSPENDED": "queued"}
-
-
-def _checkpointable():
-    try:
-        from submitit.helpers import Checkpointable
-        return Checkpointable
-    except ImportError:  # submitit is only needed when a submitit executor is used
-        return object
-
-
-class RunJob(_checkpointable()):
-    """One run as a submitit job. On timeout or pre-emption submitit requeues it (the
-    Checkpointable default); the SIGTERM that Slurm sends first stops the run at its next
-    checkpoint, and the requeued job resumes from there."""
-
-    def __init__(self, spec: RunSpec, options: dict):
-        self.spec = spec
-        self.options = options
-
-    def __call__(self) -> dict:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-        with stop_on_signals() as stop_requested:
-            return run_one(self.spec, **{**self.options, "show_progress": False,
-                                         "stop_requested": stop_requested})

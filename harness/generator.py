@@ -5,9 +5,15 @@ paper; the synthetic oracle is one too, with the authors' weights.
 """
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from harness import store
+from harness.api import HarnessError
 
 State = tuple[torch.Tensor, torch.Tensor]
 
@@ -32,6 +38,9 @@ class LSTMGenerator(nn.Module):
     def __init__(self, vocab_size: int, seq_len: int, emb_dim: int = 32,
                  hidden_dim: int = 32, start_token: int = 0, init_std: float | None = 0.1):
         super().__init__()
+        self.constructor_args = dict(vocab_size=vocab_size, seq_len=seq_len, emb_dim=emb_dim,
+                                     hidden_dim=hidden_dim, start_token=start_token,
+                                     init_std=None)  # the state dict sets every weight
         self.vocab_size, self.seq_len, self.start_token = vocab_size, seq_len, start_token
         self.embedding = nn.Embedding(vocab_size, emb_dim)
         self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
@@ -88,3 +97,50 @@ class LSTMGenerator(nn.Module):
             log_probs.append(torch.stack(step_log_probs, dim=1))
         tokens = torch.cat(tokens)
         return (tokens, torch.cat(log_probs)) if return_log_probs else tokens
+
+
+# --- saved generators: a state dict plus the constructor's arguments -----------------
+
+FORMAT = "harness-generator/1"
+# A saved generator's class must live in one of these packages (or in a plugin's), so a
+# results directory received from someone else cannot name arbitrary code to run.
+TRUSTED_PACKAGES = ("harness", "harness_plugins", "harness_datasets")
+
+
+def save_generator(path: Path, generator: nn.Module) -> None:
+    """Write ``generator`` as its class name, constructor arguments and state dict.
+
+    A generator class that can be saved sets ``self.constructor_args`` (plain values) in
+    its ``__init__``; nothing is pickled."""
+    kind = type(generator)
+    store.write_torch(path, {"format": FORMAT, "class": f"{kind.__module__}:{kind.__qualname__}",
+                             "args": generator.constructor_args,
+                             "state_dict": generator.state_dict()})
+
+
+def load_generator(path: Path, device: torch.device | str = "cpu") -> nn.Module:
+    """A generator saved by ``save_generator``, read as tensors only (``weights_only``)."""
+    saved = store.read_torch(path, device)
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise HarnessError(f"{path} is not a saved harness generator (a state dict and its "
+                           f"constructor arguments); re-run the run to write one")
+    generator = _trusted_class(saved["class"], path)(**saved["args"])
+    generator.load_state_dict(saved["state_dict"])
+    return generator.to(device).eval()
+
+
+def _trusted_class(name: str, path: Path) -> type:
+    from harness.plugins import plugin_manager
+
+    module, _, qualname = name.partition(":")
+    plugins = {plugin.__name__.split(".")[0] for plugin in plugin_manager().get_plugins()
+               if hasattr(plugin, "__name__")}
+    if module.split(".")[0] not in set(TRUSTED_PACKAGES) | plugins:
+        raise HarnessError(f"{path}: generator class {name} is not from the harness or an "
+                           f"installed plugin; refusing to load it")
+    kind = importlib.import_module(module)
+    for part in qualname.split("."):
+        kind = getattr(kind, part)
+    if not (isinstance(kind, type) and issubclass(kind, nn.Module)):
+        raise HarnessError(f"{path}: {name} is not a generator module")
+    return kind

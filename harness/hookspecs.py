@@ -16,4 +16,9 @@ def register_datasets(register):
 
 @hookspec
 def register_executors(register):
-    """Register executors (objects with name, launch and live) that run a plan's runs."""
+    """Register executors (objects with name, Options, runs_here, launch and live)."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add commands to the ``harness`` command line (a click.Group)."""

@@ -32,7 +32,7 @@ from typing import Hashable, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["BleuReferences", "bleu", "self_bleu"]
+__all__ = ["BLEU_RULES", "BleuReferences", "bleu", "self_bleu"]
 
 # nltk's SmoothingFunction().method1 default: a precision with 0 matches
 # becomes (0 + epsilon) / denominator.
@@ -134,8 +134,17 @@ def _closest_lengths(hyp_lens: np.ndarray, ref_lens_sorted: np.ndarray) -> np.nd
     return np.where(take_lower, lower, upper)
 
 
+# How a sentence BLEU treats an n-gram order without a match:
+# "smoothed": nltk's method1, a zero numerator becomes epsilon (the metric of the tables);
+# "nltk-3.2": nltk 3.2.x without smoothing (what the SeqGAN authors' PG-BLEU reward
+#     used): the order is left out of the sum of logs, weights not renormalised; 0 only
+#     when no unigram matches;
+# "strict": today's nltk without smoothing: 0 when any order has no match.
+BLEU_RULES = ("smoothed", "nltk-3.2", "strict")
+
+
 def _scores_from_stats(numerators: np.ndarray, hyp_lens: np.ndarray,
-                       ref_lens: np.ndarray, max_n: int, smoothing: bool = True) -> np.ndarray:
+                       ref_lens: np.ndarray, max_n: int, rule: str = "smoothed") -> np.ndarray:
     """nltk ``corpus_bleu`` for single hypotheses, vectorised over rows.
 
     numerators: (H, >= max_n) clipped match counts for orders 1..;
@@ -145,20 +154,24 @@ def _scores_from_stats(numerators: np.ndarray, hyp_lens: np.ndarray,
     covers an empty hypothesis); brevity penalty ``exp(1 - r / c)`` when
     ``c <= r``.  Every division is float(int) / float(int), which rounds
     exactly like nltk's ``int / int`` on its unnormalised Fractions.
+    ``rule`` picks what an order without a match does (``BLEU_RULES``).
     """
+    if rule not in BLEU_RULES:
+        raise ValueError(f"rule must be one of {', '.join(BLEU_RULES)}, not {rule!r}")
     num = numerators[:, :max_n].astype(np.float64)
     den = np.maximum(1, hyp_lens[:, None] - np.arange(max_n)[None, :]).astype(np.float64)
     p = np.where(num > 0, num, _EPSILON) / den
     weight = 1.0 / max_n  # nltk: weights=(1/n,)*n
-    log_sum = (weight * np.log(p)).sum(axis=1)
+    # nltk 3.2: s = (w * math.log(p_i) for w, p_i in zip(weights, p_n) if p_i.numerator != 0)
+    log_p = np.where(num > 0, np.log(p), 0.0) if rule == "nltk-3.2" else np.log(p)
+    log_sum = (weight * log_p).sum(axis=1)
     c = hyp_lens.astype(np.float64)
     r = ref_lens.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         bp = np.where(hyp_lens > ref_lens, 1.0,
                       np.where(hyp_lens == 0, 0.0, np.exp(1.0 - r / np.maximum(c, 1.0))))
     scores = bp * np.exp(log_sum)
-    # Unsmoothed (nltk without a smoothing function): any order without a match gives 0.
-    no_match = (num == 0).any(axis=1) if not smoothing else numerators[:, 0] == 0
+    no_match = (num == 0).any(axis=1) if rule == "strict" else numerators[:, 0] == 0
     return np.where(no_match, 0.0, scores)
 
 
@@ -236,13 +249,14 @@ class BleuReferences:
         return numerators, lengths
 
     def sentence_scores(self, hypotheses: Iterable[Sentence], max_n: int | None = None,
-                        smoothing: bool = True) -> np.ndarray:
+                        rule: str = "smoothed") -> np.ndarray:
         """BLEU-``max_n`` of each hypothesis against all references (float64).
 
         ``max_n`` defaults to the precomputed order; a smaller one reuses the
         same tables (e.g. BLEU-2..5 from one ``BleuReferences(refs, 5)``).
-        ``smoothing=False`` is nltk's unsmoothed BLEU (PG-BLEU's reward in the
-        authors' script).
+        ``rule`` is how an order without a match counts (``BLEU_RULES``):
+        ``"nltk-3.2"`` is the unsmoothed BLEU of PG-BLEU's reward in the authors'
+        script, ``"strict"`` today's nltk without smoothing.
         """
         n = self.max_n if max_n is None else int(max_n)
         if not 1 <= n <= self.max_n:
@@ -252,7 +266,7 @@ class BleuReferences:
             return np.zeros(0, dtype=np.float64)
         numerators, lengths = self._match_stats(hyps)
         return _scores_from_stats(numerators, lengths,
-                                  _closest_lengths(lengths, self._ref_lens), n, smoothing)
+                                  _closest_lengths(lengths, self._ref_lens), n, rule)
 
     def score(self, hypotheses: Iterable[Sentence], max_n: int | None = None) -> float:
         """Mean sentence BLEU over the hypotheses."""

@@ -1,96 +1,22 @@
-"""The SeqGAN paper's synthetic oracle: an LSTM with the authors' own weights.
-
-The authors' ``target_params.pkl`` holds 15 arrays; ``target_params.npz`` is the
-same arrays without pickle. Their LSTM computes ``x @ W`` with gates i, f, o and
-candidate c, zero initial state and start token 0 — exactly ``nn.LSTM`` once the
-matrices are transposed and stacked in PyTorch's gate order (i, f, g, o), so the
-oracle is simply an :class:`LSTMGenerator` with frozen weights.
-"""
+"""Synthetic data from an oracle: any LSTM generator whose samples are the data and whose
+likelihood scores a method's samples (NLL-oracle), as in the SeqGAN paper."""
 from __future__ import annotations
 
-import functools
-import importlib
-import pickle
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from harness.api import Corpus
-from harness.download import DataFile, fetch
 from harness.generator import LSTMGenerator
-
-SEQGAN_COMMIT = "e2b52fb6309851b14765290e8a972ccac09f1bec"
-FIRST_COMMIT = "4152436cb6fed67d3dec0512639d9f6967a7b2de"
-RAW = "https://raw.githubusercontent.com/LantaoYu/SeqGAN"
-PARAM_NAMES = ("embeddings", "Wi", "Ui", "bi", "Wf", "Uf", "bf",
-               "Wog", "Uog", "bog", "Wc", "Uc", "bc", "Wo", "bo")
-
-PARAMS_PICKLE = DataFile(
-    "seqgan_oracle/target_params.pkl",
-    "6a0b3b967aa03a952b353709493e2b430fc261d15f9dd658823019b4eaab6c1c",
-    url=f"{RAW}/{SEQGAN_COMMIT}/save/target_params.pkl")
-REAL_DATA = DataFile(
-    "seqgan_oracle/real_data.txt",
-    "c0338b2bc2a29802154c81058b8aafed488ee55bda3aaba3849289c59a7a8e22",
-    url=f"{RAW}/{FIRST_COMMIT}/MLE_SeqGAN/save/real_data.txt")
-
-
-class _ArraysOnly(pickle.Unpickler):
-    """Unpickles the authors' list of numpy arrays and refuses anything else."""
-
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
-               ("numpy", "dtype")}
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing {module}.{name} in target_params.pkl")
-        if module == "numpy.core.multiarray":  # renamed numpy._core in numpy 2
-            module = "numpy._core.multiarray" if np.__version__ >= "2" else module
-        return getattr(importlib.import_module(module), name)
-
-
-def _npz_from_pickle(dest: Path, mirror: str | Path | None) -> None:
-    """Derive the npz from the authors' pickle; byte-identical to the mirror's npz."""
-    with open(fetch(PARAMS_PICKLE, mirror), "rb") as f:
-        arrays = _ArraysOnly(f, encoding="latin1").load()
-    np.savez(dest, **dict(zip(PARAM_NAMES, arrays)))
-
-
-PARAMS = DataFile(
-    "seqgan_oracle/target_params.npz",
-    "14cbf71614ecb8f04a40362ce0004f31cc6bac3032d263b4a386be7d449966b3",
-    derive=_npz_from_pickle)
-
-
-def from_seqgan_params(params: dict[str, np.ndarray], seq_len: int = 20) -> LSTMGenerator:
-    """An LSTMGenerator computing exactly the authors' TensorFlow oracle."""
-    t = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in params.items()}
-    vocab_size, emb_dim = t["embeddings"].shape
-    hidden_dim = t["Ui"].shape[0]
-    oracle = LSTMGenerator(vocab_size, seq_len, emb_dim, hidden_dim, start_token=0, init_std=None)
-    with torch.no_grad():
-        oracle.embedding.weight.copy_(t["embeddings"])
-        oracle.lstm.weight_ih_l0.copy_(torch.cat([t["Wi"].T, t["Wf"].T, t["Wc"].T, t["Wog"].T]))
-        oracle.lstm.weight_hh_l0.copy_(torch.cat([t["Ui"].T, t["Uf"].T, t["Uc"].T, t["Uog"].T]))
-        oracle.lstm.bias_ih_l0.copy_(torch.cat([t["bi"], t["bf"], t["bc"], t["bog"]]))
-        oracle.lstm.bias_hh_l0.zero_()
-        oracle.output.weight.copy_(t["Wo"].T)
-        oracle.output.bias.copy_(t["bo"])
-    return oracle.requires_grad_(False).eval()
-
-
-def seqgan_oracle(mirror: str | Path | None = None) -> LSTMGenerator:
-    """The paper's oracle (vocabulary 5,000, embedding 32, hidden 32, length 20)."""
-    with np.load(fetch(PARAMS, mirror), allow_pickle=False) as params:
-        return from_seqgan_params({name: params[name] for name in PARAM_NAMES})
 
 
 def random_oracle(vocab_size: int, seq_len: int, emb_dim: int = 32, hidden_dim: int = 32,
                   seed: int = 0) -> LSTMGenerator:
-    """An oracle of any size with N(0, 1) parameters, as the paper draws its own."""
-    torch.manual_seed(seed)
-    oracle = LSTMGenerator(vocab_size, seq_len, emb_dim, hidden_dim, init_std=1.0)
+    """An oracle of any size with N(0, 1) parameters drawn from ``seed``, as the paper draws
+    its own; the global random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        oracle = LSTMGenerator(vocab_size, seq_len, emb_dim, hidden_dim, init_std=1.0)
     return oracle.requires_grad_(False).eval()
 
 
@@ -111,14 +37,3 @@ def oracle_corpus(oracle: LSTMGenerator, name: str, seed: int, n_train: int = 10
     return Corpus(name=name, train=train, test=test, vocab_size=oracle.vocab_size,
                   start_token=oracle.start_token, oracle=oracle, eval_samples=eval_samples,
                   info={"n_train": n_train, "n_test": n_test, "data_seed": seed, **info})
-
-
-@functools.lru_cache(maxsize=4)
-def _paper_oracle_corpus(seed: int, mirror: str | None) -> Corpus:
-    return oracle_corpus(seqgan_oracle(mirror), "oracle", seed,
-                         oracle_weights="LantaoYu/SeqGAN target_params (authors' own)")
-
-
-def load_paper_oracle(profile: str, seed: int, mirror: str | Path | None = None) -> Corpus:
-    """The paper's synthetic data set: 10,000 training and 10,000 held-out oracle samples."""
-    return _paper_oracle_corpus(seed, str(mirror) if mirror else None)

@@ -1,55 +1,66 @@
 """Figures from the results directory: the paper's Figure 2 (learning curves) and a
-quality-diversity chart from each run's temperature sweep."""
+quality-diversity chart from each run's temperature sweep. What each figure shows comes
+from the plugins' metadata: a data set's headline and diversity metrics, the methods a
+method starts from (the end of that pre-training is marked), the ceiling reference row."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
 
-CURVE_METRIC = ("nll_oracle", "nll_test")   # the first one a curve has is plotted
-QUALITY = {"oracle": "nll_oracle", "poems": "bleu2", "obama": "bleu3"}
-DIVERSITY = {"oracle": "nll_test", "poems": "self_bleu2", "obama": "self_bleu3"}
+from harness import store
+from harness.api import method_info
+from harness.evaluate import CURVE_METRICS
+from harness.table import collect, dataset_view
 
 
-def _runs(results: Path, name: str) -> pd.DataFrame:
-    """Every run's ``name`` file (curve.csv or sweep.csv) with its run id, data set,
-    method and seed; finished runs only."""
+def _runs(results: Path | str | None, name: str) -> pd.DataFrame:
+    """Every finished run's ``name`` file (curve.csv or sweep.csv) with its run id, data
+    set, method and seed."""
     frames = []
-    for path in sorted(Path(results).glob(f"*/*/*/seed-*/{name}")):
-        if not path.with_name("metrics.json").exists():
+    for key, directory in store.runs(results, finished_only=True):
+        if not (directory / name).exists():
             continue
-        seed_dir = path.parent
-        frame = pd.read_csv(path)
-        frame["run_id"], frame["dataset"] = seed_dir.parents[2].name, seed_dir.parents[1].name
-        frame["method"], frame["seed"] = seed_dir.parent.name, seed_dir.name
+        frame = pd.read_csv(directory / name)
+        frame["run_id"], frame["dataset"] = key.run_id, key.dataset
+        frame["method"], frame["seed"] = key.method, key.seed
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def learning_curves(results: Path, out: Path) -> list[Path]:
+def _methods_where(predicate) -> set[str]:
+    from harness.plugins import registry
+
+    return {name for name, method in registry().methods.items() if predicate(method_info(method))}
+
+
+def learning_curves(results: Path | str | None, out: Path) -> list[Path]:
     """One PNG per run id and data set: the curve metric against epoch, mean over seeds,
     with the end of MLE pre-training marked."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves, written = _runs(results, "curve.csv"), []
+    curves, written = _runs(results, store.CURVE), []
     if curves.empty:
         return written
+    metrics = collect(results)
     for (run_id, dataset), part in curves.groupby(["run_id", "dataset"]):
-        metric = next((m for m in CURVE_METRIC if m in part and part[m].notna().any()), None)
+        metric = next((m for m in CURVE_METRICS if m in part and part[m].notna().any()), None)
         if metric is None:
             continue
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for method, rows in part.dropna(subset=[metric]).groupby("method"):
             mean = rows.groupby("epoch")[metric].mean()
             ax.plot(mean.index, mean.values, marker=".", label=method)
-        pretrain = part[(part.phase == "mle") & part.method.isin(["seqgan", "pg-bleu"])].epoch
+        pretrain = pd.concat([part[(part.method == method) & part.phase.isin(starts_from)].epoch
+                              for method, starts_from in _starts_from().items()] or [pd.Series()])
         if len(pretrain):
             ax.axvline(pretrain.max(), color="grey", linestyle="--", linewidth=1)
             ax.annotate("end of pre-training", (pretrain.max(), ax.get_ylim()[1]),
                         fontsize=8, ha="right", va="top", rotation=90)
-        _mark_real_data(ax, results, run_id, dataset, metric, part)
+        _mark_real_data(ax, metrics[(metrics.run_id == run_id) & (metrics.dataset == dataset)],
+                        part, metric)
         ax.set(xlabel="epoch (adversarial: batches after pre-training)", ylabel=metric,
                title=f"{dataset} ({run_id}): learning curves")
         ax.legend()
@@ -57,34 +68,45 @@ def learning_curves(results: Path, out: Path) -> list[Path]:
     return written
 
 
-def _mark_real_data(ax, results: Path, run_id: str, dataset: str, metric: str,
-                    curves: pd.DataFrame) -> None:
-    """The real data's level as a line; a curve far below it (a collapsed generator, which
-    NLL-oracle alone would call a win) is cut off and named, so it does not squash the rest."""
-    path = Path(results) / run_id / dataset / "real" / "seed-0" / "metrics.json"
-    if not path.exists() or metric not in (level := pd.read_json(path, typ="series")):
+def _starts_from() -> dict[str, tuple[str, ...]]:
+    """method -> the phases its curve inherits from the methods it starts from."""
+    from harness.plugins import registry
+
+    return {name: method_info(m).starts_from for name, m in registry().methods.items()
+            if method_info(m).starts_from}
+
+
+def _mark_real_data(ax, metrics: pd.DataFrame, curves: pd.DataFrame, metric: str) -> None:
+    """The real data's level (the ceiling row's ``metric``) as a line; a curve far below it
+    (a collapsed generator, which NLL-oracle alone would call a win) is cut off and named,
+    so it does not squash the rest."""
+    ceiling = metrics[metrics.method.isin(_methods_where(lambda info: info.reference == "ceiling"))
+                      & (metrics.metric == metric)].value
+    if ceiling.empty:
         return
-    ax.axhline(level[metric], color="black", linestyle=":", linewidth=1,
-               label=f"real data ({level[metric]:.2f})")
-    below = sorted(set(curves[curves[metric] < level[metric] - 0.5].method))
+    level = ceiling.mean()
+    ax.axhline(level, color="black", linestyle=":", linewidth=1, label=f"real data ({level:.2f})")
+    below = sorted(set(curves[curves[metric] < level - 0.5].method))
     if below:
-        ax.set_ylim(bottom=level[metric] - 0.5)
+        ax.set_ylim(bottom=level - 0.5)
         ax.text(0.99, 0.02, f"cut off below: {', '.join(below)} (under the real data: collapsed)",
                 transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
 
 
-def quality_diversity(results: Path, out: Path) -> list[Path]:
+def quality_diversity(results: Path | str | None, out: Path) -> list[Path]:
     """One PNG per run id and data set: quality against diversity across temperatures."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sweeps, written = _runs(results, "sweep.csv"), []
+    sweeps, written = _runs(results, store.SWEEP), []
     if sweeps.empty:
         return written
     for (run_id, dataset), part in sweeps.groupby(["run_id", "dataset"]):
-        quality = QUALITY.get(dataset, "nll_oracle" if "nll_oracle" in part else "bleu2")
-        diversity = DIVERSITY.get(dataset, "nll_test" if quality == "nll_oracle" else "self_bleu2")
+        view = dataset_view(dataset, set(part.columns))
+        quality, diversity = view.headline[0], view.diversity
+        if quality not in part or diversity not in part:
+            continue
         part = part.dropna(subset=[quality, diversity])
         if part.empty:
             continue

@@ -1,4 +1,10 @@
-"""The plugin manager: built-in plugins and third-party ones, found the same way."""
+"""The plugin manager: built-in plugins and third-party ones, found the same way.
+
+Both are built once per process, lazily: first the built-in modules (in this order,
+which is also the order of a table's rows), then modules named in ``HARNESS_PLUGINS``,
+then the entry points of group ``harness``. A plugin that fails to load, or whose hook
+raises or registers a name already taken, is reported once and skipped.
+"""
 from __future__ import annotations
 
 import functools
@@ -17,14 +23,17 @@ from harness.api import Dataset, HarnessError, Method
 log = logging.getLogger("harness")
 
 BUILTIN_PLUGINS = (
-    "harness.datasets",
     "harness.executors",
-    "harness_plugins.mle",
+    "harness.slurm",
+    "harness_datasets.oracle",
+    "harness_datasets.poems",
+    "harness_datasets.obama",
     "harness_plugins.reference",
-    "harness_plugins.vae",
+    "harness_plugins.mle",
     "harness_plugins.scheduled_sampling",
     "harness_plugins.pg_bleu",
     "harness_plugins.seqgan",
+    "harness_plugins.vae",
 )
 ENTRY_POINT_GROUP = "harness"
 NO_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
@@ -77,8 +86,10 @@ class Registry:
     plugin_of: dict[str, str] = field(default_factory=dict)  # "method:mle" -> plugin name
 
 
+@functools.cache
 def registry() -> Registry:
-    """Every registered method and data set; a plugin whose hook raises is skipped."""
+    """Every registered method, data set and executor, collected once per process, in
+    the order their plugins were registered."""
     pm = plugin_manager()
     found = Registry()
     for kind, table in (("method", found.methods), ("dataset", found.datasets),
@@ -97,3 +108,10 @@ def registry() -> Registry:
             except Exception as error:
                 _report(impl.plugin_name, f"failed in register_{kind}s: {error!r}")
     return found
+
+
+def reset() -> None:
+    """Forget the plugin manager and the registry (tests that add plugins)."""
+    registry.cache_clear()
+    plugin_manager.cache_clear()
+    load_errors.clear()

@@ -1,4 +1,8 @@
-"""Running methods on data sets: one directory per run, written atomically."""
+"""Running methods on data sets: one directory per run, written atomically.
+
+A run: load the data set, seed every random state, train the method, check the result is
+finite, evaluate it with the harness's own code, and write its files to the store
+(metrics.json last, so its presence marks a finished run)."""
 from __future__ import annotations
 
 import contextlib
@@ -13,20 +17,19 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import harness
-from harness import config, store
+from harness import config, evaluate, store
 from harness.api import Dataset, HarnessError, Interrupted, RunContext, check_finite
-from harness.evaluate import EVAL_SEED_OFFSET, curve_metrics, evaluate, temperature_sweep
+from harness.generator import save_generator
 from harness.plugins import load_errors, registry
 
 log = logging.getLogger("harness")
-RESULTS_ENV = "HARNESS_RESULTS"
 SHOWN_SAMPLES = 100  # generated sequences kept as text in each run's samples.txt
 
 
@@ -37,12 +40,24 @@ class RunSpec:
     seed: int
     profile: str = "default"
 
-    def directory(self, results: Path, run_id: str) -> Path:
-        return Path(results) / run_id / self.dataset / self.method / f"seed-{self.seed}"
+    def key(self, run_id: str) -> store.RunKey:
+        return store.RunKey(run_id, self.dataset, self.method, self.seed)
 
 
-def results_dir(results: str | Path | None = None) -> Path:
-    return Path(results or os.environ.get(RESULTS_ENV) or "results")
+@dataclass(frozen=True)
+class RunOptions:
+    """How a plan's runs are made, whoever runs them (kept in plan.json for cluster jobs)."""
+
+    run_id: str
+    results: str                              # the results directory (absolute in a plan)
+    settings: dict[str, str] = field(default_factory=dict)  # --set overrides, raw strings
+    device: str = "auto"                      # auto, cpu or cuda
+    mirror: str | None = None                 # local copy of the corpora
+    threads: int | None = None                # torch CPU threads per run (None: torch's default)
+    show_progress: bool = True
+
+    def run_dir(self, spec: RunSpec) -> Path:
+        return store.run_dir(self.results, spec.key(self.run_id))
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -57,15 +72,18 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def plan(methods: list[str] | None, datasets: list[str] | None, seeds: list[int],
          profile: str) -> list[RunSpec]:
-    """Methods x data sets x seeds, every name checked; a method may decline a data set."""
+    """Methods x data sets x seeds, every name checked; a method may decline a data set.
+    Without names: every method that has the profile (the base profiles are everyone's),
+    on every data set."""
     found = registry()
-    methods = methods or sorted(found.methods)
-    datasets = datasets or sorted(found.datasets)
-    _check_names("method", methods, found.methods)
-    _check_names("data set", datasets, found.datasets)
     profiles = config.known_profiles(found.methods.values())
     if profile not in profiles:
         raise HarnessError(f"unknown profile {profile!r}; choose one of: {', '.join(profiles)}")
+    methods = methods or [m for m, method in found.methods.items()
+                          if config.has_profile(method, profile)]
+    datasets = datasets or list(found.datasets)
+    _check_names("method", methods, found.methods)
+    _check_names("data set", datasets, found.datasets)
     return [RunSpec(m, d, seed, profile) for m in methods for d in datasets for seed in seeds
             if getattr(found.methods[m], "supports", lambda name: True)(d)]
 
@@ -86,7 +104,7 @@ def environment() -> dict:
         commit = None
     return {"harness": harness.__version__, "git_commit": commit, "python": platform.python_version(),
             "torch": torch.__version__, "numpy": np.__version__, "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
             "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
@@ -100,49 +118,52 @@ class RunFailed(Exception):
     """A run that raised or diverged; its status.json holds the reason."""
 
 
-def run_one(spec: RunSpec, *, settings: dict[str, str] | None = None, results: Path | None = None,
-            run_id: str | None = None, device: str = "auto", mirror: str | None = None,
-            show_progress: bool = True, stop_requested=lambda: False) -> dict:
+def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) -> dict:
     """Train ``spec.method`` on ``spec.dataset`` and evaluate it; returns its metrics.
 
     A run whose metrics.json exists is finished and is not repeated; an unfinished one
     resumes from its checkpoint. Raises RunFailed (status ``failed``) when the method
     raises or diverges, api.Interrupted (status ``interrupted``) after SIGINT/SIGTERM.
     """
-    settings = settings or {}
     found = registry()
     method, dataset = found.methods[spec.method], found.datasets[spec.dataset]
-    run_dir = spec.directory(results_dir(results), run_id or config.run_id_for(spec.profile, settings))
-    if (run_dir / "metrics.json").exists():
+    run_dir = options.run_dir(spec)
+    if (run_dir / store.METRICS).exists():
         log.info("%s/%s seed %d: finished earlier, skipped (%s)", spec.dataset, spec.method,
                  spec.seed, run_dir)
-        return store.read_json(run_dir / "metrics.json")
-    torch_device = resolve_device(device)
-    cfg = config.resolve(method, spec.profile, settings)
-    seed_everything(spec.seed)
+        return store.read_json(run_dir / store.METRICS)
+    torch_device = resolve_device(options.device)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    cfg = config.resolve(method, spec.profile, options.settings)
     # Loaded before anything is written: a bad data file leaves the results untouched.
-    corpus = _load_corpus(dataset, found.plugin_of[f"dataset:{spec.dataset}"], spec, mirror)
+    corpus = _load_corpus(dataset, found.plugin_of[f"dataset:{spec.dataset}"], spec,
+                          options.mirror)
     corpus.to(torch_device)
+    # Seeded after the data are loaded, so nothing a loader draws (or reseeds) reaches
+    # the run's random streams.
+    seed_everything(spec.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     store.remove_temporaries(run_dir)  # left by a process killed while writing
-    handler = logging.FileHandler(run_dir / "run.log")
+    handler = logging.FileHandler(run_dir / store.LOG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     plugin = found.plugin_of[f"method:{spec.method}"]
     try:
         for name, error in load_errors.items():
             log.warning("plugin %s %s", name, error)
-        record = {**dataclasses.asdict(spec), "run_id": run_dir.parents[2].name,
-                  "plugin": plugin, "device": str(torch_device), "settings": settings,
+        record = {**dataclasses.asdict(spec), "run_id": options.run_id,
+                  "plugin": plugin, "device": str(torch_device), "settings": options.settings,
                   "config": dataclasses.asdict(cfg), "corpus": corpus.info,
+                  "torch_threads": torch.get_num_threads(),
                   "started": store.now(), "environment": environment()}
-        store.write_json(run_dir / "config.json", record)
+        store.write_json(run_dir / store.CONFIG, record)
         store.write_status(run_dir, "running", pid=os.getpid(), host=platform.node())
         ctx = RunContext(corpus=corpus, config=cfg, device=torch_device, seed=spec.seed,
                          profile=spec.profile, run_dir=run_dir, log=log,
-                         evaluate_curve=lambda g: curve_metrics(g, corpus, spec.seed),
-                         show_progress=show_progress, stop_requested=stop_requested,
-                         shared_dir=results_dir(results) / "_shared" / spec.dataset / f"seed-{spec.seed}")
+                         evaluate_curve=lambda g: evaluate.curve_metrics(g, corpus, spec.seed),
+                         show_progress=options.show_progress, stop_requested=stop_requested,
+                         shared_dir=store.shared_dir(options.results, spec.dataset, spec.seed))
         log.info("%s/%s seed %d on %s -> %s", spec.dataset, spec.method, spec.seed, torch_device, run_dir)
         try:
             metrics = _train_and_evaluate(method, ctx)
@@ -153,10 +174,10 @@ def run_one(spec: RunSpec, *, settings: dict[str, str] | None = None, results: P
             reason = f"plugin {plugin}: {type(error).__name__}: {error}"
             store.write_status(run_dir, "failed", reason=reason)
             raise RunFailed(reason) from error
-        store.write_json(run_dir / "config.json", {**record, "random_streams": {
+        store.write_json(run_dir / store.CONFIG, {**record, "notes": ctx.notes, "random_streams": {
             "python, numpy and torch global state": spec.seed, **ctx.rngs,
-            "evaluation": spec.seed + EVAL_SEED_OFFSET}})
-        store.write_json(run_dir / "metrics.json", metrics)  # marks the run finished
+            "evaluation": spec.seed + evaluate.EVAL_SEED_OFFSET}})
+        store.write_json(run_dir / store.METRICS, metrics)  # marks the run finished
         store.write_status(run_dir, "finished")
         log.info("%s/%s seed %d: %s", spec.dataset, spec.method, spec.seed,
                  ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
@@ -186,26 +207,31 @@ def _train_and_evaluate(method, ctx: RunContext) -> dict:
         for name, weight in generator.state_dict().items():
             if weight.is_floating_point():
                 check_finite(weight, f"the trained generator's {name}")
-    metrics, samples = evaluate(generator, ctx.corpus, ctx.seed)
-    store.write_text(ctx.run_dir / "samples.txt",
+    metrics, samples = evaluate.evaluate(generator, ctx.corpus, ctx.seed)
+    store.write_text(ctx.run_dir / store.SAMPLES,
                      "\n\n".join(ctx.corpus.show(samples[:SHOWN_SAMPLES])) + "\n")
-    store.write_csv(ctx.run_dir / "sweep.csv", temperature_sweep(generator, ctx.corpus, ctx.seed))
-    if isinstance(generator, torch.nn.Module):
-        store.write_torch(ctx.run_dir / "generator.pt", generator)
-    metrics.update(_best_so_far(ctx.curve))
+    store.write_csv(ctx.run_dir / store.SWEEP,
+                    evaluate.temperature_sweep(generator, ctx.corpus, ctx.seed))
+    if hasattr(generator, "constructor_args"):
+        save_generator(ctx.run_dir / store.GENERATOR, generator)
+    metrics.update(best_so_far(ctx.curve))
     metrics.update(train_seconds=round(trained - started, 2),
                    eval_seconds=round(time.perf_counter() - trained, 2))
     return metrics
 
 
-def _best_so_far(curve: list[dict]) -> dict:
-    """The authors saved SeqGAN's result at each new best NLL-oracle; we report the final
-    value as the result and this best-so-far beside it, labelled."""
-    values = [row["nll_oracle"] for row in curve if row.get("nll_oracle") is not None]
-    return {"nll_oracle_best_so_far": min(values)} if values else {}
+def best_so_far(curve: list[dict]) -> dict:
+    """The best value of each curve metric over the run (the authors kept their SeqGAN,
+    SS and PG-BLEU results at each new best NLL-oracle); the final value stays the result."""
+    best = {}
+    for metric in evaluate.CURVE_METRICS:
+        values = [row[metric] for row in curve if row.get(metric) is not None]
+        if values:
+            best[f"{metric}_best_so_far"] = min(values)
+    return best
 
 
-def run_plan(specs: list[RunSpec], **options) -> list[tuple[RunSpec, str]]:
+def run_plan(specs: list[RunSpec], options: RunOptions) -> list[tuple[RunSpec, str]]:
     """Run every spec (checked by ``preflight`` first: executors.submit does), showing the
     plan and the overall progress with an ETA. A failing run is recorded and the others go
     on; returns the failures as (spec, reason). SIGINT/SIGTERM stop the plan at the running
@@ -221,7 +247,7 @@ def run_plan(specs: list[RunSpec], **options) -> list[tuple[RunSpec, str]]:
                      spec.method, spec.dataset, spec.seed, spec.profile,
                      _eta(started, number - 1, len(specs)))
             try:
-                run_one(spec, stop_requested=stop_requested, **options)
+                run_one(spec, options, stop_requested=stop_requested)
             except RunFailed as error:
                 log.error("%s on %s, seed %d failed: %s", spec.method, spec.dataset, spec.seed,
                           error, exc_info=error.__cause__)
@@ -230,19 +256,19 @@ def run_plan(specs: list[RunSpec], **options) -> list[tuple[RunSpec, str]]:
     return failures
 
 
-def preflight(specs: list[RunSpec], *, settings: dict[str, str] | None = None,
-              results: Path | None = None, device: str = "auto", mirror: str | None = None,
-              **_) -> None:
+def preflight(specs: list[RunSpec], options: RunOptions, check_device: bool = True) -> None:
     """Every check that can fail on the user's input, before anything is written: the
-    device, each method's settings, the results directory, every data set's files."""
-    resolve_device(device)
+    device (where the runs will run here), each method's settings, the results directory,
+    every data set's files."""
+    if check_device:
+        resolve_device(options.device)
     found = registry()
     for method, profile in sorted({(s.method, s.profile) for s in specs}):
-        config.resolve(found.methods[method], profile, settings or {})
-    check_writable(results_dir(results))
+        config.resolve(found.methods[method], profile, options.settings)
+    check_writable(store.results_dir(options.results))
     for name, profile, seed in sorted({(s.dataset, s.profile, s.seed) for s in specs}):
         try:
-            found.datasets[name].load(profile=profile, seed=seed, mirror=mirror)
+            found.datasets[name].load(profile=profile, seed=seed, mirror=options.mirror)
         except HarnessError:
             raise
         except Exception:  # a broken data-set plugin: its runs fail and say why

@@ -1,5 +1,15 @@
-"""The results store: atomic writes (a file is either complete or absent, never
-half-written) and each run's status."""
+"""The results store: the one module that knows where results live, and how they are
+written (atomically: a file is either complete or absent, never half-written).
+
+Layout under the results directory (``./results``, ``--results`` or ``HARNESS_RESULTS``)::
+
+    <run-id>/plan.json                               the plan of the runs (executors)
+    <run-id>/jobs/                                   cluster jobs' logs
+    <run-id>/<dataset>/<method>/seed-<n>/            one run: the files named below
+    _shared/<dataset>/seed-<n>/                      work shared between runs (pre-training)
+
+Everything else asks this module for a path or for the runs it holds.
+"""
 from __future__ import annotations
 
 import csv
@@ -8,11 +18,94 @@ import io
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
+RESULTS_ENV = "HARNESS_RESULTS"
+CONFIG, METRICS, STATUS = "config.json", "metrics.json", "status.json"
+CURVE, SWEEP, SAMPLES = "curve.csv", "sweep.csv", "samples.txt"
+CHECKPOINT, GENERATOR, LOG = "checkpoint.pt", "generator.pt", "run.log"
+PLAN = "plan.json"
+SHARED = "_shared"
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What names one run in the results."""
+
+    run_id: str
+    dataset: str
+    method: str
+    seed: int
+
+    def __str__(self) -> str:
+        return f"{self.method}/{self.dataset}/seed-{self.seed}"
+
+
+def results_dir(results: str | Path | None = None) -> Path:
+    return Path(results or os.environ.get(RESULTS_ENV) or "results")
+
+
+def run_dir(results: str | Path | None, key: RunKey) -> Path:
+    return results_dir(results) / key.run_id / key.dataset / key.method / f"seed-{key.seed}"
+
+
+def run_id_dir(results: str | Path | None, run_id: str) -> Path:
+    return results_dir(results) / run_id
+
+
+def plan_path(results: str | Path | None, run_id: str) -> Path:
+    return run_id_dir(results, run_id) / PLAN
+
+
+def plan_paths(results: str | Path | None, run_id: str | None = None) -> list[Path]:
+    return sorted(results_dir(results).glob(f"{run_id or '*'}/{PLAN}"))
+
+
+def jobs_dir(results: str | Path | None, run_id: str) -> Path:
+    return run_id_dir(results, run_id) / "jobs"
+
+
+def shared_dir(results: str | Path | None, dataset: str, seed: int) -> Path:
+    return results_dir(results) / SHARED / dataset / f"seed-{seed}"
+
+
+def plots_dir(results: str | Path | None) -> Path:
+    return results_dir(results) / "plots"
+
+
+def runs(results: str | Path | None, finished_only: bool = False) -> Iterator[tuple[RunKey, Path]]:
+    """Every run under ``results`` (a results directory, one run id's directory or one
+    run's directory), with its key as its config.json records it."""
+    root = results_dir(results)
+    if (root / CONFIG).exists():
+        candidates = [root / CONFIG]
+    else:
+        candidates = sorted(root.glob(f"*/*/seed-*/{CONFIG}")) + \
+            sorted(root.glob(f"*/*/*/seed-*/{CONFIG}"))
+    for path in candidates:
+        if finished_only and not path.with_name(METRICS).exists():
+            continue
+        try:
+            config = read_json(path)
+            key = RunKey(config["run_id"], config["dataset"], config["method"], int(config["seed"]))
+        except (OSError, ValueError, KeyError):
+            continue  # not a run's config
+        yield key, path.parent
+
+
+def find_run(results: str | Path | None, method: str, dataset: str, seed: int = 0,
+             run_id: str | None = None) -> list[Path]:
+    """The finished runs of (method, data set, seed), optionally of one run id."""
+    return [directory for key, directory in runs(results, finished_only=True)
+            if (key.method, key.dataset, key.seed) == (method, dataset, seed)
+            and run_id in (None, key.run_id)]
+
+
+# --- atomic writes -----------------------------------------------------------------
 
 def _write_atomic(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
     path = Path(path)
@@ -56,6 +149,12 @@ def write_torch(path: Path, obj: Any) -> None:
     _write_atomic(path, lambda f: torch.save(obj, f), mode="wb")
 
 
+def read_torch(path: Path, device: torch.device | str = "cpu") -> Any:
+    """A file written by ``write_torch``, read as tensors and plain values only
+    (``weights_only``): a file from someone else cannot run code."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
@@ -66,17 +165,17 @@ def now() -> str:
 
 def write_status(run_dir: Path, status: str, **details) -> None:
     """running, failed (with the reason), interrupted or finished: status.json."""
-    write_json(Path(run_dir) / "status.json", {"status": status, "updated": now(), **details})
+    write_json(Path(run_dir) / STATUS, {"status": status, "updated": now(), **details})
 
 
 def run_status(run_dir: Path) -> dict:
     """A run directory's state: finished when metrics.json exists (written last), else what
     status.json says (a run killed outright still says ``running``), else unfinished."""
     run_dir = Path(run_dir)
-    if (run_dir / "metrics.json").exists():
+    if (run_dir / METRICS).exists():
         return {"status": "finished"}
     try:
-        status = read_json(run_dir / "status.json")
+        status = read_json(run_dir / STATUS)
     except (OSError, ValueError):
         return {"status": "unfinished"}
     # "finished" without metrics.json: the metrics were deleted, the run is to be redone.

@@ -1,60 +1,107 @@
-"""Tables rebuilt from the results directory alone: long rows, pivoted to mean ± stderr,
-with the paper's figure beside ours and Welch's t-test of SeqGAN against each baseline."""
+"""Tables rebuilt from the results directory alone: long rows, pivoted to mean ± stderr.
+
+What a data set's table shows comes from the plugins' metadata: the data set's headline
+and diversity metrics and its baseline row (``--baseline`` overrides it), the reference
+rows of the methods, the published figures that data sets and methods ship as package
+data. Nothing here knows a method or data set by name.
+"""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from harness import store
-
+from harness.api import Dataset, method_info
+from harness.evaluate import CURVE_METRICS, lower_is_better
 
 COLUMNS = ["run_id", "dataset", "data", "method", "seed", "metric", "value"]
-# The repository keeps the paper's figures as data (results/paper/).
-PAPER_FIGURES = Path(__file__).resolve().parents[1] / "results" / "paper" / "seqgan_aaai2017.csv"
-# What each data set is judged by in the paper; every table adds NLL-test and Self-BLEU.
-HEADLINE = {"oracle": ("nll_oracle",), "poems": ("bleu2",), "obama": ("bleu3", "bleu4")}
-GENERIC = ("nll_oracle", "bleu2", "bleu3", "bleu4")
-LOWER_IS_BETTER = ("nll_oracle", "nll_test", "self_bleu2", "self_bleu3", "self_bleu4")
-METHOD_ORDER = ("real", "random", "mle", "ss", "pg-bleu", "seqgan", "vae")
+PUBLISHED_COLUMNS = ["dataset", "method", "metric", "value", "protocol", "note", "source"]
 
 
-def collect(results: Path) -> pd.DataFrame:
+def collect(results: Path | str | None) -> pd.DataFrame:
     """One row per (run, metric) for every finished run under ``results``; unfinished
     ones (no metrics.json: running, failed, killed) are left out (see ``unfinished``)."""
     rows = []
-    for config_path in sorted(Path(results).glob("**/config.json")):
-        metrics_path = config_path.with_name("metrics.json")
-        if not metrics_path.exists():
-            continue
-        cfg = json.loads(config_path.read_text())
-        data = cfg.get("corpus", {}).get("variant", "")
-        for metric, value in json.loads(metrics_path.read_text()).items():
+    for key, directory in store.runs(results, finished_only=True):
+        config = store.read_json(directory / store.CONFIG)
+        data = config.get("corpus", {}).get("variant", "")
+        for metric, value in store.read_json(directory / store.METRICS).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                rows.append({"run_id": cfg["run_id"], "dataset": cfg["dataset"], "data": data,
-                             "method": cfg["method"], "seed": cfg["seed"],
+                rows.append({"run_id": key.run_id, "dataset": key.dataset, "data": data,
+                             "method": key.method, "seed": key.seed,
                              "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def unfinished(results: Path) -> list[str]:
+def unfinished(results: Path | str | None) -> list[str]:
     """'directory: status (reason)' for each run under ``results`` that has not finished."""
     found = []
-    for config_path in sorted(Path(results).glob("**/config.json")):
-        if not config_path.with_name("metrics.json").exists():
-            status = store.run_status(config_path.parent)
+    for _, directory in store.runs(results):
+        if not (directory / store.METRICS).exists():
+            status = store.run_status(directory)
             reason = f" ({status['reason']})" if status.get("reason") else ""
-            found.append(f"{config_path.parent}: {status['status']}{reason}")
+            found.append(f"{directory}: {status['status']}{reason}")
     return found
 
 
-def paper_figures(path: Path = PAPER_FIGURES) -> pd.DataFrame:
-    if not Path(path).exists():
-        return pd.DataFrame(columns=["dataset", "method", "metric", "value", "source"])
-    return pd.read_csv(path)
+def run_notes(results: Path | str | None) -> dict[tuple[str, str], list[str]]:
+    """(run id, data set) -> what the runs asked the table to say (``ctx.note``)."""
+    notes: dict[tuple[str, str], list[str]] = {}
+    for key, directory in store.runs(results, finished_only=True):
+        for note in store.read_json(directory / store.CONFIG).get("notes", []):
+            found = notes.setdefault((key.run_id, key.dataset), [])
+            if note not in found:
+                found.append(note)
+    return notes
 
+
+# --- what the plugins say about a data set -----------------------------------------------
+
+def dataset_view(name: str, present: set[str]) -> Dataset:
+    """The registered data set's metadata, its headline defaulting to the curve metric;
+    for results of a data set no plugin registers here, a generic view."""
+    from harness.plugins import registry
+
+    found = registry().datasets.get(name) or Dataset(name, load=None)
+    curve = next((m for m in CURVE_METRICS if m in present), CURVE_METRICS[0])
+    return Dataset(found.name, found.load, found.description, found.headline or (curve,),
+                   found.diversity, found.baseline, found.published, found.lower_is_better)
+
+
+def method_order(methods: set[str]) -> list[str]:
+    """The reference rows first (ceiling, floor), then the methods in the order their
+    plugins registered them, then any others by name."""
+    from harness.plugins import registry
+
+    registered = list(registry().methods)
+    rank = {"ceiling": 0, "floor": 1}
+
+    def key(name: str):
+        method = registry().methods.get(name)
+        reference = method_info(method).reference if method is not None else None
+        return (rank.get(reference, 2), registered.index(name) if name in registered
+                else len(registered), name)
+    return sorted(methods, key=key)
+
+
+def published_figures(dataset: str | None = None) -> pd.DataFrame:
+    """Every published figure shipped by a registered data set or method (their
+    ``published`` CSV files), optionally of one data set."""
+    from harness.plugins import registry
+
+    found = registry()
+    files = {str(f): f for item in [*found.datasets.values(), *found.methods.values()]
+             for f in getattr(item, "published", ())}
+    frames = [pd.read_csv(f.open(encoding="utf-8")) for f in files.values()]
+    figures = pd.concat(frames, ignore_index=True).drop_duplicates() if frames else \
+        pd.DataFrame(columns=PUBLISHED_COLUMNS)
+    figures = figures.reindex(columns=PUBLISHED_COLUMNS).fillna({"protocol": "", "note": ""})
+    return figures if dataset is None else figures[figures.dataset == dataset]
+
+
+# --- statistics ---------------------------------------------------------------------------
 
 def mean_pm_stderr(values: pd.Series) -> str:
     if len(values) < 2:
@@ -71,26 +118,43 @@ def welch_p(a: pd.Series, b: pd.Series) -> float:
     return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def metrics_for(dataset: str, present: set[str]) -> list[str]:
-    headline = HEADLINE.get(dataset, GENERIC)
-    diversity = ("self_bleu2",) if dataset == "poems" else ("self_bleu4",)
-    # The authors reported SeqGAN's best NLL-oracle so far; ours is the final one, with
-    # the best-so-far beside it, labelled.
-    best = ("nll_oracle_best_so_far",) if "nll_oracle" in headline else ()
-    return [m for m in (*headline, *best, "nll_test", *diversity) if m in present]
+def verdict(mine: pd.Series, baseline: pd.Series, lower_better: bool, alpha: float = 0.05) -> str:
+    """'better', 'worse' or 'no difference' than the baseline, with Welch's p."""
+    p = welch_p(mine, baseline)
+    if math.isnan(p):
+        return "–"
+    if p >= alpha:
+        return f"no difference (p={p:.2g})"
+    better = (mine.mean() < baseline.mean()) == lower_better
+    return f"{'better' if better else 'worse'} (p={p:.2g})"
 
 
-def comparison(rows: pd.DataFrame, dataset: str, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One data set's table: a row per method; each metric as mean ± stderr over seeds, the
-    paper's figure beside the headline ones, and p of SeqGAN against this method."""
+# --- one data set's tables ------------------------------------------------------------------
+
+def _values(rows: pd.DataFrame, method: str, metric: str) -> pd.Series:
+    return rows[(rows.method == method) & (rows.metric == metric)].value
+
+
+def table_metrics(view: Dataset, present: set[str]) -> list[str]:
+    """The headline metrics (each with its best-so-far value, labelled), NLL-test and the
+    data set's diversity metric, where the runs have them."""
+    best = [f"{m}_best_so_far" for m in view.headline if m in CURVE_METRICS]
+    metrics = [*view.headline, *best, "nll_test", view.diversity]
+    return [m for m in dict.fromkeys(metrics) if m in present]
+
+
+def comparison(rows: pd.DataFrame, dataset: str, baseline: str | None = None) -> pd.DataFrame:
+    """One data set's table: a row per method; each metric as mean ± stderr over seeds, and
+    whether the method beats the baseline row (Welch's t-test over seeds) on the first
+    headline metric and on NLL-test."""
     rows = rows[rows.dataset == dataset].dropna(subset=["value"])
-    paper = paper_figures() if paper is None else paper
-    paper = paper[paper.dataset == dataset]
-    metrics = metrics_for(dataset, set(rows.metric))
-    methods = sorted(set(rows.method), key=lambda m: (METHOD_ORDER.index(m)
-                                                      if m in METHOD_ORDER else 99, m))
+    present = set(rows.metric)
+    view = dataset_view(dataset, present)
+    baseline = baseline or view.baseline
+    metrics = table_metrics(view, present)
+    tested = [m for m in dict.fromkeys([metrics[0], "nll_test"]) if m in present] if metrics else []
     table = []
-    for method in methods:
+    for method in method_order(set(rows.method)):
         mine = rows[rows.method == method]
         line = {"method": method, "seeds": mine.seed.nunique()}
         bound = (mine[mine.metric == "nll_test_is_bound"].value > 0).any()
@@ -99,22 +163,40 @@ def comparison(rows: pd.DataFrame, dataset: str, paper: pd.DataFrame | None = No
             line[metric] = mean_pm_stderr(values) if len(values) else "–"
             if metric == "nll_test" and bound and len(values):
                 line[metric] += " (bound)"  # an IWAE upper bound, not the exact NLL
-            figure = paper[(paper.method == method) & (paper.metric == metric)].value
-            if metric in HEADLINE.get(dataset, ()):
-                line[f"{metric} (paper)"] = f"{figure.iloc[0]:g}" if len(figure) else "–"
-        if metrics and "seqgan" in methods:
-            first = metrics[0]
-            p = math.nan if method == "seqgan" else welch_p(
-                rows[(rows.method == "seqgan") & (rows.metric == first)].value,
-                mine[mine.metric == first].value)
-            line[f"p seqgan vs (Welch, {first})"] = "–" if math.isnan(p) else f"{p:.2g}"
+        if baseline in set(rows.method):
+            for metric in tested:
+                line[f"vs {baseline}: {metric}"] = "–" if method == baseline else verdict(
+                    _values(rows, method, metric), _values(rows, baseline, metric),
+                    lower_is_better(metric, view.lower_is_better))
         table.append(line)
     return pd.DataFrame(table)
 
 
-def summary(rows: pd.DataFrame, metrics: tuple[str, ...] = (*GENERIC, "nll_test", "self_bleu2",
-                                                            "self_bleu4")) -> pd.DataFrame:
-    """Every run id, data set and method in one frame: metrics as mean ± stderr (for CSV)."""
+def beside_the_paper(rows: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Every published figure of the data set beside ours made the same way: the column of
+    ours it is compared with (its ``metric``), ours as mean ± stderr, and the gap."""
+    rows = rows[rows.dataset == dataset].dropna(subset=["value"])
+    lines = []
+    for figure in published_figures(dataset).itertuples():
+        ours = _values(rows, figure.method, figure.metric)
+        if figure.method not in set(rows.method):
+            continue
+        lines.append({"method": figure.method, "paper": f"{figure.value:g}",
+                      "ours": mean_pm_stderr(ours) if len(ours) else "not measured",
+                      "gap (ours - paper)": f"{ours.mean() - figure.value:+.4f}" if len(ours) else "–",
+                      "column of ours": figure.metric, "how the paper's was made": figure.protocol,
+                      "source": figure.source})
+    return pd.DataFrame(lines)
+
+
+def summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Every run id, data set and method in one frame: each data set's table metrics as
+    mean ± stderr (for CSV)."""
+    metrics: list[str] = []
+    for dataset, part in rows.groupby("dataset"):
+        present = set(part.metric)
+        metrics += table_metrics(dataset_view(dataset, present), present)
+    metrics = list(dict.fromkeys(metrics))
     rows = rows[rows.metric.isin(metrics)].dropna(subset=["value"])
     keys = ["run_id", "dataset", "data", "method"]
     table = rows.pivot_table(index=keys, columns="metric", values="value", aggfunc=mean_pm_stderr)
@@ -122,18 +204,33 @@ def summary(rows: pd.DataFrame, metrics: tuple[str, ...] = (*GENERIC, "nll_test"
     return table[[m for m in metrics if m in table.columns] + ["seeds"]].reset_index()
 
 
-def render(rows: pd.DataFrame, fmt: str = "markdown") -> str:
-    """CSV: one long summary. Markdown or LaTeX: one comparison table per run id and data
-    set, saying which data it was and how the numbers were made."""
+def render(rows: pd.DataFrame, fmt: str = "markdown", baseline: str | None = None,
+           results: Path | str | None = None) -> str:
+    """CSV: one long summary. Markdown or LaTeX: per run id and data set, our table, the
+    published figures beside ours, and what the runs asked to be said."""
     if fmt == "csv":
         return summary(rows).to_csv(index=False)
+    notes = run_notes(results) if results is not None else {}
     sections = []
     for (run_id, dataset), part in rows.groupby(["run_id", "dataset"], sort=True):
         data = ", ".join(sorted(set(part.data) - {""}))
         title = f"{dataset} ({run_id})" + (f" — data: {data}" if data else "")
-        table = comparison(part, dataset)
-        body = table.to_latex(index=False) if fmt == "latex" else table.to_markdown(index=False)
-        sections.append(f"### {title}\n\n{body}")
-    note = ("mean ± standard error over seeds; lower is better for NLL and Self-BLEU, higher "
-            "for BLEU; p: Welch's t-test of SeqGAN against the row's method on the first metric.")
+        blocks = [f"### {title}", _format(comparison(part, dataset, baseline), fmt)]
+        paper = beside_the_paper(part, dataset)
+        if not paper.empty:
+            blocks += ["Beside the published figures (ours made the paper's way):",
+                       _format(paper, fmt)]
+            blocks += [f"- {n.method}: {n.note}" for n in published_figures(dataset).itertuples()
+                       if n.note and n.method in set(part.method)]
+        blocks += [f"- {note}" for note in notes.get((run_id, dataset), [])]
+        sections.append("\n\n".join(blocks))
+    note = ("mean ± standard error over seeds; lower is better for NLL, Self-BLEU and "
+            "train_copy, higher for BLEU; `_train`: BLEU against the training split (the "
+            "paper's and Texygen's protocol), otherwise against the held-out split; "
+            "`best_so_far`: the best point of the learning curve (the final value is the "
+            "result); vs: Welch's t-test over seeds against the baseline row.")
     return "\n\n".join(sections) + f"\n\n{note}"
+
+
+def _format(frame: pd.DataFrame, fmt: str) -> str:
+    return frame.to_latex(index=False) if fmt == "latex" else frame.to_markdown(index=False)

@@ -1,16 +1,14 @@
-"""Training pieces shared by the methods that train the LSTM generator."""
+"""Training pieces every method may use: one optimisation step, one teacher-forced
+epoch of the shared generator, and one way to checkpoint and resume."""
 from __future__ import annotations
 
-import hashlib
-import json
 import random
-from dataclasses import asdict, dataclass, fields
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness import store
 from harness.api import Corpus, RunContext, check_finite
 from harness.generator import LSTMGenerator
 
@@ -19,6 +17,21 @@ def new_generator(corpus: Corpus, emb_dim: int, hidden_dim: int,
                   device: torch.device) -> LSTMGenerator:
     return LSTMGenerator(corpus.vocab_size, corpus.seq_len, emb_dim, hidden_dim,
                          start_token=corpus.start_token).to(device)
+
+
+def train_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, what: str,
+               parameters: Iterable[torch.Tensor] | None = None,
+               grad_clip: float | None = None) -> float:
+    """One update: check the loss is finite (else ``Diverged`` naming ``what``), back-
+    propagate, clip the gradient norm of ``parameters`` to ``grad_clip``, step."""
+    value = loss.item()
+    check_finite(value, what)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    optimizer.step()
+    return value
 
 
 def mle_epoch(generator: LSTMGenerator, data: torch.Tensor, optimizer: torch.optim.Optimizer,
@@ -31,20 +44,21 @@ def mle_epoch(generator: LSTMGenerator, data: torch.Tensor, optimizer: torch.opt
         batch = data[order[start:start + batch_size]].to(generator.device)
         logits, _ = generator(generator.shifted_inputs(batch))
         loss = F.cross_entropy(logits.flatten(0, 1), batch.flatten())
-        value = loss.item()
-        check_finite(value, "the MLE loss")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(generator.parameters(), grad_clip)
-        optimizer.step()
-        total += value * batch.numel()
+        total += train_step(loss, optimizer, "the MLE loss", generator.parameters(),
+                            grad_clip) * batch.numel()
         tokens += batch.numel()
     return total / tokens
 
 
+# --- random states ----------------------------------------------------------------------
+
 def rng_states() -> dict:
-    """Every global random state, for a checkpoint that resumes exactly."""
-    states = {"python": random.getstate(), "numpy": np.random.get_state(),
+    """Every global random state as tensors and plain values (a checkpoint loads with
+    ``weights_only``), for a checkpoint that resumes exactly."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    states = {"python": random.getstate(),
+              "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
+                        "position": position, "has_gauss": has_gauss, "gauss": gauss},
               "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
@@ -53,95 +67,59 @@ def rng_states() -> dict:
 
 def set_rng_states(states: dict) -> None:
     random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    numpy = states["numpy"]
+    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32),
+                         numpy["position"], numpy["has_gauss"], numpy["gauss"]))
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-@dataclass
-class MleSettings:
-    """What determines an MLE-trained generator; equal settings give a reusable result."""
+# --- checkpoints ------------------------------------------------------------------------
 
-    epochs: int
-    batch_size: int
-    lr: float
-    grad_clip: float
-    emb_dim: int
-    hidden_dim: int
-    shuffle: bool
-    eval_every: int
-
-    @classmethod
-    def of(cls, config, **renamed) -> "MleSettings":
-        """Pick the MLE settings out of a method's config (``renamed`` maps field -> attr)."""
-        return cls(**{f.name: getattr(config, renamed.get(f.name, f.name)) for f in fields(cls)})
+def _state_of(part: Any) -> Any:
+    return part.get_state() if isinstance(part, torch.Generator) else part.state_dict()
 
 
-def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
-    """MLE-train the shared generator, or reuse the result of an earlier run that trained
-    with the same data set, seed and settings (the MLE run and SeqGAN's pre-training
-    are then the very same generator, trained once)."""
-    key = json.dumps({"settings": asdict(settings), "corpus": ctx.corpus.info,
-                      "dataset": ctx.corpus.name, "seed": ctx.seed}, sort_keys=True, default=str)
-    cached = ctx.shared_dir / f"mle-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
-    generator = new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim, ctx.device)
-    if settings.shuffle:
-        ctx.rngs["mle_shuffle"] = ctx.seed  # _train_mle's order; recorded when reused too
-    if cached.exists():
-        saved = torch.load(cached, map_location=ctx.device, weights_only=False)
-        generator.load_state_dict(saved["generator"])
-        ctx.curve.clear()  # a resumed run may hold the rows already: pre-training comes first
-        for row in saved["curve"]:
-            ctx.record(**row)
-        ctx.log.info("reusing the MLE pre-training in %s", cached)
-        return generator
-    # Whatever follows (dropout in SeqGAN's discriminator) draws from the global random
-    # state: leave it as it was, so a run that trains the pre-training here and one that
-    # reuses it (or resumes after it) go on identically.
-    states = rng_states()
-    _train_mle(ctx, generator, settings)
-    set_rng_states(states)
-    store.write_torch(cached, {"generator": generator.state_dict(), "key": key,
-                               "curve": [row for row in ctx.curve if row.get("phase") == "mle"]})
-    return generator
-
-
-def _train_mle(ctx: RunContext, generator: LSTMGenerator, settings: MleSettings) -> None:
-    optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr)
-    shuffle_rng = torch.Generator().manual_seed(ctx.seed) if settings.shuffle else None
-    first_epoch = 0
-    saved = ctx.load_checkpoint()
-    if saved is not None and saved.get("phase") == "mle":
-        generator.load_state_dict(saved["generator"])
-        optimizer.load_state_dict(saved["optimizer"])
-        if shuffle_rng is not None:
-            shuffle_rng.set_state(saved["shuffle_rng"])
-        set_rng_states(saved["rng"])
-        first_epoch = saved["epoch"]
+def _restore(part: Any, state: Any) -> None:
+    if isinstance(part, torch.Generator):
+        part.set_state(state)
     else:
-        ctx.record(generator, phase="mle", epoch=0)
-    for epoch in ctx.progress(range(first_epoch, settings.epochs),
-                              total=settings.epochs - first_epoch, desc=f"mle {ctx.corpus.name}"):
-        loss = mle_epoch(generator, ctx.corpus.train, optimizer, settings.batch_size,
-                         settings.grad_clip, shuffle_rng)
-        if (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.epochs:
-            ctx.record(generator, phase="mle", epoch=epoch + 1, train_nll=loss)
-        ctx.save_checkpoint({
-            "phase": "mle", "generator": generator.state_dict(),
-            "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "rng": rng_states(),
-            "shuffle_rng": shuffle_rng.get_state() if shuffle_rng is not None else None})
+        part.load_state_dict(state)
 
 
-def policy_gradient_step(generator: LSTMGenerator, optimizer: torch.optim.Optimizer,
-                         sequences: torch.Tensor, rewards: torch.Tensor, grad_clip: float) -> float:
-    """One REINFORCE update: loss = -sum_t log G(y_t | y_<t) * Q_t, averaged over the batch."""
-    generator.train()
-    log_probs = generator.token_log_probs(sequences)
-    loss = -(log_probs * rewards.to(log_probs.device)).sum(dim=1).mean()
-    check_finite(loss.item(), "the policy-gradient loss")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(generator.parameters(), grad_clip)
-    optimizer.step()
-    return loss.item()
+class Checkpoint:
+    """The parts of a training phase — modules, optimisers, random streams (anything with
+    ``state_dict`` or a ``torch.Generator``) — saved together with every global random
+    state and the phase's position, and restored together.
+
+    ``phase`` names the phase: a method with several phases resumes the one the
+    checkpoint holds (``restore`` returns None for another phase's checkpoint)."""
+
+    def __init__(self, ctx: RunContext, phase: str, **parts: Any):
+        self.ctx, self.phase, self.parts = ctx, phase, parts
+        self.position: dict | None = None  # what resume() found
+
+    def save(self, **position: Any) -> None:
+        self.ctx.save_checkpoint({"phase": self.phase, **position, "rng": rng_states(),
+                                  **{name: _state_of(part) for name, part in self.parts.items()}})
+
+    def resume(self, saved: dict | None = None) -> dict | None:
+        """Restore every part from ``saved`` (default: the run's checkpoint) when it is
+        this phase's; the saved state with its position, or None for a fresh start."""
+        saved = self.ctx.load_checkpoint() if saved is None else saved
+        if saved is None or saved.get("phase") != self.phase:
+            return None
+        for name, part in self.parts.items():
+            _restore(part, saved[name])
+        set_rng_states(saved["rng"])
+        self.position = saved
+        return saved
+
+    def loop(self, total: int, desc: str, unit: str = "epoch") -> Iterator[int]:
+        """0-based step numbers (epochs, batches, rounds: ``unit``) from where ``resume``
+        left off, with a checkpoint after each step."""
+        first = self.position[unit] if self.position else 0
+        for step in self.ctx.progress(range(first, total), total=total - first, desc=desc):
+            yield step
+            self.save(**{unit: step + 1})

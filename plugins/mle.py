@@ -1,11 +1,24 @@
-"""MLE: teacher-forced maximum-likelihood training of the shared LSTM generator."""
+"""MLE: teacher-forced maximum-likelihood training of the shared LSTM generator.
+
+Its training is also the pre-training of the methods that start from MLE (SeqGAN,
+PG-BLEU): ``pretrain_mle`` trains once per data set, seed and settings and every such run
+reuses the result, so the MLE row and their starting point are the very same generator.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
 
-from harness import hookimpl
+import torch
+
+from harness import hookimpl, store
+from harness.api import RunContext
 from harness.config import require
-from harness.training import MleSettings, pretrain_mle
+from harness.generator import LSTMGenerator
+from harness.training import Checkpoint, mle_epoch, new_generator, rng_states, set_rng_states
+
+PHASE = "mle"  # the curve rows and checkpoints of MLE training
 
 
 @hookimpl
@@ -17,7 +30,7 @@ def register_methods(register):
 class MleConfig:
     epochs: int = 15            # passes over the training set (the paper: 120)
     batch_size: int = 64        # as the authors
-    lr: float = 0.01            # Adam, as the authors
+    lr: float = 0.01            # Adam, as the authors' later code (their 2016 code: 0.001)
     grad_clip: float = 5.0      # gradient-norm clip, as the authors
     emb_dim: int = 32           # generator embedding, as the authors
     hidden_dim: int = 32        # generator LSTM units, as the authors
@@ -29,13 +42,82 @@ class MleConfig:
                 positive=("grad_clip",))
 
 
+# The authors' code as published with the paper (LantaoYu/SeqGAN @4152436,
+# MLE_SeqGAN/pretrain_experiment.py): PRE_EPOCH_NUM = 350; PoemGen's g_optimizer returns
+# tf.train.AdamOptimizer() "# ignore learning rate", i.e. Adam's default 1e-3; the loader
+# walks the file in order every epoch; NLL-oracle every 5 epochs, the last one reported.
+AUTHORS_2016 = {"epochs": 350, "lr": 0.001, "shuffle": False}
+
+
 class Mle:
     """MLE: teacher-forced maximum-likelihood training of the shared generator."""
 
     name = "mle"
     Config = MleConfig
-    profiles = {"paper": {"epochs": 120}}
+    profiles = {"paper": {"epochs": 120}, "authors-2016": AUTHORS_2016}
 
     def train(self, ctx):
         # The result is cached, so SeqGAN and PG-BLEU start from this very generator.
         return pretrain_mle(ctx, MleSettings.of(ctx.config))
+
+
+@dataclass
+class MleSettings:
+    """What determines an MLE-trained generator; equal settings give a reusable result."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    grad_clip: float
+    emb_dim: int
+    hidden_dim: int
+    shuffle: bool
+    eval_every: int
+
+    @classmethod
+    def of(cls, config, **renamed) -> "MleSettings":
+        """Pick the MLE settings out of a method's config (``renamed`` maps field -> attr)."""
+        return cls(**{f.name: getattr(config, renamed.get(f.name, f.name)) for f in fields(cls)})
+
+
+def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
+    """MLE-train the shared generator, or reuse the result of an earlier run that trained
+    with the same data set, seed and settings (the MLE run and SeqGAN's pre-training
+    are then the very same generator, trained once)."""
+    key = json.dumps({"settings": asdict(settings), "corpus": ctx.corpus.info,
+                      "dataset": ctx.corpus.name, "seed": ctx.seed}, sort_keys=True, default=str)
+    cached = ctx.shared_dir / f"mle-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    generator = new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim, ctx.device)
+    if settings.shuffle:
+        ctx.rngs["mle_shuffle"] = ctx.seed  # _train_mle's order; recorded when reused too
+    if cached.exists():
+        saved = store.read_torch(cached, ctx.device)
+        generator.load_state_dict(saved["generator"])
+        ctx.curve.clear()  # a resumed run may hold the rows already: pre-training comes first
+        for row in saved["curve"]:
+            ctx.record(**row)
+        ctx.log.info("reusing the MLE pre-training in %s", cached)
+        return generator
+    # Whatever follows (dropout in SeqGAN's discriminator) draws from the global random
+    # state: leave it as it was, so a run that trains the pre-training here and one that
+    # reuses it (or resumes after it) go on identically.
+    states = rng_states()
+    _train_mle(ctx, generator, settings)
+    set_rng_states(states)
+    store.write_torch(cached, {"generator": generator.state_dict(), "key": key,
+                               "curve": [row for row in ctx.curve if row.get("phase") == PHASE]})
+    return generator
+
+
+def _train_mle(ctx: RunContext, generator: LSTMGenerator, settings: MleSettings) -> None:
+    optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr)
+    shuffle_rng = torch.Generator().manual_seed(ctx.seed)
+    checkpoint = Checkpoint(ctx, PHASE, generator=generator, optimizer=optimizer,
+                            shuffle_rng=shuffle_rng)
+    if checkpoint.resume() is None:
+        ctx.record(generator, phase=PHASE, epoch=0)
+    for epoch in checkpoint.loop(settings.epochs, f"mle {ctx.corpus.name}"):
+        loss = mle_epoch(generator, ctx.corpus.train, optimizer, settings.batch_size,
+                         settings.grad_clip, shuffle_rng if settings.shuffle else None)
+        if (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.epochs:
+            ctx.record(generator, phase=PHASE, epoch=epoch + 1, train_nll=loss)

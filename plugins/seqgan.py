@@ -6,12 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import discriminator as D
 from harness import hookimpl
 from harness.config import require
-from harness.adversarial import PolicyGradientSettings, train_policy_gradient
-from harness.training import (MleSettings, new_generator, pretrain_mle, rng_states,
-                              set_rng_states)
+from harness.training import Checkpoint, new_generator
+from harness_plugins import adversarial as adv
+from harness_plugins.mle import MleSettings, pretrain_mle
 
 
 @hookimpl
@@ -21,13 +20,9 @@ def register_methods(register):
 
 @dataclass
 class SeqGanConfig:
-    # The paper profile follows LantaoYu/SeqGAN sequence_gan.py @e2b52fb: PRE_EPOCH_NUM 120,
-    # 50 discriminator pre-training rounds of 3 epochs on 10,000 fresh negatives,
-    # TOTAL_BATCH 200 with 1 generator step, 16 rollouts and 5 x 3 discriminator epochs,
-    # rollout update rate 0.8, Adam 0.01 for the generator and 1e-4 for the discriminator.
     pretrain_epochs: int = 15         # MLE pre-training (shared with the mle method's run)
     batch_size: int = 64              # generator batch, for MLE and policy gradient
-    lr: float = 0.01                  # generator Adam, both phases, as the authors
+    lr: float = 0.01                  # generator Adam, both phases (the authors' 2016 code: 1e-3)
     grad_clip: float = 5.0            # generator gradient-norm clip, as the authors
     emb_dim: int = 32                 # the shared generator's sizes, as the authors
     hidden_dim: int = 32
@@ -44,7 +39,8 @@ class SeqGanConfig:
     g_steps: int = 1                  # generator updates per adversarial batch, g
     d_steps: int = 1                  # discriminator rounds per adversarial batch, d (paper: 5)
     n_rollouts: int = 8               # Monte-Carlo completions per prefix (paper: 16)
-    rollout_update_rate: float = 0.8  # the rollout policy's delay, as the authors
+    rollout_update_rate: float = 0.0  # 0: the rollout policy is the generator, as the paper
+                                      # says and the authors' code does (see adversarial.Rollout)
     adv_eval_every: int = 5           # adversarial batches between curve points (the authors: 5)
 
     def __post_init__(self):
@@ -55,9 +51,19 @@ class SeqGanConfig:
                               "adv_eval_every"))
 
 
+# The paper's settings as the authors' later code (LantaoYu/SeqGAN sequence_gan.py @e2b52fb)
+# has them: PRE_EPOCH_NUM 120, 50 discriminator pre-training rounds of 3 epochs on 10,000
+# fresh negatives, TOTAL_BATCH 200 with 1 generator step, 16 rollouts and 5 x 3
+# discriminator epochs, Adam 0.01 for the generator and 1e-4 for the discriminator.
 PAPER = {"pretrain_epochs": 120, "disc_size": "paper", "disc_negatives": 10_000,
          "disc_pretrain_rounds": 50, "disc_epochs": 3, "adv_batches": 200, "d_steps": 5,
          "n_rollouts": 16}
+# The code as published with the paper (@4152436, MLE_SeqGAN/sequence_gan.py): 240 MLE
+# epochs, Adam() at its default 1e-3 ("# ignore learning rate"), the file in order,
+# TOTAL_BATCH 800 with NLL-oracle after every batch (the best one kept), int(10000 / 64) *
+# 64 = 9,984 negatives a round; the rollout reads the live generator (rate 0).
+AUTHORS_2016 = {**PAPER, "pretrain_epochs": 240, "lr": 0.001, "shuffle": False,
+                "adv_batches": 800, "adv_eval_every": 1, "disc_negatives": 9_984}
 
 
 class SeqGan:
@@ -65,78 +71,47 @@ class SeqGan:
 
     name = "seqgan"
     Config = SeqGanConfig
-    profiles = {"paper": PAPER}
-    after = ("mle",)  # starts from the MLE run's generator: executors run that first
+    profiles = {"paper": PAPER, "authors-2016": AUTHORS_2016}
+    starts_from = ("mle",)  # executors run the MLE run first and this run reuses its generator
 
     def train(self, ctx):
         cfg = ctx.config
         corpus = ctx.corpus
-        sizes = D.PAPER if cfg.disc_size == "paper" else D.SMALL
-        disc = D.Discriminator(corpus.vocab_size, corpus.seq_len, **sizes).to(ctx.device)
+        sizes = adv.PAPER if cfg.disc_size == "paper" else adv.SMALL
+        disc = adv.Discriminator(corpus.vocab_size, corpus.seq_len, **sizes).to(ctx.device)
         disc_opt = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr)
         rng = ctx.rng("disc_negatives", 2, ctx.device)
         shuffle = ctx.rng("disc_real_and_shuffle", 3)
-
         # The discriminator's state, checkpointed beside the generator in both phases.
-        extra = {"discriminator": disc, "disc_optimizer": disc_opt,
-                 "disc_rng": _GeneratorState(rng), "shuffle_rng": _GeneratorState(shuffle)}
+        parts = {"discriminator": disc, "disc_optimizer": disc_opt, "disc_rng": rng,
+                 "shuffle_rng": shuffle}
 
         def discriminator_round(generator) -> float:
             """Fresh negatives against as many real rows, k epochs; the mean loss."""
             fake = generator.sample(cfg.disc_negatives, generator=rng).cpu()
             real = corpus.train[torch.randperm(len(corpus.train), generator=shuffle)
                                 [:cfg.disc_negatives]]
-            return D.train_discriminator(disc, disc_opt, real, fake, cfg.disc_epochs,
-                                         cfg.disc_batch_size, cfg.disc_l2, shuffle)
+            return adv.train_discriminator(disc, disc_opt, real, fake, cfg.disc_epochs,
+                                           cfg.disc_batch_size, cfg.disc_l2, shuffle)
 
         saved = ctx.load_checkpoint()
-        phase = saved["phase"] if saved is not None else None
-        if phase == "adversarial":
+        if saved is not None and saved["phase"] == adv.PHASE:
             generator = new_generator(corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
         else:
             generator = pretrain_mle(ctx, MleSettings.of(cfg, epochs="pretrain_epochs"))
-            _pretrain_discriminator(ctx, lambda: discriminator_round(generator), extra,
-                                    saved if phase == "discriminator" else None)
-            saved = None
+            pretraining = Checkpoint(ctx, "discriminator", **parts)
+            if saved is not None:
+                pretraining.resume(saved)
+            for number in pretraining.loop(cfg.disc_pretrain_rounds, "discriminator", "round"):
+                loss = discriminator_round(generator)
+                if number + 1 == cfg.disc_pretrain_rounds:
+                    ctx.record(phase="discriminator", epoch=cfg.pretrain_epochs, disc_loss=loss)
 
         def between(batch: int) -> dict:
             losses = [discriminator_round(generator) for _ in range(cfg.d_steps)]
             return {"disc_loss": losses[-1]} if losses else {}
 
-        settings = PolicyGradientSettings(
-            batches=cfg.adv_batches, g_steps=cfg.g_steps, batch_size=cfg.batch_size,
-            n_rollouts=cfg.n_rollouts, lr=cfg.lr, grad_clip=cfg.grad_clip,
-            rollout_update_rate=cfg.rollout_update_rate, eval_every=cfg.adv_eval_every)
-        return train_policy_gradient(
+        settings = adv.PolicyGradientSettings.of(cfg)
+        return adv.train_policy_gradient(
             ctx, generator, disc.prob_real, settings, epoch_offset=cfg.pretrain_epochs,
-            between=between, extra=extra, saved=saved)
-
-
-def _pretrain_discriminator(ctx, one_round, extra: dict, saved: dict | None) -> None:
-    """The discriminator's pre-training rounds, checkpointed after each one."""
-    cfg = ctx.config
-    first = 0
-    if saved is not None:
-        for name, obj in extra.items():
-            obj.load_state_dict(saved[name])
-        set_rng_states(saved["rng"])
-        first = saved["round"]
-    for number in range(first, cfg.disc_pretrain_rounds):
-        loss = one_round()
-        if number + 1 == cfg.disc_pretrain_rounds:
-            ctx.record(phase="discriminator", epoch=cfg.pretrain_epochs, disc_loss=loss)
-        ctx.save_checkpoint({"phase": "discriminator", "round": number + 1, "rng": rng_states(),
-                             **{name: obj.state_dict() for name, obj in extra.items()}})
-
-
-class _GeneratorState:
-    """A torch.Generator seen as something with a state_dict, for the checkpoint."""
-
-    def __init__(self, generator: torch.Generator):
-        self.generator = generator
-
-    def state_dict(self):
-        return self.generator.get_state()
-
-    def load_state_dict(self, state):
-        self.generator.set_state(state)
+            between=between, extra=parts, saved=saved)

@@ -18,11 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import check_finite, hookimpl
-from harness.config import require
+import click
+
+from harness import hookimpl, store
 from harness.api import Corpus, HarnessError, RunContext
-from harness.generator import State, sample_from_logits
-from harness.training import rng_states, set_rng_states
+from harness.config import require
+from harness.generator import State, load_generator, sample_from_logits
+from harness.training import Checkpoint, train_step
 
 # log_likelihood and elbo draw z from a fixed seed of their own, so an evaluation gives
 # the same figure every time and leaves the training random streams alone.
@@ -95,6 +97,10 @@ class VaeGenerator(nn.Module):
                  hidden_dim: int = 128, latent_dim: int = 32, highway_layers: int = 2,
                  z_init_state: bool = True, iw_samples: int = 10):
         super().__init__()
+        self.constructor_args = dict(
+            vocab_size=vocab_size, seq_len=seq_len, start_token=start_token, emb_dim=emb_dim,
+            hidden_dim=hidden_dim, latent_dim=latent_dim, highway_layers=highway_layers,
+            z_init_state=z_init_state, iw_samples=iw_samples)
         self.vocab_size, self.seq_len, self.start_token = vocab_size, seq_len, start_token
         self.iw_samples = iw_samples
         # Word dropout's <drop> token is an extra embedding row, not a corpus token: the
@@ -294,12 +300,8 @@ def vae_epoch(model: VaeGenerator, data: torch.Tensor, optimizer: torch.optim.Op
         penalty = kl_penalty(gaussian_kl(mu, logvar), cfg.free_bits)
         # Per token, so grad_clip and lr mean what they mean for the LSTM methods.
         loss = (recon.mean() + beta * penalty) / batch.shape[1]
-        check_finite(loss.item(), "the VAE loss")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        total += loss.item() * len(batch)
+        total += train_step(loss, optimizer, "the VAE loss", model.parameters(),
+                            cfg.grad_clip) * len(batch)
         step += 1
     return total / len(data), step
 
@@ -317,23 +319,16 @@ class Vae:
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         shuffle_rng = ctx.rng("vae_shuffle")
         probe = ctx.corpus.train[:cfg.active_units_batch]
-        first_epoch, step = 0, 0
-        if (saved := ctx.load_checkpoint()) is not None:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            shuffle_rng.set_state(saved["shuffle_rng"])
-            set_rng_states(saved["rng"])
-            first_epoch, step = saved["epoch"], saved["step"]
-        else:
+        checkpoint = Checkpoint(ctx, "train", model=model, optimizer=optimizer,
+                                shuffle_rng=shuffle_rng)
+        if checkpoint.resume() is None:
             self._record(ctx, model, probe, epoch=0, step=0)
-        for epoch in ctx.progress(range(first_epoch, cfg.epochs), total=cfg.epochs - first_epoch,
-                                  desc=f"vae {ctx.corpus.name}"):
-            loss, step = vae_epoch(model, ctx.corpus.train, optimizer, cfg, shuffle_rng, step)
+        # Updates so far (for the KL schedule): every epoch makes the same number.
+        per_epoch = -(-len(ctx.corpus.train) // cfg.batch_size)
+        for epoch in checkpoint.loop(cfg.epochs, f"vae {ctx.corpus.name}"):
+            loss, step = vae_epoch(model, ctx.corpus.train, optimizer, cfg, shuffle_rng,
+                                   epoch * per_epoch)
             self._record(ctx, model, probe, epoch=epoch + 1, step=step, train_loss=loss)
-            ctx.save_checkpoint({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "shuffle_rng": shuffle_rng.get_state(), "rng": rng_states(),
-                "epoch": epoch + 1, "step": step})
         if ctx.curve and ctx.curve[-1].get("active_units") == 0:
             ctx.log.warning("vae on %s: the posterior collapsed (0 of %d active units): the "
                             "decoder ignores z; try more word_dropout, free_bits or a longer "
@@ -349,3 +344,39 @@ class Vae:
         ctx.record(model, phase="vae", epoch=epoch, **values, **measured,
                    beta=kl_weight(step, cfg.kl_anneal, cfg.kl_anneal_steps),
                    collapsed=measured["active_units"] == 0)
+
+
+@hookimpl
+def register_commands(cli):
+    from harness.cli import finished_run, run_options, user_errors
+    from harness.download import MIRROR_ENV
+    from harness.plugins import registry
+
+    @cli.command()
+    @run_options(method="vae")
+    @click.option("--steps", default=5, show_default=True, help="Points along each line.")
+    @click.option("--pairs", default=2, show_default=True, help="Pairs of held-out sequences.")
+    @click.option("--data-mirror", envvar=MIRROR_ENV, help="Local copy of the corpora.")
+    @user_errors
+    def interpolate(method, dataset, seed, run_id, results, steps, pairs, data_mirror) -> None:
+        """Decode along the latent line between held-out sequences (a VAE's run)."""
+        run_dir = finished_run(results, method, dataset, seed, run_id)
+        profile = store.read_json(run_dir / store.CONFIG)["profile"]
+        corpus = registry().datasets[dataset].load(profile=profile, seed=seed, mirror=data_mirror)
+        generator = load_generator(run_dir / store.GENERATOR)
+        for number, line in enumerate(interpolations(generator, corpus, steps, pairs, seed), 1):
+            click.echo(f"--- pair {number}: held-out A -> B")
+            click.echo("\n\n".join(line))
+
+
+def interpolations(generator, corpus: Corpus, steps: int, pairs: int,
+                   seed: int = 0) -> list[list[str]]:
+    """Decodings along the latent line between random pairs of held-out sequences."""
+    if not hasattr(generator, "interpolate"):
+        raise HarnessError("this method's generator has no latent space to interpolate in")
+    rng = torch.Generator().manual_seed(seed)
+    picks = torch.randperm(len(corpus.test), generator=rng)[:2 * pairs].view(-1, 2)
+    generator.eval()
+    with torch.no_grad():
+        return [corpus.show(generator.interpolate(corpus.test[a], corpus.test[b], steps).cpu())
+                for a, b in picks.tolist()]

@@ -36,11 +36,9 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("HARNESS_DATA_MIRROR", raising=False)
-    plugins.plugin_manager.cache_clear()
-    plugins.load_errors.clear()
+    plugins.reset()
     yield
-    plugins.plugin_manager.cache_clear()
-    plugins.load_errors.clear()
+    plugins.reset()
 
 
 @pytest.fixture
@@ -59,11 +57,13 @@ def register_plugin():
     def register(module: types.ModuleType, name: str | None = None) -> None:
         name = name or module.__name__
         plugins.plugin_manager().register(module, name)
+        plugins.registry.cache_clear()
         registered.append(name)
 
     yield register
     for name in registered:
         plugins.plugin_manager().unregister(name=name)
+    plugins.registry.cache_clear()
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def tiny_everywhere(monkeypatch) -> dict:
     monkeypatch.setenv(plugins.PLUGINS_ENV, "harness_tiny")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
-    plugins.plugin_manager.cache_clear()
+    plugins.reset()
     return dict(os.environ)
 
 

@@ -48,7 +48,7 @@ def test_mle_learns_and_results_round_trip_through_table(cli, tiny_dataset):
     assert row.nll_oracle.startswith(f"{mean:.4f} ± ")
     csv = cli("table", "--format", "csv")
     assert csv.exit_code == 0 and csv.output.splitlines()[0] == (
-        "run_id,dataset,data,method,nll_oracle,bleu2,bleu3,bleu4,nll_test,self_bleu2,self_bleu4,seeds")
+        "run_id,dataset,data,method,nll_oracle,nll_oracle_best_so_far,nll_test,self_bleu4,seeds")
 
 
 def test_finished_runs_are_not_repeated(cli, unigram_plugin, tiny_dataset):
@@ -110,7 +110,7 @@ def test_plots_samples_and_sweep(cli, unigram_plugin, tiny_dataset):
                "--set", "eval_every=1").exit_code == 0
     run_dir = next(results().glob("*/tiny/mle/seed-0"))
     sweep = pd.read_csv(run_dir / "sweep.csv")
-    assert list(sweep.temperature) == [0.7, 0.85, 1.0, 1.15, 1.3]
+    assert list(sweep.temperature) == [0.3, 0.5, 0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0]
     assert sweep.nll_oracle.notna().all() and sweep.self_bleu4.between(0, 1).all()
     result = cli("plot")
     assert result.exit_code == 0, result.output

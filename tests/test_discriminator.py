@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from harness.discriminator import PAPER, SMALL, Discriminator, train_discriminator
+from harness_plugins.adversarial import PAPER, SMALL, Discriminator, train_discriminator
 from harness.oracle import random_oracle
 
 

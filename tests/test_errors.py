@@ -13,9 +13,10 @@ import pytest
 import torch
 
 import harness
-from harness import Diverged, text
+from harness import Diverged
 from harness.download import DataFile
 from harness.training import mle_epoch, new_generator
+from harness_datasets import poems
 from test_text_corpora import POEM_LINES
 
 from harness_tiny import tiny_oracle_corpus
@@ -143,8 +144,8 @@ def _poems_mirror(tmp_path: Path, content: str) -> Path:
 def _trust(monkeypatch, content: str) -> None:
     """Make ``content`` the expected poems file, so parsing (not the checksum) rejects it."""
     digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
-    monkeypatch.setattr(text, "POEMS", DataFile(text.POEMS.path, digest))
-    text._poems.cache_clear()
+    monkeypatch.setattr(poems, "POEMS", DataFile(poems.POEMS.path, digest))
+    poems._poems.cache_clear()
 
 
 MALFORMED = "\n".join(POEM_LINES[:1] + ["床 前 明 月 光"] + POEM_LINES[1:]) + "\n"
@@ -180,7 +181,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(cli, tmp_path, monkeyp
         (tmp_path / "results").write_text("a file where the results should go")
     before = snapshot(tmp_path)
     result = cli("run", *args, "--data-mirror", str(mirror))
-    text._poems.cache_clear()
+    poems._poems.cache_clear()
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], lines
@@ -192,7 +193,7 @@ def test_a_checksum_mismatch_says_expected_actual_and_the_fix(cli, tmp_path):
     mirror = _poems_mirror(tmp_path, "not the poems\n")
     result = cli("run", "-m", "mle", "-d", "poems", "--data-mirror", str(mirror))
     actual = hashlib.sha256(b"not the poems\n").hexdigest()
-    assert f"sha256 {actual} does not match the expected {text.POEMS.sha256}" in result.output
+    assert f"sha256 {actual} does not match the expected {poems.POEMS.sha256}" in result.output
     assert "delete the file to download it again, or point --data-mirror" in result.output
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness import executors, store
-from harness.runner import RunSpec
+from harness import executors, slurm, store
+from harness.runner import RunOptions, RunSpec
 
 TINY = ["--set", "epochs=2", "--set", "pretrain_epochs=2", "--set", "eval_every=1",
         "--set", "adv_batches=2", "--set", "adv_eval_every=1", "--set", "n_rollouts=2",
@@ -30,7 +30,7 @@ def submitit_local(register_plugin):
 
     @harness.hookimpl
     def register_executors(register):
-        register(executors.Submitit("submitit-local", cluster="local"))
+        register(slurm.Submitit("submitit-local", cluster="local"))
 
     module.register_executors = register_executors
     register_plugin(module)
@@ -115,11 +115,12 @@ def test_submitit_jobs_respect_dependencies_and_only_failures_are_resubmitted(
 def test_a_job_that_dies_is_failed_with_its_log(cli, tiny_everywhere, submitit_local, monkeypatch):
     """A job killed before the run could say why: status shows the end of its log."""
     specs = [RunSpec("mle", "tiny", 0)]
-    plan = executors.Plan("dead", submitit_local, specs, {"results": str(results())},
+    plan = executors.Plan(submitit_local, specs, RunOptions("dead", str(results())),
                           jobs={"mle/tiny/seed-0": "99999999"})
-    (plan.directory / "jobs").mkdir(parents=True)
-    (plan.directory / "jobs" / "99999999_0_log.err").write_text("Traceback...\nslurmstepd: error: "
-                                                            "*** JOB 99999999 CANCELLED ***\n")
+    jobs = store.jobs_dir(results(), "dead")
+    jobs.mkdir(parents=True)
+    (jobs / "99999999_0_log.err").write_text("Traceback...\nslurmstepd: error: "
+                                             "*** JOB 99999999 CANCELLED ***\n")
     plan.save()
     row = executors.run_states(plan)[0]
     assert row["state"] == "failed" and "JOB 99999999 CANCELLED" in row["reason"]

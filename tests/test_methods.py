@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.generator import LSTMGenerator
-from harness.training import policy_gradient_step
+from harness_plugins.adversarial import policy_gradient_step
 from harness_plugins.scheduled_sampling import (ScheduledSamplingConfig, scheduled_sampling_loss,
                                                 true_token_rate)
 

@@ -48,7 +48,7 @@ def test_unsmoothed_bleu_matches_nltk(corpus, max_n):
         warnings.simplefilter("ignore")  # nltk warns about every zero count
         expected = [bleu_score.sentence_bleu(refs, h, weights=(1 / max_n,) * max_n)
                     for h in hyps if h]
-    ours = BleuReferences(refs, max_n).sentence_scores([h for h in hyps if h], smoothing=False)
+    ours = BleuReferences(refs, max_n).sentence_scores([h for h in hyps if h], rule="strict")
     np.testing.assert_allclose(ours, expected, rtol=0, atol=TOL)
 
 
@@ -198,3 +198,59 @@ def test_sample_never_matches_itself():
     sents = [[1000 * i + j for j in range(15)] for i in range(40)]
     assert self_bleu(sents, 4) == 0.0
     assert self_bleu(sents, 2, n_hypotheses=5) == 0.0
+
+
+# --- nltk 3.2's unsmoothed BLEU (the SeqGAN authors' PG-BLEU reward) ---------------------
+
+def _nltk_3_2_sentence_bleu(references, hypothesis, max_n):
+    """nltk 3.2.1's sentence_bleu without a smoothing function, transcribed from its source
+    (nltk/translate/bleu_score.py, corpus_bleu): 0 when no unigram matches; otherwise
+    ``s = (w * math.log(p_i) for w, p_i in zip(weights, p_n) if p_i.numerator != 0)``, so an
+    order without a match is left out and the weights are not renormalised."""
+    import math
+    from collections import Counter
+    from fractions import Fraction
+
+    weights = (1 / max_n,) * max_n
+    p_n = []
+    for n in range(1, max_n + 1):
+        counts = Counter(tuple(hypothesis[i:i + n]) for i in range(len(hypothesis) - n + 1))
+        max_counts = Counter()
+        for reference in references:
+            ref_counts = Counter(tuple(reference[i:i + n]) for i in range(len(reference) - n + 1))
+            for gram in counts:
+                max_counts[gram] = max(max_counts[gram], ref_counts[gram])
+        clipped = sum(min(count, max_counts[gram]) for gram, count in counts.items())
+        p_n.append(Fraction(clipped, max(1, sum(counts.values())), _normalize=False))
+    if p_n[0].numerator == 0:
+        return 0.0
+    hyp_len = len(hypothesis)
+    ref_len = min((len(r) for r in references), key=lambda r: (abs(r - hyp_len), r))
+    bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+    return bp * math.exp(math.fsum(w * math.log(p) for w, p in zip(weights, p_n)
+                                   if p.numerator != 0))
+
+
+def test_nltk_3_2_rule_on_hand_made_cases():
+    # p1 = 2/4, no bigram or trigram matches: BLEU-3 = 0.5 ** (1/3) (nltk 3.2.1 gives 0.7937).
+    one = BleuReferences([[10, 11, 0, 12]], 3)
+    assert one.sentence_scores([[0, 10, 20, 21]], rule="nltk-3.2")[0] == pytest.approx(
+        0.5 ** (1 / 3), abs=1e-12)
+    assert one.sentence_scores([[0, 10, 20, 21]], rule="strict")[0] == 0.0
+    # p1 = 10/20, p2 = 1/19, p3 = 0: (0.5 / 19) ** (1/3) = 0.2974 (nltk 3.2.1 gives 0.2974).
+    reference = [0, 1, 100, 2, 101, 3, 102, 4, 103, 5, 104, 6, 105, 7, 106, 8, 107, 9, 108, 109]
+    twenty = BleuReferences([reference], 3)
+    assert twenty.sentence_scores([list(range(20))], rule="nltk-3.2")[0] == pytest.approx(
+        (0.5 / 19) ** (1 / 3), abs=1e-12)
+    # No unigram matches: 0 under every rule; every order matches: the rules agree.
+    assert twenty.sentence_scores([[200] * 20], rule="nltk-3.2")[0] == 0.0
+    assert twenty.sentence_scores([reference], rule="nltk-3.2")[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("max_n", [2, 3, 4])
+def test_nltk_3_2_rule_matches_its_source(corpus, max_n):
+    hyps, refs = corpus
+    hyps = [h for h in hyps if h]
+    expected = [_nltk_3_2_sentence_bleu(refs, h, max_n) for h in hyps]
+    ours = BleuReferences(refs, max_n).sentence_scores(hyps, rule="nltk-3.2")
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=TOL)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from harness.generator import LSTMGenerator
-from harness.rollout import Rollout
+from harness_plugins.adversarial import Rollout
 
 TARGET = [5, 2, 9, 11, 3, 7, 1, 4]  # distinct tokens, none the start token 0
 VOCAB = 12

@@ -1,11 +1,20 @@
-"""Tables from synthetic results: mean ± stderr, the paper's figure, Welch's p-value."""
+"""Tables from synthetic results: mean ± stderr, Welch's p against the data set's
+baseline, the published figures beside ours; and a data set and method of a test-only
+plugin shown with their own metadata."""
 import json
 import math
+import os
+import types
+from dataclasses import make_dataclass
+from pathlib import Path
 
+import pandas as pd
 import pytest
 from scipy.stats import ttest_ind
 
+import harness
 from harness import store, table
+from harness.api import Dataset
 
 SEQGAN = [8.70, 8.75, 8.72]
 MLE = [9.05, 9.01, 9.08]
@@ -18,41 +27,109 @@ def results(tmp_path):
             run = tmp_path / "paper" / "oracle" / method / f"seed-{seed}"
             store.write_json(run / "config.json", {"run_id": "paper", "dataset": "oracle",
                                                    "method": method, "seed": seed, "corpus": {}})
-            store.write_json(run / "metrics.json", {"nll_oracle": value, "nll_test": value - 1})
+            store.write_json(run / "metrics.json", {"nll_oracle": value, "nll_test": value - 1,
+                                                    "nll_oracle_best_so_far": value - 0.05})
     return tmp_path
 
 
-def test_comparison_has_paper_figures_and_welch_p(results):
+def test_comparison_tests_each_method_against_the_data_sets_baseline(results):
     rows = table.collect(results)
-    assert set(rows.columns) == set(table.COLUMNS) and len(rows) == 12
+    assert set(rows.columns) == set(table.COLUMNS) and len(rows) == 18
     frame = table.comparison(rows, "oracle").set_index("method")
-    assert list(frame.index) == ["mle", "seqgan"]
-    assert frame.loc["mle", "nll_oracle (paper)"] == "9.038"
-    assert frame.loc["seqgan", "nll_oracle (paper)"] == "8.736"
+    assert list(frame.index) == ["mle", "seqgan"]  # the plugins' registration order
     mean, sem = rows[(rows.method == "mle") & (rows.metric == "nll_oracle")].value.agg(["mean", "sem"])
     assert frame.loc["mle", "nll_oracle"] == f"{mean:.4f} ± {sem:.4f}"
-    expected = ttest_ind(SEQGAN, MLE, equal_var=False).pvalue
-    assert frame.loc["mle", "p seqgan vs (Welch, nll_oracle)"] == f"{expected:.2g}"
+    p = ttest_ind(SEQGAN, MLE, equal_var=False).pvalue
+    assert frame.loc["seqgan", "vs mle: nll_oracle"] == f"better (p={p:.2g})"  # lower is better
+    assert frame.loc["mle", "vs mle: nll_oracle"] == "–"
     assert frame.loc["seqgan", "seeds"] == 3
+    # --baseline picks another row: MLE is then worse than SeqGAN.
+    other = table.comparison(rows, "oracle", baseline="seqgan").set_index("method")
+    assert other.loc["mle", "vs seqgan: nll_oracle"] == f"worse (p={p:.2g})"
+
+
+def test_the_paper_figures_stand_beside_ours_made_the_same_way(results):
+    paper = table.beside_the_paper(table.collect(results), "oracle").set_index("method")
+    assert paper.loc["mle", "paper"] == "9.038"
+    assert paper.loc["mle", "column of ours"] == "nll_oracle"
+    assert paper.loc["seqgan", "column of ours"] == "nll_oracle_best_so_far"  # their best kept
+    ours = sum(SEQGAN) / 3 - 0.05
+    assert paper.loc["seqgan", "gap (ours - paper)"] == f"{ours - 8.736:+.4f}"
+    assert "random" not in paper.index  # no run of it here
 
 
 def test_one_seed_gives_no_p_value():
-    assert math.isnan(table.welch_p(table.pd.Series([1.0]), table.pd.Series([1.0, 2.0])))
+    assert math.isnan(table.welch_p(pd.Series([1.0]), pd.Series([1.0, 2.0])))
+    assert table.verdict(pd.Series([1.0]), pd.Series([1.0, 2.0]), True) == "–"
 
 
 def test_render_markdown_latex_csv(results):
     rows = table.collect(results)
-    markdown = table.render(rows)
+    markdown = table.render(rows, results=results)
     assert markdown.startswith("### oracle (paper)") and "| seqgan" in markdown
-    assert "Welch" in markdown
+    assert "Beside the published figures" in markdown and "Welch" in markdown
     assert "\\begin{tabular}" in table.render(rows, "latex")
-    assert table.render(rows, "csv").splitlines()[0].startswith("run_id,dataset,data,method")
+    assert table.render(rows, "csv").splitlines()[0] == (
+        "run_id,dataset,data,method,nll_oracle,nll_oracle_best_so_far,nll_test,seeds")
 
 
-def test_paper_figures_are_data():
-    paper = table.paper_figures()
-    oracle = paper[(paper.dataset == "oracle") & (paper.metric == "nll_oracle")]
+def test_published_figures_are_package_data():
+    paper = table.published_figures("oracle")
+    oracle = paper[paper.metric.str.startswith("nll_oracle")]
     assert dict(zip(oracle.method, oracle.value)) == {
         "random": 10.310, "mle": 9.038, "ss": 8.985, "pg-bleu": 8.946, "seqgan": 8.736,
         "real": 5.761}
-    assert json.dumps(sorted(set(paper.dataset))) == '["obama", "oracle", "poems"]'
+    assert set(table.published_figures().dataset) == {"obama", "oracle", "poems"}
+
+
+@pytest.fixture
+def toy_plugin(register_plugin, tmp_path):
+    """A test-only data set (its own headline, diversity metric, baseline and published
+    figures) and method, registered as a third-party plugin would."""
+    from harness_tiny import tiny_oracle_corpus
+
+    published = tmp_path / "toy-paper.csv"
+    published.write_text("dataset,method,metric,value,protocol,note,source\n"
+                         "toy,echo,distinct_2,0.5,the toy paper's way,,\"Toy et al., Table 9\"\n")
+    module = types.ModuleType("harness_toy")
+
+    class Echo:
+        """Echo: the training set itself, drawn again."""
+
+        name = "echo"
+        Config = make_dataclass("EchoConfig", [])  # no settings
+        profiles: dict = {}
+
+        def train(self, ctx):
+            return types.SimpleNamespace(
+                sample=lambda n, temperature=1.0, generator=None: ctx.corpus.train[:n],
+                log_likelihood=lambda tokens, temperature=1.0: (tokens * 0 - 1.0).sum(1))
+
+    @harness.hookimpl
+    def register_datasets(register):
+        register(Dataset("toy", lambda **kw: tiny_oracle_corpus("default", kw["seed"]),
+                         "a toy", headline=("distinct_2", "bleu3_train"),
+                         diversity="ms_jaccard2", baseline="echo", published=(published,)))
+
+    @harness.hookimpl
+    def register_methods(register):
+        register(Echo())
+
+    module.register_datasets, module.register_methods = register_datasets, register_methods
+    register_plugin(module, "harness_toy")
+    return module
+
+
+def test_a_plugins_data_set_and_method_get_their_own_table_and_plots(cli, toy_plugin):
+    result = cli("-q", "run", "-m", "echo", "-m", "random", "-d", "toy", "--seeds", "2")
+    assert result.exit_code == 0, result.output
+    shown = cli("table").output
+    header = next(line for line in shown.splitlines() if line.startswith("| method"))
+    assert "distinct_2" in header and "bleu3_train" in header and "ms_jaccard2" in header
+    assert "vs echo: distinct_2" in header
+    assert "Toy et al., Table 9" in shown and "the toy paper's way" in shown
+    written = [Path(p).name for p in cli("plot").output.split()]
+    assert "curves-default-toy.png" in written and "quality-diversity-default-toy.png" in written
+    sweep = pd.read_csv(next(Path(os.environ["HARNESS_RESULTS"]).glob(
+        "default/toy/echo/seed-0")) / "sweep.csv")
+    assert {"distinct_2", "ms_jaccard2"} <= set(sweep.columns)

@@ -1,4 +1,5 @@
-"""harness.text: the Chinese-quatrain and Obama corpora, and git-blob verification.
+"""The Chinese-quatrain and Obama data sets, the text tools they use, and git-blob
+verification.
 
 Tiny hand-made corpora test the parsing, vocabulary, padding and split; the real
 mirror (skipped without it) pins counts and the train/test split. Downloads are
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from harness import plugins, text
+from harness_datasets import obama, poems
 from harness.api import HarnessError
 from harness.download import DataFile, DownloadError, fetch, git_blob_sha1, sha256_of
 
@@ -36,16 +38,16 @@ POEM_LINES = [  # the first lines of shi.txt, plus a duplicate
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     monkeypatch.setenv("HARNESS_OFFLINE", "1")
-    text._poems.cache_clear()
-    text._obama.cache_clear()
+    poems._poems.cache_clear()
+    obama._obama.cache_clear()
     yield
-    text._poems.cache_clear()
-    text._obama.cache_clear()
+    poems._poems.cache_clear()
+    obama._obama.cache_clear()
 
 
 @pytest.fixture
 def real_mirror() -> Path:
-    if not (MIRROR / text.POEMS.path).exists() or not (MIRROR / text.OBAMA_STANDIN.path).exists():
+    if not (MIRROR / poems.POEMS.path).exists() or not (MIRROR / obama.OBAMA_STANDIN.path).exists():
         pytest.skip(f"no corpus mirror at {MIRROR}")
     return MIRROR
 
@@ -88,9 +90,9 @@ def test_offline_fetch_raises_download_error(tmp_path):
 # --- poems -------------------------------------------------------------------------------
 
 def test_parse_poems_reads_the_layout():
-    poems = text.parse_poems("\n".join(POEM_LINES) + "\n", "shi.txt")
-    assert len(poems) == 4 and all(len(p) == 24 for p in poems)
-    assert poems[0][:6] == ["秦", "川", "雄", "帝", "宅", "，"]
+    parsed = poems.parse_poems("\n".join(POEM_LINES) + "\n", "shi.txt")
+    assert len(parsed) == 4 and all(len(p) == 24 for p in parsed)
+    assert parsed[0][:6] == ["秦", "川", "雄", "帝", "宅", "，"]
 
 
 @pytest.mark.parametrize("bad", [
@@ -102,22 +104,22 @@ def test_parse_poems_reads_the_layout():
 ])
 def test_malformed_poem_line_names_file_and_line(bad):
     with pytest.raises(HarnessError, match=r"shi\.txt, line 3"):
-        text.parse_poems("\n".join(POEM_LINES[:2] + [bad] + POEM_LINES[2:]), "shi.txt")
+        poems.parse_poems("\n".join(POEM_LINES[:2] + [bad] + POEM_LINES[2:]), "shi.txt")
 
 
 def test_empty_poem_file():
     with pytest.raises(HarnessError, match="shi.txt.*empty"):
-        text.parse_poems("", "shi.txt")
+        poems.parse_poems("", "shi.txt")
 
 
 def test_tiny_poems_corpus():
-    corpus = text.poems_corpus("\n".join(POEM_LINES * 5) + "\n", "shi.txt")
+    corpus = poems.poems_corpus("\n".join(POEM_LINES * 5) + "\n", "shi.txt")
     assert corpus.seq_len == 20 and corpus.vocab[0] == text.EOS and corpus.start_token == 0
     assert "，" not in corpus.vocab and "。" not in corpus.vocab
     assert len(corpus.train) + len(corpus.test) == 20 and len(corpus.test) >= 1
     assert corpus.train.dtype == torch.long and corpus.info["punctuation"] is False
-    assert text.format_poem(corpus.vocab[i] for i in range(1, 21)).count("\n") == 3
-    with_marks = text.poems_corpus("\n".join(POEM_LINES * 5) + "\n", "shi.txt", punctuation=True)
+    assert poems.format_poem(corpus.vocab[i] for i in range(1, 21)).count("\n") == 3
+    with_marks = poems.poems_corpus("\n".join(POEM_LINES * 5) + "\n", "shi.txt", punctuation=True)
     assert with_marks.seq_len == 24 and "，" in with_marks.vocab
     assert with_marks.info["test_sha256"] == corpus.info["test_sha256"]  # same split
     # a duplicate poem sits on one side only
@@ -127,12 +129,12 @@ def test_tiny_poems_corpus():
 
 def test_format_poem():
     chars = list("秦川雄帝宅函谷壮皇居绮殿千寻起离宫百雉余")
-    assert text.format_poem(chars) == "秦川雄帝宅，\n函谷壮皇居。\n绮殿千寻起，\n离宫百雉余。"
+    assert poems.format_poem(chars) == "秦川雄帝宅，\n函谷壮皇居。\n绮殿千寻起，\n离宫百雉余。"
     vocab = ["<eos>"] + chars
-    assert text.format_poem(torch.arange(1, 21), vocab) == text.format_poem(chars)
-    assert text.format_poem(POEM_LINES[0].split()) == text.format_poem(chars)
+    assert poems.format_poem(torch.arange(1, 21), vocab) == poems.format_poem(chars)
+    assert poems.format_poem(POEM_LINES[0].split()) == poems.format_poem(chars)
     with pytest.raises(ValueError):
-        text.format_poem(chars[:7])
+        poems.format_poem(chars[:7])
 
 
 # --- obama -------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ def test_vocab_cap_unk_padding_and_cutting():
 def test_tiny_obama_corpus_vocab_from_training_only():
     lines = [f"Speech number {i}, about jobs." for i in range(40)] + ["Thank you."] * 5
     lines += ["Zebras, zebras everywhere!"]
-    corpus = text.obama_corpus("\n\n".join(lines) + "\n", "tiny.txt", vocab_cap=12, max_len=6)
+    corpus = obama.obama_corpus("\n\n".join(lines) + "\n", "tiny.txt", vocab_cap=12, max_len=6)
     train_words = {corpus.vocab[i] for i in corpus.train.unique().tolist()}
     assert set(corpus.vocab) <= train_words | {"<eos>", "<unk>"}
     assert corpus.vocab_size == 12 and corpus.seq_len == 6
@@ -168,7 +170,7 @@ def test_tiny_obama_corpus_vocab_from_training_only():
     assert in_test != in_train                       # all five copies on one side
     assert 0 < corpus.info["unk_rate_train"] < 1 and "unk_rate_test" in corpus.info
     with pytest.raises(HarnessError, match="tiny.txt.*empty"):
-        text.obama_corpus("\n  \n", "tiny.txt")
+        obama.obama_corpus("\n  \n", "tiny.txt")
 
 
 def test_split_keeps_duplicates_together_and_is_stable():
@@ -197,34 +199,34 @@ def test_format_text():
 
 def test_obama_falls_back_to_the_stand_in(tmp_path, monkeypatch, caplog):
     content = "First paragraph, here.\nSecond one!\n" * 10 + "Third.\n"
-    _put(tmp_path, text.OBAMA_STANDIN.path, content)
+    _put(tmp_path, obama.OBAMA_STANDIN.path, content)
     digest = hashlib.sha256(content.encode()).hexdigest()
-    monkeypatch.setattr(text, "OBAMA_STANDIN", DataFile(text.OBAMA_STANDIN.path, digest))
+    monkeypatch.setattr(obama, "OBAMA_STANDIN", DataFile(obama.OBAMA_STANDIN.path, digest))
     with caplog.at_level(logging.WARNING, logger="harness"):
-        corpus = text.load_obama("default", 1, mirror=tmp_path)
-    assert corpus.info["variant"] == text.STANDIN_VARIANT
+        corpus = obama.load_obama("default", 1, mirror=tmp_path)
+    assert corpus.info["variant"] == obama.STANDIN_VARIANT
     assert "NOT the paper's" in caplog.text
     assert corpus.info["n_paragraphs"] == 21
-    assert text.load_obama("default", 2, mirror=tmp_path) is corpus  # cached; seed-independent
+    assert obama.load_obama("default", 2, mirror=tmp_path) is corpus  # cached; seed-independent
     with pytest.raises(DownloadError):
-        text.load_obama("default", 1, mirror=tmp_path, original=True)
+        obama.load_obama("default", 1, mirror=tmp_path, original=True)
 
 
 def test_obama_uses_the_original_when_present(tmp_path, monkeypatch):
     original = b"Paragraph one, about hope.\n\nParagraph two.\nThree?\n" * 4
-    _put(tmp_path, text.OBAMA_ORIGINAL.path, original)
+    _put(tmp_path, obama.OBAMA_ORIGINAL.path, original)
     blob = git_blob_sha1(original)
-    monkeypatch.setattr(text, "OBAMA_ORIGINAL",
-                        DataFile(text.OBAMA_ORIGINAL.path, "", git_blob_sha1=blob))
-    corpus = text.load_obama("default", 0, mirror=tmp_path)
-    assert corpus.info["variant"] == text.ORIGINAL_VARIANT
+    monkeypatch.setattr(obama, "OBAMA_ORIGINAL",
+                        DataFile(obama.OBAMA_ORIGINAL.path, "", git_blob_sha1=blob))
+    corpus = obama.load_obama("default", 0, mirror=tmp_path)
+    assert corpus.info["variant"] == obama.ORIGINAL_VARIANT
     assert corpus.info["n_paragraphs"] == 12  # non-empty lines
     assert corpus.info["sha256"] == hashlib.sha256(original).hexdigest()
-    text._obama.cache_clear()
-    monkeypatch.setattr(text, "OBAMA_ORIGINAL",
-                        DataFile(text.OBAMA_ORIGINAL.path, "", git_blob_sha1="0" * 40))
+    obama._obama.cache_clear()
+    monkeypatch.setattr(obama, "OBAMA_ORIGINAL",
+                        DataFile(obama.OBAMA_ORIGINAL.path, "", git_blob_sha1="0" * 40))
     with pytest.raises(HarnessError, match="git blob id"):  # a bad copy: no silent fallback
-        text.load_obama("default", 0, mirror=tmp_path)
+        obama.load_obama("default", 0, mirror=tmp_path)
 
 
 # --- the real corpora (mirror) -----------------------------------------------------------
@@ -235,12 +237,12 @@ def _poem_lines(corpus) -> list[str]:
     for row in corpus.test.tolist():
         chars = [corpus.vocab[i] for i in row]
         lines.append(" ".join(" ".join(chars[5 * k:5 * k + 5]) + " " + mark
-                              for k, mark in enumerate(text.POEM_LAYOUT)))
+                              for k, mark in enumerate(poems.POEM_LAYOUT)))
     return lines
 
 
 def test_real_poems(real_mirror):
-    corpus = text.load_poems("default", 0, mirror=real_mirror)
+    corpus = poems.load_poems("default", 0, mirror=real_mirror)
     assert len(corpus.train) + len(corpus.test) == 16_394
     assert (len(corpus.train), len(corpus.test)) == (14_755, 1_639)
     assert corpus.seq_len == 20 and corpus.vocab_size == 4_770 == len(corpus.vocab)
@@ -248,22 +250,22 @@ def test_real_poems(real_mirror):
     assert not (corpus.train == 0).any() and corpus.eval_samples == 2_000
     assert text.lines_sha256(_poem_lines(corpus)) == POEMS_TEST_SHA256
     assert corpus.info["test_sha256"] == POEMS_TEST_SHA256
-    assert corpus.info["sha256"] == sha256_of(real_mirror / text.POEMS.path)
+    assert corpus.info["sha256"] == sha256_of(real_mirror / poems.POEMS.path)
     assert corpus.info["test_rows_also_in_train"] == 0
-    shown = text.format_poem(corpus.train[0], corpus.vocab).split("\n")
+    shown = poems.format_poem(corpus.train[0], corpus.vocab).split("\n")
     assert shown == ["秦川雄帝宅，", "函谷壮皇居。", "绮殿千寻起，", "离宫百雉余。"]
     for row in corpus.test[:50]:
-        lines = text.format_poem(row, corpus.vocab).split("\n")
+        lines = poems.format_poem(row, corpus.vocab).split("\n")
         assert [len(line) for line in lines] == [6] * 4
-        assert [line[-1] for line in lines] == list(text.POEM_LAYOUT)
-    marks = text.load_poems("default", 0, mirror=real_mirror, punctuation=True)
+        assert [line[-1] for line in lines] == list(poems.POEM_LAYOUT)
+    marks = poems.load_poems("default", 0, mirror=real_mirror, punctuation=True)
     assert marks.seq_len == 24 and marks.vocab_size == 4_772
     assert marks.info["test_sha256"] == POEMS_TEST_SHA256
 
 
 def test_real_obama_stand_in(real_mirror):
-    corpus = text.load_obama("default", 0, mirror=real_mirror)
-    assert corpus.info["variant"] == text.STANDIN_VARIANT == "CoPS stand-in (not the paper's set)"
+    corpus = obama.load_obama("default", 0, mirror=real_mirror)
+    assert corpus.info["variant"] == obama.STANDIN_VARIANT == "CoPS stand-in (not the paper's set)"
     assert len(corpus.train) + len(corpus.test) == 2_754
     assert (len(corpus.train), len(corpus.test)) == (2_479, 275)
     assert corpus.seq_len == 40 and corpus.vocab_size == 5_000
@@ -280,5 +282,5 @@ def test_registered(real_mirror, monkeypatch):
     assert {"poems", "obama"} <= set(datasets)
     assert datasets["poems"].load(profile="default", seed=3, mirror=str(real_mirror)).name == "poems"
     monkeypatch.setenv("HARNESS_DATA_MIRROR", str(real_mirror))  # the mirror from the environment
-    obama = datasets["obama"].load(profile="paper", seed=3)
-    assert obama.name == "obama" and obama.info["variant"] == text.STANDIN_VARIANT
+    speeches = datasets["obama"].load(profile="paper", seed=3)
+    assert speeches.name == "obama" and speeches.info["variant"] == obama.STANDIN_VARIANT

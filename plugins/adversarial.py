@@ -1,0 +1,392 @@
+"""The machinery of SeqGAN's family (SeqGAN and PG-BLEU): the CNN discriminator, the
+Monte-Carlo rollout that turns a sequence-level score into per-token rewards, and the
+policy-gradient loop. Only the reward differs between the methods: the discriminator's
+P(real) for SeqGAN, BLEU against real data for PG-BLEU.
+
+The discriminator: embedding -> parallel 1-D convolutions of several window sizes -> ReLU ->
+max over time -> concatenate -> one highway layer -> dropout -> linear to two classes (0
+generated, 1 real), as in the authors' ``discriminator.py`` (LantaoYu/SeqGAN), whose
+initialisation it follows too. Two logits rather than one keep the authors' softmax output
+and their L2 term on a [features, 2] output matrix; ``prob_real`` is the class-1 column.
+
+The rollout: for a generated sequence Y of length T, the reward of token t is Q_t = the mean
+over N completions of the prefix Y_1..t, sampled by the rollout policy, of score(completion),
+and Q_T = score(Y); ``score`` maps completed sequences [M, T] to [M] in [0, 1].
+
+The loop: each adversarial batch samples sequences from the generator, rewards every token
+by rollout, takes one REINFORCE step, moves the rollout policy towards the generator, then
+does whatever the method does between batches (SeqGAN: train the discriminator). The whole
+state is checkpointed after every batch, so a killed run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.api import RunContext
+from harness.generator import LSTMGenerator, State, sample_from_logits
+from harness.training import Checkpoint, train_step
+
+Score = Callable[[torch.Tensor], torch.Tensor]
+
+
+# --- the discriminator ----------------------------------------------------------------
+
+# The authors' sizes (sequence_gan.py); dropout is the drop probability, 1 - keep 0.75.
+PAPER = dict(emb_dim=64, filter_sizes=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20),
+             num_filters=(100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160),
+             dropout=0.25)
+# A CPU-sized discriminator: the same architecture with fewer windows and filters.
+SMALL = dict(emb_dim=32, filter_sizes=(1, 2, 3, 4, 5, 8, 10, 15, 20),
+             num_filters=(32, 64, 64, 64, 64, 32, 32, 48, 48), dropout=0.25)
+PAPER_L2 = 0.2
+
+
+class Highway(nn.Module):
+    """y = t * relu(W x) + (1 - t) * x with gate t = sigmoid(W_t x).
+
+    The authors call their highway helper with gate bias 0, not the usual -2.
+    """
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.transform = nn.Linear(size, size)
+        self.gate = nn.Linear(size, size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.sigmoid(self.gate(x))
+        return t * F.relu(self.transform(x)) + (1.0 - t) * x
+
+
+class Discriminator(nn.Module):
+    """``dropout`` is the drop probability (the paper's keep probability 0.75 is 0.25)."""
+
+    def __init__(self, vocab_size: int, seq_len: int, emb_dim: int = PAPER["emb_dim"],
+                 filter_sizes: tuple[int, ...] = PAPER["filter_sizes"],
+                 num_filters: tuple[int, ...] = PAPER["num_filters"],
+                 dropout: float = PAPER["dropout"]):
+        super().__init__()
+        if len(filter_sizes) != len(num_filters):
+            raise ValueError("filter_sizes and num_filters differ in length")
+        # A window wider than the sequence has no valid position to pool over.
+        kept = [(k, n) for k, n in zip(filter_sizes, num_filters) if k <= seq_len]
+        if not kept:
+            raise ValueError(f"no window size fits sequences of length {seq_len}")
+        self.seq_len = seq_len
+        self.filter_sizes = tuple(k for k, _ in kept)
+        self.num_filters = tuple(n for _, n in kept)
+        self.embedding = nn.Embedding(vocab_size, emb_dim)
+        self.convs = nn.ModuleList(nn.Conv1d(emb_dim, n, k) for k, n in kept)
+        features = sum(self.num_filters)
+        self.highway = Highway(features)
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(features, 2)
+        self._init_like_authors()
+
+    def _init_like_authors(self) -> None:
+        # The authors' TF initialisers. Their highway has TF's default (Glorot uniform);
+        # it keeps PyTorch's default here, a similar uniform for a layer nobody tuned.
+        nn.init.uniform_(self.embedding.weight, -1.0, 1.0)
+        for layer in [*self.convs, self.output]:
+            nn.init.trunc_normal_(layer.weight, std=0.1, a=-0.2, b=0.2)
+            nn.init.constant_(layer.bias, 0.1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits [B, 2] (class 1 = real) for int64 tokens [B, T]."""
+        x = self.embedding(tokens).transpose(1, 2)  # [B, emb, T]: channels first for Conv1d
+        # Bias and ReLU commute with the max over time: apply them to [B, F], not [B, F, T].
+        pooled = [F.relu(F.conv1d(x, conv.weight).amax(dim=2) + conv.bias) for conv in self.convs]
+        return self.head(torch.cat(pooled, dim=1))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Highway, dropout and output layer over the pooled features."""
+        return self.output(self.dropout(self.highway(features)))
+
+    def _lookup_tables(self) -> list[torch.Tensor]:
+        """Per window: [k, vocab, filters], every word's embedding through each filter tap."""
+        return [torch.einsum("ve,fek->kvf", self.embedding.weight, conv.weight)
+                for conv in self.convs]
+
+    def _forward_by_lookup(self, tokens: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
+        """forward() with each convolution as a sum of k table look-ups, no multiplications.
+
+        conv_k(embedding(x))[p] = sum_j W[:, :, j] @ E[x[p + j]] = sum_j table[j][x[p + j]].
+        """
+        length = tokens.shape[1]
+        pooled = []
+        for conv, table in zip(self.convs, tables):
+            span = length - table.shape[0] + 1
+            acc = F.embedding(tokens[:, :span], table[0])
+            for j in range(1, table.shape[0]):
+                acc += F.embedding(tokens[:, j:j + span], table[j])
+            pooled.append(F.relu(acc.amax(dim=1) + conv.bias))
+        return self.head(torch.cat(pooled, dim=1))
+
+    @torch.no_grad()
+    def prob_real(self, tokens: torch.Tensor, batch: int = 1024) -> torch.Tensor:
+        """P(real) [B] in eval mode (no dropout), scored in chunks of ``batch`` rows.
+
+        Given more rows than words (a rollout's ~20k completions), the convolutions of
+        every word are computed once and looked up: 1.4x faster for the PAPER network on
+        the 2-core CPU (2.0 s instead of 2.75 s for 19,520 rows), at the cost of transient
+        tables of vocab x sum(k * filters) floats (250 MB at paper size). A few rows (the
+        naive loop's 64) are cheaper to convolve.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            device = self.output.weight.device
+            tables = self._lookup_tables() if len(tokens) > self.embedding.num_embeddings else None
+            probs = []
+            for i in range(0, len(tokens), batch):
+                chunk = tokens[i:i + batch].to(device)
+                logits = self(chunk) if tables is None else self._forward_by_lookup(chunk, tables)
+                probs.append(torch.softmax(logits, dim=1)[:, 1])
+        finally:
+            self.train(was_training)
+        return torch.cat(probs) if probs else tokens.new_zeros(0, dtype=torch.float)
+
+    def l2_penalty(self) -> torch.Tensor:
+        """The authors' L2 term: tf.nn.l2_loss (sum of squares / 2) of the output W and b only."""
+        return 0.5 * (self.output.weight.square().sum() + self.output.bias.square().sum())
+
+
+def train_discriminator(disc: Discriminator, optimizer: torch.optim.Optimizer,
+                        real: torch.Tensor, fake: torch.Tensor, epochs: int, batch_size: int,
+                        l2: float = PAPER_L2, rng: torch.Generator | None = None) -> float:
+    """``epochs`` passes over real (label 1) and fake (label 0) rows; the mean batch loss.
+
+    Real and fake rows are shuffled together into mixed mini-batches, as the authors'
+    Dis_dataloader does (without ``rng`` the order is fixed: all real, then all fake).
+    The loss is mean cross-entropy + ``l2`` * l2_penalty(), the authors' loss; the paper's
+    Adam 1e-4 is the caller's ``optimizer``.
+    """
+    disc.train()
+    device = disc.output.weight.device
+    tokens = torch.cat([real, fake])
+    labels = torch.cat([torch.ones(len(real), dtype=torch.long),
+                        torch.zeros(len(fake), dtype=torch.long)])
+    total, batches = 0.0, 0
+    for _ in range(epochs):
+        order = torch.randperm(len(tokens), generator=rng) if rng is not None \
+            else torch.arange(len(tokens))
+        for start in range(0, len(tokens), batch_size):
+            idx = order[start:start + batch_size]
+            logits = disc(tokens[idx].to(device))
+            loss = F.cross_entropy(logits, labels[idx].to(device)) + l2 * disc.l2_penalty()
+            total += train_step(loss, optimizer, "the discriminator loss")
+            batches += 1
+    return total / max(batches, 1)
+
+
+# --- the rollout ------------------------------------------------------------------------
+
+def _draw(logits: torch.Tensor, greedy: bool, multinomial: bool,
+          generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row: argmax, torch.multinomial (the naive baseline) or inverse CDF."""
+    if greedy:
+        return logits.argmax(dim=-1)
+    if multinomial:
+        probs = torch.softmax(logits, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    return sample_from_logits(logits, generator=generator)[0]
+
+
+def _score_in_chunks(score: Score, rows: torch.Tensor, batch: int) -> torch.Tensor:
+    return torch.cat([score(rows[i:i + batch]).float().to(rows.device)
+                      for i in range(0, len(rows), batch)])
+
+
+class Rollout:
+    """The rollout policy G_beta that completes prefixes: a frozen copy of the generator,
+    moved towards it by ``update`` after every adversarial batch.
+
+    ``update_rate`` r: theta_beta <- r * theta_beta + (1 - r) * theta_generator. With r = 0
+    the rollout policy is the generator as it stands, which is what the paper says ("G_beta
+    is set the same as the generator") and what the authors' code does whatever rate it is
+    given: their rollout network's weights are ``tf.identity`` of the live generator
+    variables, wired into a sampling graph built once, and ``update_params`` only builds new
+    tensors that graph never reads (LantaoYu/SeqGAN rollout.py, first commit to head). With
+    r = 0.8 it is a delayed copy, as ``update_params`` is written and as the PyTorch ports
+    read it.
+    """
+
+    def __init__(self, generator: LSTMGenerator, update_rate: float = 0.0):
+        self.update_rate = update_rate
+        self.policy = copy.deepcopy(generator).requires_grad_(False).eval()
+
+    @torch.no_grad()
+    def update(self, generator: LSTMGenerator) -> None:
+        """theta_beta <- r * theta_beta + (1 - r) * theta_generator; the embedding is copied
+        as it is (as the authors' ``update_params`` writes it)."""
+        r = self.update_rate
+        mine = dict(self.policy.named_parameters())
+        for name, theirs in generator.named_parameters():
+            if name.startswith("embedding."):
+                mine[name].copy_(theirs)
+            else:
+                mine[name].mul_(r).add_(theirs, alpha=1.0 - r)
+
+    def state_dict(self) -> dict:
+        return {"policy": self.policy.state_dict(), "update_rate": self.update_rate}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.update_rate = state["update_rate"]
+
+    def _prefix_states(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, c) [T-1, B, H] after reading y_1..y_t, t = 1..T-1, one teacher-forced pass."""
+        policy = self.policy
+        emb = policy.embedding(policy.shifted_inputs(tokens))
+        state: State | None = None
+        hs, cs = [], []
+        # Step by step because nn.LSTM returns the cell state of the last step only.
+        for t in range(tokens.shape[1]):
+            _, state = policy.lstm(emb[:, t:t + 1], state)
+            hs.append(state[0][0])
+            cs.append(state[1][0])
+        return torch.stack(hs[1:]), torch.stack(cs[1:])
+
+    @torch.no_grad()
+    def rewards(self, sequences: torch.Tensor, n_rollouts: int, score: Score,
+                generator: torch.Generator | None = None, greedy: bool = False,
+                chunk: int = 256, score_batch: int = 1 << 16) -> torch.Tensor:
+        """Q [B, T] for ``sequences`` [B, T], every completion advanced in one batch.
+
+        All completed rows and ``sequences`` go to ``score`` together, ``score_batch`` rows
+        a call (one call at paper sizes, so the discriminator builds its look-up tables
+        once; it chunks as suits it). ``greedy`` completes with the argmax instead of
+        sampling (tests).
+        """
+        tokens = sequences.to(self.policy.device)
+        n_seq, length = tokens.shape
+        completed = self._complete(tokens, n_rollouts, generator, greedy, chunk)
+        scores = _score_in_chunks(score, torch.cat([completed, tokens]), score_batch)
+        rows = len(completed)  # ordered (prefix length, rollout, sequence)
+        q = scores[:rows].view(length - 1, n_rollouts, n_seq).mean(dim=1)
+        return torch.cat([q.T, scores[rows:, None]], dim=1)
+
+    def _complete(self, tokens: torch.Tensor, n_rollouts: int, generator: torch.Generator | None,
+                  greedy: bool, chunk: int) -> torch.Tensor:
+        """Completions [(T-1) * N * B, T] of every prefix, rows ordered (t, n, b).
+
+        With that order the rows sampling at position s (prefixes t < s) come first: each
+        step advances them by one token and the next prefix's block joins with its
+        teacher-forced state, so no prefix is recomputed (expanding all rows from the start
+        token instead does twice the LSTM and softmax work: 2x slower on the CPU). The
+        output layer and sampling run ``chunk`` rows at a time so the [chunk, vocab]
+        softmax stays in cache.
+        """
+        policy = self.policy
+        n_seq, length = tokens.shape
+        block = n_rollouts * n_seq  # rows per prefix length
+        rows = (length - 1) * block
+        completed = tokens.expand(length - 1, n_rollouts, n_seq, length).reshape(rows, length).clone()
+        if length == 1:
+            return completed
+        h, c = (s.unsqueeze(1).expand(-1, n_rollouts, -1, -1).reshape(1, rows, -1).clone()
+                for s in self._prefix_states(tokens))
+        for step in range(1, length):  # the 0-based position being sampled
+            ready, active = (step - 1) * block, step * block
+            if ready:  # rows that sampled position step - 1 read that token
+                inputs = policy.embedding(completed[:ready, step - 1:step])
+                _, (h[:, :ready], c[:, :ready]) = policy.lstm(inputs, (h[:, :ready], c[:, :ready]))
+            for i in range(0, active, chunk):
+                j = min(i + chunk, active)
+                completed[i:j, step] = _draw(policy.output(h[0, i:j]), greedy, False, generator)
+        return completed
+
+    @torch.no_grad()
+    def rewards_naive(self, sequences: torch.Tensor, n_rollouts: int, score: Score,
+                      generator: torch.Generator | None = None, greedy: bool = False,
+                      multinomial: bool = False) -> torch.Tensor:
+        """The reference loop: for each rollout, for each prefix, read it and sample the rest.
+
+        As the authors' ``get_reward`` does (with ``multinomial=True`` it samples as
+        they and the PyTorch ports do); the benchmark's baseline and the tests' reference.
+        """
+        policy = self.policy
+        tokens = sequences.to(policy.device)
+        n_seq, length = tokens.shape
+        total = torch.zeros(n_seq, length - 1, device=tokens.device)
+        inputs = policy.shifted_inputs(tokens)
+        for _ in range(n_rollouts):
+            for t in range(1, length):
+                logits, state = policy(inputs[:, :t + 1])  # read start, y_1..y_t
+                completion = tokens.clone()
+                for s in range(t, length):
+                    completion[:, s] = _draw(logits[:, -1], greedy, multinomial, generator)
+                    if s + 1 < length:
+                        logits, state = policy(completion[:, s:s + 1], state)
+                total[:, t - 1] += score(completion).float()
+        last = score(tokens).float().to(tokens.device)
+        return torch.cat([total / n_rollouts, last[:, None]], dim=1)
+
+
+# --- the policy-gradient loop -----------------------------------------------------------
+
+@dataclass
+class PolicyGradientSettings:
+    batches: int            # adversarial batches (the authors' TOTAL_BATCH)
+    g_steps: int            # generator updates per batch
+    batch_size: int         # sequences per generator update
+    n_rollouts: int         # Monte-Carlo completions per prefix
+    lr: float               # Adam, for the adversarial generator updates
+    grad_clip: float
+    rollout_update_rate: float
+    eval_every: int         # batches between learning-curve points
+
+    @classmethod
+    def of(cls, config) -> "PolicyGradientSettings":
+        """The settings of a method's config (its ``adv_*`` and generator fields)."""
+        return cls(batches=config.adv_batches, g_steps=config.g_steps,
+                   batch_size=config.batch_size, n_rollouts=config.n_rollouts, lr=config.lr,
+                   grad_clip=config.grad_clip, rollout_update_rate=config.rollout_update_rate,
+                   eval_every=config.adv_eval_every)
+
+
+PHASE = "adversarial"
+
+
+def policy_gradient_step(generator: LSTMGenerator, optimizer: torch.optim.Optimizer,
+                         sequences: torch.Tensor, rewards: torch.Tensor, grad_clip: float) -> float:
+    """One REINFORCE update: loss = -sum_t log G(y_t | y_<t) * Q_t, averaged over the batch."""
+    generator.train()
+    log_probs = generator.token_log_probs(sequences)
+    loss = -(log_probs * rewards.to(log_probs.device)).sum(dim=1).mean()
+    return train_step(loss, optimizer, "the policy-gradient loss", generator.parameters(),
+                      grad_clip)
+
+
+def train_policy_gradient(ctx: RunContext, generator: LSTMGenerator, score: Score,
+                          settings: PolicyGradientSettings, epoch_offset: int,
+                          between: Callable[[int], dict] | None = None,
+                          extra: dict[str, Any] | None = None,
+                          saved: dict | None = None) -> LSTMGenerator:
+    """Adversarial training; ``extra`` names further parts of the state to checkpoint
+    alongside (the discriminator, its optimiser and random streams); ``saved`` is the
+    run's checkpoint, resumed when it is of this phase."""
+    optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr)
+    rollout = Rollout(generator, settings.rollout_update_rate)
+    rng = ctx.rng("policy_gradient_sampling", 1, ctx.device)
+    checkpoint = Checkpoint(ctx, PHASE, generator=generator, optimizer=optimizer,
+                            rollout=rollout, sampling_rng=rng, **(extra or {}))
+    if saved is not None:
+        checkpoint.resume(saved)
+    for batch in checkpoint.loop(settings.batches, f"adversarial {ctx.corpus.name}", "batch"):
+        for _ in range(settings.g_steps):
+            sequences = generator.sample(settings.batch_size, generator=rng)
+            rewards = rollout.rewards(sequences, settings.n_rollouts, score, generator=rng)
+            loss = policy_gradient_step(generator, optimizer, sequences, rewards,
+                                        settings.grad_clip)
+        rollout.update(generator)
+        info = between(batch) if between is not None else {}
+        if (batch + 1) % settings.eval_every == 0 or batch + 1 == settings.batches:
+            ctx.record(generator, phase=PHASE, epoch=epoch_offset + batch + 1,
+                       pg_loss=loss, mean_reward=rewards.mean().item(), **info)
+    return generator
