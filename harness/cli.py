@@ -123,7 +123,10 @@ def _summary(item) -> str:
               help="torch CPU threads per run (recorded; default: torch's choice).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Override a hyper-parameter (repeatable).")
-@click.option("--run-id", help="Results sub-directory; default: the profile (plus a hash of --set).")
+@click.option("--sweep", metavar="T1,T2,...",
+              help="Temperatures of the quality-diversity sweep [default: 0.3 to 2.0, ten].")
+@click.option("--run-id", help="Results sub-directory; default: the profile (plus a hash of "
+                               "--set and --sweep).")
 @results_option
 @click.option("--data-mirror", envvar=MIRROR_ENV,
               help=f"Local copy of the corpora, laid out like shared/corpora [env {MIRROR_ENV}].")
@@ -134,7 +137,8 @@ def _summary(item) -> str:
 @click.pass_context
 @user_errors
 def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, threads, settings,
-        run_id, results, data_mirror, executor_name, wait_for_jobs, **executor_values) -> None:
+        sweep, run_id, results, data_mirror, executor_name, wait_for_jobs,
+        **executor_values) -> None:
     """Train methods on data sets, evaluate them and store the results."""
     if not run_all and not (methods and datasets):
         raise HarnessError("name a method and a data set (-m METHOD -d DATASET), or use --all")
@@ -146,9 +150,11 @@ def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, thread
     parsed = config.parse_settings(settings)
     specs = plan(list(methods) or None, list(datasets) or None, seeds, profile)
     config.check_settings([registry().methods[m] for m in {s.method for s in specs}], parsed)
-    options = RunOptions(run_id=run_id or config.run_id_for(profile, parsed), results=results,
-                         settings=parsed, device=device, mirror=data_mirror, threads=threads,
-                         show_progress=not ctx.obj["quiet"])
+    temperatures = config.parse_temperatures(sweep) if sweep else None
+    options = RunOptions(run_id=run_id or config.run_id_for(profile, parsed, temperatures),
+                         results=results, settings=parsed, device=device, mirror=data_mirror,
+                         threads=threads, show_progress=not ctx.obj["quiet"],
+                         **({"sweep": temperatures} if temperatures else {}))
     executor = executors.get(executor_name)
     try:
         failures = executors.submit(specs, executor,

@@ -102,9 +102,25 @@ def check_settings(methods: Iterable[Method], settings: dict[str, str]) -> None:
                                f"{', '.join(valid)}")
 
 
-def run_id_for(profile: str, settings: dict[str, str]) -> str:
-    """Runs with the same profile and settings share a run id, so finished ones are reused."""
-    if not settings:
+def run_id_for(profile: str, settings: dict[str, str], sweep: tuple[float, ...] | None = None
+               ) -> str:
+    """Runs with the same profile, settings (and sweep, when not the default one) share a
+    run id, so finished ones are reused."""
+    parts = [f"{k}={v}" for k, v in sorted(settings.items())]
+    if sweep is not None:
+        parts.append("sweep=" + ",".join(f"{t:g}" for t in sweep))
+    if not parts:
         return profile
-    text = ",".join(f"{k}={v}" for k, v in sorted(settings.items()))
-    return f"{profile}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    return f"{profile}-{hashlib.sha1(','.join(parts).encode()).hexdigest()[:8]}"
+
+
+def parse_temperatures(text: str) -> tuple[float, ...]:
+    """``--sweep 0.3,0.5,1,2`` as a sorted tuple of positive temperatures."""
+    try:
+        values = tuple(sorted(float(t) for t in text.split(",") if t.strip()))
+    except ValueError:
+        values = ()
+    if not values or min(values) <= 0:
+        raise HarnessError(f"--sweep {text}: expected positive temperatures separated by "
+                           f"commas, e.g. --sweep 0.3,0.5,0.7,1,1.5,2")
+    return values

@@ -12,8 +12,9 @@ import math
 
 import torch
 
-from harness import quality
+from harness import language_model, quality
 from harness.api import Corpus, Diverged, Generator, check_finite
+from harness.generator import mean_token_nll
 from harness.metrics import BleuReferences, self_bleu
 
 EVAL_SEED_OFFSET = 7919  # evaluation draws its own random stream, apart from training's
@@ -23,7 +24,7 @@ DISTINCT_ORDERS = (1, 2, 3, 4)
 SELF_BLEU_HYPOTHESES = 1000  # Self-BLEU scores this many samples, each against all the others
 CURVE_METRICS = ("nll_oracle", "nll_test")  # what a learning curve records (lower is better)
 SWEEP_TEMPERATURES = (0.3, 0.5, 0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0)
-SWEEP_SAMPLES = 2000
+SWEEP_SAMPLES = 1000  # per temperature: ten temperatures cost about one main evaluation
 
 # Which way is better, for every metric the harness computes ("higher" for the rest).
 LOWER_IS_BETTER = ("nll_oracle", "nll_test", "self_bleu", "train_copy", "lm_score",
@@ -40,20 +41,6 @@ def _device(generator: Generator) -> torch.device:
     if isinstance(generator, torch.nn.Module):
         return next(generator.parameters()).device
     return torch.device("cpu")
-
-
-@torch.no_grad()
-def mean_token_nll(scorer: Generator, tokens: torch.Tensor, batch: int = 64,
-                   temperature: float = 1.0) -> float:
-    """Mean negative log-likelihood per token (nats) of ``tokens`` under ``scorer``.
-
-    Batches of 64 keep the [batch, length, vocab] logits in cache: 2-3x faster on a CPU.
-    """
-    device, total = _device(scorer), 0.0
-    for start in range(0, len(tokens), batch):
-        chunk = tokens[start:start + batch].to(device)
-        total -= scorer.log_likelihood(chunk, temperature=temperature).sum().item()
-    return total / tokens.numel()
 
 
 def draw_samples(generator: Generator, corpus: Corpus, seed: int, temperature: float = 1.0,
@@ -126,8 +113,15 @@ def _samples_outside(generator: Generator, split: str, samples: torch.Tensor,
 
 
 def evaluate(generator: Generator, corpus: Corpus, seed: int, temperature: float = 1.0,
-             n_samples: int | None = None) -> tuple[dict, torch.Tensor]:
-    """The final metrics of a trained generator, and the samples they were computed on."""
+             n_samples: int | None = None, judge: Generator | None = None,
+             reverse_lm: bool = True) -> tuple[dict, torch.Tensor]:
+    """The final metrics of a trained generator, and the samples they were computed on.
+
+    ``judge``: the LM of the training split (``language_model.reference_lm``) that gives
+    ``lm_score``; ``reverse_lm``: also fit an LM to the samples for ``reverse_lm_score``
+    (a few seconds: the temperature sweep leaves it out). Both are for real text: on
+    synthetic data the oracle is the exact judge (NLL-oracle) and NLL-test measures
+    coverage."""
     with _eval_mode(generator):
         samples = draw_samples(generator, corpus, seed, temperature, n_samples)
         metrics: dict = {"temperature": temperature, "n_samples": len(samples),
@@ -146,13 +140,17 @@ def evaluate(generator: Generator, corpus: Corpus, seed: int, temperature: float
     for n in BLEU_ORDERS:
         metrics[f"bleu{n}_train"] = training.score(against_train, max_n=n)
     metrics["train_copy"] = quality.train_copy(against_train, _split_sentences(corpus, "train"))
-    metrics.update(diversity(sentences, corpus, seed))
+    metrics.update(diversity(sentences, corpus, seed, metrics))
+    if judge is not None:
+        metrics["lm_score"] = language_model.nll(judge, samples)
+    if reverse_lm and corpus.oracle is None:
+        metrics["reverse_lm_score"] = language_model.reverse_lm_score(samples, corpus, seed)
     return metrics, samples
 
 
-def diversity(sentences: list[list[int]], corpus: Corpus, seed: int) -> dict:
+def diversity(sentences: list[list[int]], corpus: Corpus, seed: int, forward: dict) -> dict:
     """How varied the samples are, alone (Self-BLEU, distinct-n) and against the held-out
-    set (backward BLEU and its harmonic mean with forward BLEU, MS-Jaccard)."""
+    set (backward BLEU and its harmonic mean with the ``forward`` BLEU, MS-Jaccard)."""
     metrics: dict = {}
     n_self = min(SELF_BLEU_HYPOTHESES, len(sentences))
     for n in BLEU_ORDERS:
@@ -161,9 +159,8 @@ def diversity(sentences: list[list[int]], corpus: Corpus, seed: int) -> dict:
     held_out = _split_sentences(corpus, "test")
     as_references = BleuReferences(sentences, max(BLEU_ORDERS))
     for n in BLEU_ORDERS:
-        forward = references(corpus, "test").score(sentences, max_n=n)
         metrics[f"bwd_bleu{n}"] = as_references.score(held_out, max_n=n)
-        metrics[f"fb_bleu{n}"] = quality.fb_bleu(forward, metrics[f"bwd_bleu{n}"])
+        metrics[f"fb_bleu{n}"] = quality.fb_bleu(forward[f"bleu{n}"], metrics[f"bwd_bleu{n}"])
     for n in MS_JACCARD_ORDERS:
         metrics[f"ms_jaccard{n}"] = quality.ms_jaccard(sentences, held_out, max_n=n)
     for n in DISTINCT_ORDERS:
@@ -175,6 +172,8 @@ def temperature_sweep(generator: Generator, corpus: Corpus, seed: int,
                       temperatures: tuple[float, ...] = SWEEP_TEMPERATURES,
                       n_samples: int = SWEEP_SAMPLES) -> list[dict]:
     """Quality against diversity at several softmax temperatures (Caccia et al. 2020), so
-    no method is judged at one arbitrary temperature."""
+    no method is judged at one arbitrary temperature: the same code as the main
+    evaluation, on fewer samples and without the two LM scores (the costliest metrics)."""
     n = min(n_samples, corpus.eval_samples)
-    return [evaluate(generator, corpus, seed, t, n_samples=n)[0] for t in temperatures]
+    return [evaluate(generator, corpus, seed, t, n_samples=n, reverse_lm=False)[0]
+            for t in temperatures]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 import harness
-from harness import config, evaluate, store
+from harness import config, evaluate, language_model, store
 from harness.api import Dataset, HarnessError, Interrupted, RunContext, check_finite
 from harness.generator import save_generator
 from harness.plugins import load_errors, registry
@@ -49,11 +49,12 @@ class RunOptions:
     """How a plan's runs are made, whoever runs them (kept in plan.json for cluster jobs)."""
 
     run_id: str
-    results: str                              # the results directory (absolute in a plan)
+    results: str | None = None                # the results directory (absolute in a plan)
     settings: dict[str, str] = field(default_factory=dict)  # --set overrides, raw strings
     device: str = "auto"                      # auto, cpu or cuda
     mirror: str | None = None                 # local copy of the corpora
     threads: int | None = None                # torch CPU threads per run (None: torch's default)
+    sweep: tuple[float, ...] = evaluate.SWEEP_TEMPERATURES  # the quality-diversity sweep
     show_progress: bool = True
 
     def run_dir(self, spec: RunSpec) -> Path:
@@ -155,7 +156,7 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
         record = {**dataclasses.asdict(spec), "run_id": options.run_id,
                   "plugin": plugin, "device": str(torch_device), "settings": options.settings,
                   "config": dataclasses.asdict(cfg), "corpus": corpus.info,
-                  "torch_threads": torch.get_num_threads(),
+                  "torch_threads": torch.get_num_threads(), "sweep": list(options.sweep),
                   "started": store.now(), "environment": environment()}
         store.write_json(run_dir / store.CONFIG, record)
         store.write_status(run_dir, "running", pid=os.getpid(), host=platform.node())
@@ -166,7 +167,7 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
                          shared_dir=store.shared_dir(options.results, spec.dataset, spec.seed))
         log.info("%s/%s seed %d on %s -> %s", spec.dataset, spec.method, spec.seed, torch_device, run_dir)
         try:
-            metrics = _train_and_evaluate(method, ctx)
+            metrics = _train_and_evaluate(method, ctx, tuple(options.sweep))
         except (Interrupted, KeyboardInterrupt) as error:
             store.write_status(run_dir, "interrupted", reason=str(error) or "KeyboardInterrupt")
             raise
@@ -198,7 +199,7 @@ def _load_corpus(dataset: Dataset, plugin: str, spec: RunSpec, mirror: str | Non
         raise RunFailed(f"data set plugin {plugin}: {type(error).__name__}: {error}") from error
 
 
-def _train_and_evaluate(method, ctx: RunContext) -> dict:
+def _train_and_evaluate(method, ctx: RunContext, sweep: tuple[float, ...]) -> dict:
     """Train, check the result is finite, evaluate; every file but metrics.json written."""
     started = time.perf_counter()
     generator = method.train(ctx)
@@ -207,16 +208,21 @@ def _train_and_evaluate(method, ctx: RunContext) -> dict:
         for name, weight in generator.state_dict().items():
             if weight.is_floating_point():
                 check_finite(weight, f"the trained generator's {name}")
-    metrics, samples = evaluate.evaluate(generator, ctx.corpus, ctx.seed)
+    # Real text's judge, an LM of the training split: trained once per data set and seed.
+    judge = None if ctx.corpus.oracle is not None else \
+        language_model.reference_lm(ctx.corpus, ctx.seed, ctx.shared_dir)
+    judged = time.perf_counter()
+    metrics, samples = evaluate.evaluate(generator, ctx.corpus, ctx.seed, judge=judge)
     store.write_text(ctx.run_dir / store.SAMPLES,
                      "\n\n".join(ctx.corpus.show(samples[:SHOWN_SAMPLES])) + "\n")
     store.write_csv(ctx.run_dir / store.SWEEP,
-                    evaluate.temperature_sweep(generator, ctx.corpus, ctx.seed))
+                    evaluate.temperature_sweep(generator, ctx.corpus, ctx.seed, sweep))
     if hasattr(generator, "constructor_args"):
         save_generator(ctx.run_dir / store.GENERATOR, generator)
     metrics.update(best_so_far(ctx.curve))
     metrics.update(train_seconds=round(trained - started, 2),
-                   eval_seconds=round(time.perf_counter() - trained, 2))
+                   judge_lm_seconds=round(judged - trained, 2),
+                   eval_seconds=round(time.perf_counter() - judged, 2))
     return metrics
 
 

@@ -1,0 +1,101 @@
+"""LM score and reverse LM score (Zhao et al. 2018; Cífka et al. 2018): language models the
+harness trains itself to judge a generator's samples.
+
+- ``lm_score``: the samples' NLL per token under an LM trained on the training split
+  (quality: would a model of the real data write this?). Trained once per data set and
+  seed, kept in the results' shared directory.
+- ``reverse_lm_score``: the held-out split's NLL per token under an LM trained on the
+  samples (quality and coverage: do the samples hold what real text holds?).
+
+Both LMs are the shared LSTM generator, fitted by MLE with early stopping on a held-out
+part of their training data; lower is better for both.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from harness import store
+from harness.api import Corpus
+from harness.generator import LSTMGenerator, mean_token_nll
+from harness.training import mle_epoch
+
+
+@dataclass(frozen=True)
+class LmSettings:
+    emb_dim: int = 32
+    hidden_dim: int = 64
+    lr: float = 0.01          # Adam
+    batch_size: int = 64
+    max_epochs: int = 5       # at most; early stopping picks the best epoch
+    valid_share: float = 0.1  # of the training data, held out for early stopping
+
+
+def fit(tokens: torch.Tensor, corpus: Corpus, seed: int, settings: LmSettings = LmSettings(),
+        valid: torch.Tensor | None = None) -> LSTMGenerator:
+    """An LSTM LM fitted to ``tokens``, stopped where its NLL on ``valid`` (default: the
+    last ``valid_share`` of ``tokens``) stops falling. Its own random streams: the global
+    random state is left as it was."""
+    if valid is None:
+        cut = max(1, int(len(tokens) * (1 - settings.valid_share)))
+        tokens, valid = tokens[:cut], tokens[cut:] if cut < len(tokens) else tokens[:1]
+    lm = _new_lm(corpus, settings, seed)
+    optimizer = torch.optim.Adam(lm.parameters(), lr=settings.lr)
+    order = torch.Generator().manual_seed(seed)
+    best, best_state = float("inf"), None
+    for _ in range(settings.max_epochs):
+        mle_epoch(lm, tokens, optimizer, settings.batch_size, 5.0, order)
+        score = nll(lm, valid)
+        if score >= best:
+            break
+        best, best_state = score, {k: v.clone() for k, v in lm.state_dict().items()}
+    lm.load_state_dict(best_state)
+    return lm.eval()
+
+
+def _new_lm(corpus: Corpus, settings: LmSettings, seed: int) -> LSTMGenerator:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LSTMGenerator(corpus.vocab_size, corpus.seq_len, settings.emb_dim,
+                             settings.hidden_dim, corpus.start_token)
+
+
+def nll(lm: LSTMGenerator, tokens: torch.Tensor) -> float:
+    """Mean NLL per token (nats) of ``tokens`` under ``lm``."""
+    lm.eval()
+    return mean_token_nll(lm, tokens)
+
+
+def reference_lm(corpus: Corpus, seed: int, shared_dir: Path | None) -> LSTMGenerator:
+    """The LM of the training split (early stopping on the held-out split), trained once
+    per data set, seed and settings and kept in ``shared_dir``."""
+    settings = LmSettings()
+    key = json.dumps({"settings": asdict(settings), "corpus": corpus.info, "seed": seed,
+                      "dataset": corpus.name}, sort_keys=True, default=str)
+    path = Path(shared_dir or ".") / f"lm-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    if shared_dir is not None and path.exists():
+        lm = _new_lm(corpus, settings, seed)
+        lm.load_state_dict(store.read_torch(path)["lm"])
+        return lm.eval()
+    lm = fit(corpus.train, corpus, seed, settings, valid=corpus.test)
+    if shared_dir is not None:
+        store.write_torch(path, {"lm": lm.state_dict(), "key": key})
+    return lm
+
+
+# The reverse LM is fitted at every evaluation: 2,000 samples (the same on every data set,
+# so the score does not depend on how many samples a data set evaluates) and at most 3
+# epochs keep it to a few seconds on a 2-core CPU.
+REVERSE = LmSettings(max_epochs=3)
+REVERSE_SAMPLES = 2_000
+
+
+def reverse_lm_score(samples: torch.Tensor, corpus: Corpus, seed: int) -> float:
+    """The held-out split's NLL per token (its first ``REVERSE_SAMPLES``) under an LM fitted
+    to the first ``REVERSE_SAMPLES`` samples."""
+    lm = fit(samples[:REVERSE_SAMPLES], corpus, seed, REVERSE)
+    return nll(lm, corpus.test[:REVERSE_SAMPLES])
