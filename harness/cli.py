@@ -18,6 +18,8 @@ from harness.download import MIRROR_ENV
 from harness.store import RESULTS_ENV
 
 log = logging.getLogger("harness")
+_console = logging.StreamHandler(sys.stderr)
+_console.setFormatter(logging.Formatter("%(message)s"))
 
 
 class UserError(click.ClickException):
@@ -75,11 +77,11 @@ def finished_run(results, method: str, dataset: str, seed: int, run_id: str | No
 def main(ctx: click.Context, quiet: bool) -> None:
     """Train and compare sequence generators the way the SeqGAN paper did."""
     ctx.obj = {"quiet": quiet}
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    if _console not in log.handlers:
+        log.addHandler(_console)
+    _console.stream = sys.stderr  # where it is now (a test runner may have swapped it)
+    _console.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.setLevel(logging.INFO)  # a run's run.log keeps everything, quiet or not
 
 
 @main.command(name="list")
@@ -253,6 +255,29 @@ def plot(results, out) -> None:
         raise HarnessError(f"no finished runs with curves under {store.results_dir(results)}")
     for path in written:
         click.echo(str(path))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--data-mirror", envvar=MIRROR_ENV, help="Local copy of the corpora.")
+@click.option("--device", help="Re-run on this device [default: the recorded one].")
+@user_errors
+def verify(run_dir, data_mirror, device) -> None:
+    """Re-run a finished run and say, metric by metric, whether it matches (bit for bit
+    on the CPU)."""
+    import pandas as pd
+
+    from harness.verify import verify as repeat
+
+    rows = repeat(Path(run_dir), data_mirror, device)
+    frame = pd.DataFrame([{"metric": r.metric, "recorded": repr(r.recorded),
+                           "repeated": repr(r.repeated), "matches": r.matches} for r in rows])
+    click.echo(frame.to_markdown(index=False))
+    differ = [r.metric for r in rows if not r.matches]
+    if differ:
+        click.echo(f"{len(differ)} of {len(rows)} metrics differ: {', '.join(differ)}")
+        sys.exit(1)
+    click.echo(f"all {len(rows)} metrics match")
 
 
 def _add_plugin_parts() -> None:

@@ -11,21 +11,7 @@ import pandas as pd
 from harness import store
 from harness.api import method_info
 from harness.evaluate import CURVE_METRICS
-from harness.table import collect, dataset_view
-
-
-def _runs(results: Path | str | None, name: str) -> pd.DataFrame:
-    """Every finished run's ``name`` file (curve.csv or sweep.csv) with its run id, data
-    set, method and seed."""
-    frames = []
-    for key, directory in store.runs(results, finished_only=True):
-        if not (directory / name).exists():
-            continue
-        frame = pd.read_csv(directory / name)
-        frame["run_id"], frame["dataset"] = key.run_id, key.dataset
-        frame["method"], frame["seed"] = key.method, key.seed
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+from harness.table import collect, collect_files, dataset_view, interpolate_at
 
 
 def _methods_where(predicate) -> set[str]:
@@ -41,7 +27,7 @@ def learning_curves(results: Path | str | None, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves, written = _runs(results, store.CURVE), []
+    curves, written = collect_files(results, store.CURVE), []
     if curves.empty:
         return written
     metrics = collect(results)
@@ -99,7 +85,7 @@ def quality_diversity(results: Path | str | None, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sweeps, written = _runs(results, store.SWEEP), []
+    sweeps, written = collect_files(results, store.SWEEP), []
     if sweeps.empty:
         return written
     for (run_id, dataset), part in sweeps.groupby(["run_id", "dataset"]):
@@ -110,14 +96,25 @@ def quality_diversity(results: Path | str | None, out: Path) -> list[Path]:
         part = part.dropna(subset=[quality, diversity])
         if part.empty:
             continue
-        fig, ax = plt.subplots(figsize=(6, 5))
-        for method, rows in part.groupby("method"):
-            mean = rows.groupby("temperature")[[quality, diversity]].mean()
-            ax.plot(mean[diversity], mean[quality], marker="o", label=method)
-            for temperature, row in mean.iterrows():
-                ax.annotate(f"{temperature:g}", (row[diversity], row[quality]), fontsize=7)
+        fig, ax = plt.subplots(figsize=(7, 5.5))
+        means = {method: rows.groupby("temperature")[[quality, diversity]].mean().reset_index()
+                 for method, rows in part.groupby("method")}
+        target = means[view.baseline].set_index("temperature")[diversity].get(1.0) \
+            if view.baseline in means else None
+        if target is not None:
+            ax.axvline(target, color="grey", linestyle="--", linewidth=1,
+                       label=f"{view.baseline} at T=1: matched {diversity}")
+        for method, mean in means.items():
+            line, = ax.plot(mean[diversity], mean[quality], marker="o", markersize=3, label=method)
+            for row in mean.itertuples():
+                ax.annotate(f"{row.temperature:g}", (getattr(row, diversity), getattr(row, quality)),
+                            fontsize=6)
+            if target is not None:  # the method's point at the baseline's diversity
+                _, matched = interpolate_at(mean, target, diversity, quality)
+                ax.plot([target], [matched], marker="*", markersize=12, color=line.get_color())
         ax.set(xlabel=f"{diversity} (diversity)", ylabel=f"{quality} (quality)",
-               title=f"{dataset} ({run_id}): quality vs diversity over temperature")
+               title=f"{dataset} ({run_id}): quality vs diversity, temperatures "
+                     f"{part.temperature.min():g}-{part.temperature.max():g} (star: matched)")
         ax.legend()
         written.append(_save(fig, out / f"quality-diversity-{run_id}-{dataset}.png"))
     return written

@@ -35,6 +35,19 @@ def collect(results: Path | str | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def collect_files(results: Path | str | None, name: str) -> pd.DataFrame:
+    """Every finished run's ``name`` file (curve.csv or sweep.csv), with its run id, data
+    set, method and seed."""
+    frames = []
+    for key, directory in store.runs(results, finished_only=True):
+        if (directory / name).exists():
+            frame = pd.read_csv(directory / name)
+            frame["run_id"], frame["dataset"] = key.run_id, key.dataset
+            frame["method"], frame["seed"] = key.method, key.seed
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def unfinished(results: Path | str | None) -> list[str]:
     """'directory: status (reason)' for each run under ``results`` that has not finished."""
     found = []
@@ -50,7 +63,10 @@ def run_notes(results: Path | str | None) -> dict[tuple[str, str], list[str]]:
     """(run id, data set) -> what the runs asked the table to say (``ctx.note``)."""
     notes: dict[tuple[str, str], list[str]] = {}
     for key, directory in store.runs(results, finished_only=True):
-        for note in store.read_json(directory / store.CONFIG).get("notes", []):
+        config = store.read_json(directory / store.CONFIG)
+        overrides = ", ".join(f"{k}={v}" for k, v in sorted(config.get("settings", {}).items()))
+        said = [f"{key.method}: run with --set {overrides}"] if overrides else []
+        for note in said + config.get("notes", []):
             found = notes.setdefault((key.run_id, key.dataset), [])
             if note not in found:
                 found.append(note)
@@ -189,6 +205,61 @@ def beside_the_paper(rows: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
+# --- at matched diversity (Caccia et al. 2020) -------------------------------------------
+
+def interpolate_at(sweep: pd.DataFrame, target: float, x: str, y: str) -> tuple[float, float]:
+    """(temperature, ``y``) where the sweep's ``x`` equals ``target``, linear between the two
+    temperatures that bracket it; of several crossings (a curve need not be monotone), the
+    one nearest temperature 1. NaN, NaN when the sweep never reaches ``target``."""
+    points = sweep.sort_values("temperature")[["temperature", x, y]].dropna().to_numpy()
+    found = []
+    for (t0, x0, y0), (t1, x1, y1) in zip(points, points[1:]):
+        if (x0 - target) * (x1 - target) <= 0 and x0 != x1:
+            w = (target - x0) / (x1 - x0)
+            found.append((t0 + w * (t1 - t0), y0 + w * (y1 - y0)))
+        elif x0 == target:
+            found.append((t0, y0))
+    if points.size and points[-1][1] == target:
+        found.append((points[-1][0], points[-1][2]))
+    if not found:
+        return math.nan, math.nan
+    return min(found, key=lambda point: abs(point[0] - 1.0))
+
+
+def matched_diversity(sweeps: pd.DataFrame, dataset: str, baseline: str | None = None
+                      ) -> pd.DataFrame:
+    """Each method's quality at the temperature where its diversity equals the baseline's at
+    temperature 1 (per seed, interpolated along its sweep), against the baseline's quality
+    at temperature 1 (Welch's t-test over seeds): a gain that holds at matched diversity."""
+    sweeps = sweeps[sweeps.dataset == dataset] if not sweeps.empty else sweeps
+    if sweeps.empty:
+        return pd.DataFrame()
+    view = dataset_view(dataset, set(sweeps.columns))
+    baseline = baseline or view.baseline
+    quality, diversity = view.headline[0], view.diversity
+    if baseline not in set(sweeps.method) or not {quality, diversity} <= set(sweeps.columns):
+        return pd.DataFrame()
+    at_one = sweeps[(sweeps.method == baseline) & (sweeps.temperature == 1.0)].set_index("seed")
+    lines = []
+    for method in method_order(set(sweeps.method)):
+        found = []
+        for seed, sweep in sweeps[sweeps.method == method].groupby("seed"):
+            if seed in at_one.index:
+                found.append((seed, *interpolate_at(sweep, at_one.loc[seed, diversity],
+                                                    diversity, quality)))
+        frame = pd.DataFrame(found, columns=["seed", "temperature", quality]).dropna()
+        line = {"method": method, "seeds matched": f"{len(frame)} of {len(found)}",
+                f"temperature at {baseline}'s {diversity}": mean_pm_stderr(frame.temperature)
+                if len(frame) else "not reached",
+                f"{quality} at matched {diversity}": mean_pm_stderr(frame[quality])
+                if len(frame) else "–"}
+        if method != baseline:
+            line[f"vs {baseline} at T=1"] = verdict(
+                frame[quality], at_one[quality], lower_is_better(quality, view.lower_is_better))
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Every run id, data set and method in one frame: each data set's table metrics as
     mean ± stderr (for CSV)."""
@@ -207,15 +278,22 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
 def render(rows: pd.DataFrame, fmt: str = "markdown", baseline: str | None = None,
            results: Path | str | None = None) -> str:
     """CSV: one long summary. Markdown or LaTeX: per run id and data set, our table, the
-    published figures beside ours, and what the runs asked to be said."""
+    comparison at matched diversity, the published figures beside ours, and what the runs
+    asked to be said."""
     if fmt == "csv":
         return summary(rows).to_csv(index=False)
     notes = run_notes(results) if results is not None else {}
+    sweeps = collect_files(results, store.SWEEP) if results is not None else pd.DataFrame()
     sections = []
     for (run_id, dataset), part in rows.groupby(["run_id", "dataset"], sort=True):
         data = ", ".join(sorted(set(part.data) - {""}))
         title = f"{dataset} ({run_id})" + (f" — data: {data}" if data else "")
         blocks = [f"### {title}", _format(comparison(part, dataset, baseline), fmt)]
+        matched = matched_diversity(sweeps[sweeps.run_id == run_id] if not sweeps.empty
+                                    else sweeps, dataset, baseline)
+        if not matched.empty:
+            blocks += ["At matched diversity (each method's temperature set so that its "
+                       "diversity equals the baseline's at temperature 1):", _format(matched, fmt)]
         paper = beside_the_paper(part, dataset)
         if not paper.empty:
             blocks += ["Beside the published figures (ours made the paper's way):",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import torch
 
@@ -80,13 +81,21 @@ class MleSettings:
         return cls(**{f.name: getattr(config, renamed.get(f.name, f.name)) for f in fields(cls)})
 
 
+def snapshot_path(ctx: RunContext, settings: MleSettings, epoch: int) -> Path:
+    """Where MLE training with these settings (the number of epochs aside) keeps its
+    generator after ``epoch`` epochs, for the runs that start from it."""
+    key = json.dumps({"settings": {**asdict(settings), "epochs": None}, "corpus": ctx.corpus.info,
+                      "dataset": ctx.corpus.name, "seed": ctx.seed}, sort_keys=True, default=str)
+    return ctx.shared_dir / f"mle-{hashlib.sha1(key.encode()).hexdigest()[:12]}-epoch-{epoch}.pt"
+
+
 def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
     """MLE-train the shared generator, or reuse the result of an earlier run that trained
     with the same data set, seed and settings (the MLE run and SeqGAN's pre-training
-    are then the very same generator, trained once)."""
-    key = json.dumps({"settings": asdict(settings), "corpus": ctx.corpus.info,
-                      "dataset": ctx.corpus.name, "seed": ctx.seed}, sort_keys=True, default=str)
-    cached = ctx.shared_dir / f"mle-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    are then the very same generator, trained once). A longer run with otherwise equal
+    settings serves too: training keeps its generator at every learning-curve point, and
+    the first k epochs of a longer run are exactly a k-epoch run."""
+    cached = snapshot_path(ctx, settings, settings.epochs)
     generator = new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim, ctx.device)
     if settings.shuffle:
         ctx.rngs["mle_shuffle"] = ctx.seed  # _train_mle's order; recorded when reused too
@@ -104,8 +113,6 @@ def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
     states = rng_states()
     _train_mle(ctx, generator, settings)
     set_rng_states(states)
-    store.write_torch(cached, {"generator": generator.state_dict(), "key": key,
-                               "curve": [row for row in ctx.curve if row.get("phase") == PHASE]})
     return generator
 
 
@@ -121,3 +128,6 @@ def _train_mle(ctx: RunContext, generator: LSTMGenerator, settings: MleSettings)
                          settings.grad_clip, shuffle_rng if settings.shuffle else None)
         if (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.epochs:
             ctx.record(generator, phase=PHASE, epoch=epoch + 1, train_nll=loss)
+            store.write_torch(snapshot_path(ctx, settings, epoch + 1), {
+                "generator": generator.state_dict(),
+                "curve": [row for row in ctx.curve if row.get("phase") == PHASE]})

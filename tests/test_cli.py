@@ -97,12 +97,19 @@ def test_cuda_requested_without_a_gpu_is_a_user_error(cli, monkeypatch):
 
 
 def test_plan_expands_methods_datasets_seeds(tiny_dataset):
+    from harness.plugins import registry
     from harness.runner import plan
 
     specs = plan(["mle", "real"], ["tiny"], [0, 1], "default")
     assert [(s.method, s.seed) for s in specs] == [("mle", 0), ("mle", 1), ("real", 0), ("real", 1)]
-    everything = plan(None, None, [0], "paper")
-    assert {s.dataset for s in everything} >= {"oracle", "tiny"} and len(everything) > 10
+    everything = plan(None, None, [0, 1], "paper")
+    methods, datasets = registry().methods, registry().datasets
+    assert {(s.method, s.dataset, s.seed) for s in everything} == {
+        (m, d, seed) for m in methods for d in datasets for seed in (0, 1)}
+    assert len(everything) == len(methods) * len(datasets) * 2
+    # A profile of the methods' own: only the methods that declare it, and the reference rows.
+    authors = plan(None, ["tiny"], [0], "authors-2016")
+    assert sorted(s.method for s in authors) == ["mle", "pg-bleu", "random", "real", "seqgan", "ss"]
 
 
 def test_plots_samples_and_sweep(cli, unigram_plugin, tiny_dataset):

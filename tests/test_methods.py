@@ -78,3 +78,111 @@ def test_a_positive_reward_raises_the_sequence_likelihood():
     before = generator.log_likelihood(sequence).item()
     policy_gradient_step(generator, optimizer, sequence, torch.ones(1, 7), grad_clip=5.0)
     assert generator.log_likelihood(sequence).item() > before
+
+
+# --- the authors' 2016 settings and protocol ---------------------------------------------
+
+@pytest.mark.parametrize("method, expected", [
+    ("mle", {"epochs": 350, "lr": 0.001, "shuffle": False}),
+    ("ss", {"epochs": 300, "rate_decay": 0.002, "lr": 0.001, "shuffle": False, "eval_every": 1}),
+    ("pg-bleu", {"pretrain_epochs": 200, "adv_batches": 800, "lr": 0.001, "shuffle": False,
+                 "adv_eval_every": 1, "bleu_rule": "nltk-3.2", "bleu_order": 3,
+                 "reference_fraction": 0.4, "n_rollouts": 1, "rollout_update_rate": 0.0}),
+    ("seqgan", {"pretrain_epochs": 240, "adv_batches": 800, "lr": 0.001, "shuffle": False,
+                "adv_eval_every": 1, "disc_size": "paper", "disc_pretrain_rounds": 50,
+                "disc_epochs": 3, "d_steps": 5, "disc_negatives": 9984, "n_rollouts": 16,
+                "rollout_update_rate": 0.0, "disc_lr": 1e-4}),
+    ("random", {"mle_epochs": 1, "lr": 0.001, "shuffle": False}),
+])
+def test_the_authors_2016_profile_holds_their_first_commits_settings(method, expected):
+    from dataclasses import asdict
+
+    from harness.config import resolve
+    from harness.plugins import registry
+
+    config = asdict(resolve(registry().methods[method], "authors-2016", {}))
+    assert {key: config[key] for key in expected} == expected
+
+
+def test_under_authors_2016_the_random_row_is_the_generator_after_one_mle_epoch(cli, tiny_dataset):
+    result = cli("-q", "run", "-m", "random", "-d", "tiny", "--profile", "authors-2016")
+    assert result.exit_code == 0, result.output
+    curve = pd.read_csv(run_dir("random") / "curve.csv")
+    assert list(curve.epoch) == [0, 1] and set(curve.phase) == {"mle"}
+    metrics = json.loads((run_dir("random") / "metrics.json").read_text())
+    assert metrics["nll_oracle"] == pytest.approx(curve.nll_oracle.iloc[-1], abs=0.05)
+    note = "random: the generator after 1 MLE epoch(s) at Adam 0.001, not an untrained one"
+    assert json.loads((run_dir("random") / "config.json").read_text())["notes"] == [note]
+    assert note in cli("table").output
+
+
+def test_a_rollout_rate_of_zero_rolls_out_with_the_generator_itself():
+    from harness_plugins.adversarial import Rollout
+
+    torch.manual_seed(0)
+    generator = LSTMGenerator(vocab_size=20, seq_len=5, emb_dim=8, hidden_dim=8)
+    rollout = Rollout(generator, update_rate=0.0)
+    with torch.no_grad():
+        for p in generator.parameters():
+            p.add_(1.0)
+    rollout.update(generator)
+    assert all(torch.equal(a, b) for a, b in zip(rollout.policy.parameters(),
+                                                 generator.parameters()))
+    delayed = Rollout(LSTMGenerator(vocab_size=20, seq_len=5, emb_dim=8, hidden_dim=8), 0.8)
+    before = [p.clone() for p in delayed.policy.parameters()]
+    delayed.update(generator)
+    lstm = dict(delayed.policy.named_parameters())["lstm.weight_hh_l0"]
+    expected = 0.8 * before[2] + 0.2 * dict(generator.named_parameters())["lstm.weight_hh_l0"]
+    torch.testing.assert_close(lstm, expected)
+
+
+def test_pg_bleus_default_reward_rule_rewards_where_the_strict_one_gives_zero():
+    from harness.metrics import BleuReferences
+    from harness_plugins.pg_bleu import PgBleuConfig
+    from harness_tiny import tiny_oracle_corpus
+
+    assert PgBleuConfig().bleu_rule == "nltk-3.2"
+    corpus = tiny_oracle_corpus("default", 0)
+    references = BleuReferences(corpus.train[:100].tolist(), 3)
+    # Early in training the samples are nearly uniform: many have no matching trigram.
+    noise = torch.randint(0, corpus.vocab_size, (200, corpus.seq_len),
+                          generator=torch.Generator().manual_seed(0)).tolist()
+    strict = references.sentence_scores(noise, rule="strict")
+    authors = references.sentence_scores(noise, rule="nltk-3.2")
+    assert (strict == 0).mean() > 0.5 and (authors == 0).mean() < 0.05
+    assert (authors >= strict).all()
+
+
+def test_the_real_row_is_scored_against_a_split_it_is_not_drawn_from():
+    from harness import evaluate
+    from harness_plugins.reference import RealSentences
+    from harness_tiny import tiny_oracle_corpus
+
+    corpus = tiny_oracle_corpus("default", 0)
+    real = RealSentences(corpus.train, corpus.test)
+    metrics, samples = evaluate.evaluate(real, corpus, 0)
+    training = {tuple(row) for row in corpus.train.tolist()}
+    assert all(tuple(row) in training for row in samples.tolist())  # against the held-out refs
+    held_out = real.samples_outside("train", 50, torch.Generator().manual_seed(0))
+    assert {tuple(row) for row in held_out.tolist()} <= {tuple(r) for r in corpus.test.tolist()}
+    assert metrics["train_copy"] < 0.5  # held-out sentences, not copies of the training data
+
+
+def test_a_longer_mle_run_serves_a_shorter_pretraining_bit_for_bit(cli, tiny_dataset, tmp_path):
+    adversarial = ["--set", "pretrain_epochs=2", "--set", "eval_every=2", "--set", "adv_batches=1",
+                   "--set", "n_rollouts=1"]
+    shared = ["-q", "run", "-d", "tiny", "--run-id", "x"]
+    assert cli(*shared, "-m", "mle", "--set", "epochs=4", "--set", "eval_every=2",
+               "--results", str(tmp_path / "a")).exit_code == 0
+    assert cli(*shared, "-m", "pg-bleu", *adversarial, "--results", str(tmp_path / "a")).exit_code == 0
+    assert cli(*shared, "-m", "pg-bleu", *adversarial, "--results", str(tmp_path / "b")).exit_code == 0
+    reused, alone = (tmp_path / r / "x" / "tiny" / "pg-bleu" / "seed-0" for r in "ab")
+    assert "reusing the MLE pre-training" in (reused / "run.log").read_text()
+    assert "reusing the MLE pre-training" not in (alone / "run.log").read_text()
+    timing = ("train_seconds", "eval_seconds", "judge_lm_seconds")
+    metrics = [{k: v for k, v in json.loads((d / "metrics.json").read_text()).items()
+                if k not in timing} for d in (reused, alone)]
+    assert metrics[0] == metrics[1]
+    mle_curve = pd.read_csv(tmp_path / "a" / "x" / "tiny" / "mle" / "seed-0" / "curve.csv")
+    pre = pd.read_csv(reused / "curve.csv").query("phase == 'mle'")
+    assert list(pre.nll_oracle) == list(mle_curve.nll_oracle[mle_curve.epoch <= 2])

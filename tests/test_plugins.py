@@ -62,8 +62,43 @@ def test_duplicate_names_are_rejected(register_plugin):
     assert "already registered by plugin harness_plugins.mle" in plugins.load_errors["harness_duplicate"]
 
 
-def test_cli_runner_fixture_exists(cli):
-    assert cli("--help").exit_code == 0 and main.name == "main"
+def test_plugins_add_commands_and_executors_add_options(cli, register_plugin):
+    import click
+
+    shown = cli("--help").output
+    assert "interpolate" in shown  # the VAE plugin's command, through register_commands
+    assert "--partition" in cli("run", "--help").output  # the slurm executor's own option
+    module = types.ModuleType("harness_hello")
+
+    @harness.hookimpl
+    def register_commands(cli):
+        @cli.command()
+        def hello():
+            """Say hello (a test plugin's command)."""
+            click.echo("hello from a plugin")
+
+    module.register_commands = register_commands
+    register_plugin(module)
+    register_commands(cli=main)
+    try:
+        assert cli("hello").output == "hello from a plugin\n"
+    finally:
+        main.commands.pop("hello")
+
+
+def test_the_registry_is_built_once_and_a_broken_plugin_reported_once(register_plugin, caplog):
+    module = types.ModuleType("harness_raises_once")
+
+    @harness.hookimpl
+    def register_methods(register):
+        raise RuntimeError("boom")
+
+    module.register_methods = register_methods
+    register_plugin(module)
+    with caplog.at_level("WARNING", logger="harness"):
+        first = plugins.registry()
+        assert plugins.registry() is first and plugins.registry() is first
+    assert caplog.text.count("harness_raises_once failed in register_methods") == 1
 
 
 def test_modules_named_in_harness_plugins_are_loaded(monkeypatch, tmp_path):

@@ -133,3 +133,39 @@ def test_a_plugins_data_set_and_method_get_their_own_table_and_plots(cli, toy_pl
     sweep = pd.read_csv(next(Path(os.environ["HARNESS_RESULTS"]).glob(
         "default/toy/echo/seed-0")) / "sweep.csv")
     assert {"distinct_2", "ms_jaccard2"} <= set(sweep.columns)
+
+
+# --- at matched diversity ---------------------------------------------------------------
+
+def _sweep(method: str, seed: int, slope: float, offset: float) -> pd.DataFrame:
+    """A straight sweep: diversity = T, quality = offset + slope * T (lower is better)."""
+    temperatures = [0.5, 0.75, 1.0, 1.25, 1.5]
+    return pd.DataFrame({"temperature": temperatures, "nll_test": temperatures,
+                         "nll_oracle": [offset + slope * t for t in temperatures],
+                         "method": method, "seed": seed, "dataset": "oracle", "run_id": "x"})
+
+
+def test_interpolation_picks_the_crossing_nearest_temperature_one():
+    # A U-shaped diversity curve crosses the target twice: below and above T = 1.
+    sweep = pd.DataFrame({"temperature": [0.5, 1.0, 1.2, 2.0], "d": [3.0, 1.0, 2.0, 4.0],
+                          "q": [10.0, 20.0, 30.0, 40.0]})
+    assert table.interpolate_at(sweep, 2.0, "d", "q") == pytest.approx((1.2, 30.0))  # not 0.75
+    assert table.interpolate_at(sweep, 1.5, "d", "q") == pytest.approx((1.1, 25.0))  # not 0.875
+    assert all(math.isnan(v) for v in table.interpolate_at(sweep, 0.5, "d", "q"))
+
+
+def test_each_method_is_judged_at_the_baselines_diversity():
+    # MLE: quality 9 + T; the other method: quality 8.5 + 0.5 T (better at every diversity).
+    sweeps = pd.concat([_sweep("mle", seed, 1.0, 9.0 + 0.01 * seed) for seed in range(3)]
+                       + [_sweep("seqgan", seed, 0.5, 8.5 + 0.01 * seed) for seed in range(3)])
+    frame = table.matched_diversity(sweeps, "oracle").set_index("method")
+    column = "nll_oracle at matched nll_test"
+    # MLE's diversity at T = 1 is 1.0; seqgan reaches it at T = 1.0 with quality 9.0 + 0.01 s.
+    assert frame.loc["seqgan", column] == table.mean_pm_stderr(pd.Series([9.0, 9.01, 9.02]))
+    assert frame.loc["seqgan", "seeds matched"] == "3 of 3"
+    assert frame.loc["seqgan", "vs mle at T=1"].startswith("better (p=")
+    shifted = pd.concat([_sweep("mle", s, 1.0, 9.0) for s in range(3)]
+                        + [_sweep("ss", s, 1.0, 9.0).assign(nll_test=lambda f: f.nll_test + 2)
+                           for s in range(3)])
+    never = table.matched_diversity(shifted, "oracle").set_index("method")
+    assert never.loc["ss", "temperature at mle's nll_test"] == "not reached"
