@@ -242,6 +242,31 @@ def samples(method, dataset, seed, run_id, results, count) -> None:
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-n", "count", default=10, show_default=True, help="How many sequences to draw.")
+@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.01))
+@click.option("--seed", default=0, show_default=True, help="Seed of the draw.")
+@click.option("--data-mirror", envvar=MIRROR_ENV, help="Local copy of the corpora.")
+@user_errors
+def generate(run_dir, count, temperature, seed, data_mirror) -> None:
+    """Draw fresh sequences from a finished run's saved generator."""
+    import torch
+
+    from harness import load_generator
+    from harness.plugins import registry
+
+    config = store.read_json(Path(run_dir) / store.CONFIG)
+    if config["dataset"] not in registry().datasets:
+        raise HarnessError(f"data set {config['dataset']!r} of {run_dir} is not installed here")
+    corpus = registry().datasets[config["dataset"]].load(
+        profile=config["profile"], seed=config["seed"], mirror=data_mirror)
+    generator = load_generator(run_dir)
+    with torch.no_grad():
+        drawn = generator.sample(count, temperature, torch.Generator().manual_seed(seed))
+    click.echo("\n\n".join(corpus.show(drawn)))
+
+
+@main.command()
 @results_option
 @click.option("--out", type=click.Path(), help="Where the PNGs go [default: RESULTS/plots].")
 @user_errors

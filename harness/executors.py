@@ -21,10 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import logging
+
+import click
+
 from harness import hookimpl, store
 from harness.api import HarnessError, method_info
 from harness.plugins import registry
 from harness.runner import RunOptions, RunSpec, preflight, run_plan
+
+log = logging.getLogger("harness")
 
 
 @hookimpl
@@ -95,8 +101,6 @@ def option(help: str, **click_settings: Any) -> dict:
 def cli_options(executor: Executor) -> list:
     """The Click options of an executor's ``Options`` fields: ``--field-name``, the field's
     default, type and help."""
-    import click
-
     options = []
     for item in dataclasses.fields(executor.Options):
         default = item.default if item.default is not dataclasses.MISSING else None
@@ -252,18 +256,88 @@ def wait(plan_path: Path, poll_seconds: float = 5.0, timeout: float | None = Non
 
 @dataclass
 class LocalOptions:
-    pass
+    jobs: int = field(default=1, metadata=option(
+        "Runs at once on this machine, each in a process of its own with --threads torch "
+        "threads (default: the cores shared out); a run starts after the runs it starts from.",
+        type=click.IntRange(min=1)))
 
 
 class Local:
-    """Every run here, in this process, one after another (the default)."""
+    """The runs here: one after another in this process, or ``--jobs N`` at once."""
 
     name = "local"
     Options = LocalOptions
     runs_here = True
 
     def launch(self, plan, pending, options):
-        return run_plan(pending, plan.options)
+        if options.jobs == 1 or len(pending) < 2:
+            return run_plan(pending, plan.options)
+        threads = plan.options.threads or max(1, (os.cpu_count() or 1) // options.jobs)
+        return run_in_parallel(pending, dataclasses.replace(
+            plan.options, threads=threads, show_progress=False), options.jobs)
 
     def live(self, plan):
         return {}
+
+
+def run_in_parallel(pending: list[RunSpec], options: RunOptions,
+                    jobs: int) -> list[tuple[RunSpec, str]]:
+    """Up to ``jobs`` runs at once, each in a fresh process; a run starts when the runs it
+    starts from have ended. A SIGINT from the terminal reaches every process, a SIGTERM to
+    this one is passed on: each run stops at its next checkpoint, no new one starts, and
+    api.Interrupted is raised once they all have."""
+    import multiprocessing
+    import signal
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait as wait_for
+
+    from harness.api import Interrupted
+    from harness.runner import stop_on_signals
+
+    waiting, running, failures = list(pending), {}, []
+    started, done, passed_on = time.perf_counter(), 0, False
+    context = multiprocessing.get_context("spawn")  # clean processes: no forked torch state
+    with stop_on_signals() as stop_requested, \
+            ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        while waiting or running:
+            ended = set(pending) - set(waiting) - set(running.values())
+            for spec in [s for s in waiting if set(waits_for(s, pending)) <= ended]:
+                if len(running) < jobs and not stop_requested():
+                    waiting.remove(spec)
+                    running[pool.submit(_run_one_here, spec, options)] = spec
+            if not running:
+                break
+            if signal.SIGTERM in stop_requested.signals and not passed_on:
+                for child in multiprocessing.active_children():
+                    os.kill(child.pid, signal.SIGTERM)
+                passed_on = True
+            finished, _ = wait_for(running, timeout=1, return_when=FIRST_COMPLETED)
+            for future in finished:
+                spec, (state, reason) = running.pop(future), future.result()
+                done += 1
+                if state == "failed":
+                    failures.append((spec, reason))
+                elapsed = time.perf_counter() - started
+                log.info("%d of %d runs ended (%s: %s); %.1f min so far, about %.1f min left",
+                         done, len(pending), key(spec), state, elapsed / 60,
+                         elapsed / done * (len(pending) - done) / 60)
+        if stop_requested():
+            raise Interrupted("stopped by a signal; the runs saved their checkpoints")
+    return failures
+
+
+def _run_one_here(spec: RunSpec, options: RunOptions) -> tuple[str, str]:
+    """One run in a worker process: ('finished' | 'failed' | 'interrupted', reason)."""
+    import logging
+
+    from harness.api import Interrupted
+    from harness.runner import RunFailed, run_one, stop_on_signals
+
+    logging.getLogger("harness").setLevel(logging.INFO)  # run.log keeps everything
+    with stop_on_signals() as stop_requested:
+        try:
+            run_one(spec, options, stop_requested)
+        except RunFailed as error:
+            return "failed", str(error)
+        except (Interrupted, KeyboardInterrupt) as error:
+            return "interrupted", str(error)
+    return "finished", ""

@@ -300,9 +300,15 @@ def check_writable(path: Path) -> None:
 
 @contextlib.contextmanager
 def stop_on_signals():
-    """Yield a function telling whether SIGINT or SIGTERM arrived. The first signal only
-    asks the running method to stop at its next checkpoint; the second acts at once."""
+    """Yield a function telling whether SIGINT or SIGTERM arrived (its ``signals``: which).
+    The first signal only asks the running method to stop at its next checkpoint; the
+    second acts at once."""
     received: list[int] = []
+
+    def requested() -> bool:
+        return bool(received)
+
+    requested.signals = received
 
     def handle(signum, frame):
         if received:
@@ -316,7 +322,7 @@ def stop_on_signals():
         return
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield lambda: bool(received)
+        yield requested
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

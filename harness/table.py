@@ -253,9 +253,8 @@ def matched_diversity(sweeps: pd.DataFrame, dataset: str, baseline: str | None =
                 if len(frame) else "not reached",
                 f"{quality} at matched {diversity}": mean_pm_stderr(frame[quality])
                 if len(frame) else "–"}
-        if method != baseline:
-            line[f"vs {baseline} at T=1"] = verdict(
-                frame[quality], at_one[quality], lower_is_better(quality, view.lower_is_better))
+        line[f"vs {baseline} at T=1"] = "–" if method == baseline else verdict(
+            frame[quality], at_one[quality], lower_is_better(quality, view.lower_is_better))
         lines.append(line)
     return pd.DataFrame(lines)
 

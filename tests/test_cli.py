@@ -128,3 +128,13 @@ def test_plots_samples_and_sweep(cli, unigram_plugin, tiny_dataset):
     assert shown.exit_code == 0 and len(shown.output.strip().split("\n\n")) == 3
     missing = cli("samples", "-m", "mle", "-d", "tiny", "--seed", "9")
     assert missing.exit_code == 2 and "no finished run of mle on tiny, seed 9" in missing.output
+
+
+def test_generate_draws_fresh_samples_from_a_saved_generator(cli, tiny_dataset):
+    assert cli("-q", "run", "-m", "mle", "-d", "tiny", "--set", "epochs=1").exit_code == 0
+    run_dir = next(results().glob("*/tiny/mle/seed-0"))
+    first = cli("generate", str(run_dir), "-n", "4", "--seed", "5")
+    assert first.exit_code == 0, first.output
+    assert len(first.output.strip().split("\n\n")) == 4
+    assert cli("generate", str(run_dir), "-n", "4", "--seed", "5").output == first.output
+    assert cli("generate", str(run_dir), "-n", "4", "--seed", "6").output != first.output

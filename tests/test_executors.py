@@ -124,3 +124,51 @@ def test_a_job_that_dies_is_failed_with_its_log(cli, tiny_everywhere, submitit_l
     plan.save()
     row = executors.run_states(plan)[0]
     assert row["state"] == "failed" and "JOB 99999999 CANCELLED" in row["reason"]
+
+
+PARALLEL = ["-m", "mle", "-m", "seqgan", "-m", "ss", "-d", "tiny", "--threads", "1", *TINY]
+
+
+def _metrics(results: Path) -> dict:
+    timing = ("train_seconds", "eval_seconds", "judge_lm_seconds")
+    return {str(d.relative_to(results)): {k: v for k, v in store.read_json(d / "metrics.json").items()
+                                          if k not in timing}
+            for d in sorted(results.glob("*/tiny/*/seed-*"))}
+
+
+def test_jobs_run_at_once_in_dependency_order_with_the_numbers_of_one_at_a_time(
+        cli, tiny_everywhere, tmp_path):
+    alone = cli("-q", "run", *PARALLEL, "--results", str(tmp_path / "alone"))
+    assert alone.exit_code == 0, alone.output
+    together = cli("-q", "run", *PARALLEL, "--jobs", "2", "--results", str(tmp_path / "together"))
+    assert together.exit_code == 0, together.output
+    assert _metrics(tmp_path / "together") == _metrics(tmp_path / "alone")
+    seqgan = next((tmp_path / "together").glob("*/tiny/seqgan/seed-0"))
+    assert "reusing the MLE pre-training" in (seqgan / "run.log").read_text()
+    assert store.read_json(seqgan / "config.json")["torch_threads"] == 1
+
+
+def test_a_kill_during_jobs_resumes_like_a_kill_during_one_run(tiny_everywhere, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-c", "from harness.cli import main; main()", "-q", "run",
+               *PARALLEL, "--set", "adv_batches=6", "--jobs", "2"]
+    clean = subprocess.run(command + ["--results", str(tmp_path / "clean")], timeout=600,
+                           capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+    killed = subprocess.Popen(command + ["--results", str(tmp_path / "killed")],
+                              start_new_session=True, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "killed").glob("*/tiny/seqgan/seed-0/checkpoint.pt")):
+        assert time.monotonic() < deadline and killed.poll() is None
+        time.sleep(0.2)
+    os.killpg(killed.pid, signal.SIGKILL)  # the command and every run it started
+    killed.wait()
+    assert not (next((tmp_path / "killed").glob("*/tiny/seqgan/seed-0")) / "metrics.json").exists()
+    again = subprocess.run(command + ["--results", str(tmp_path / "killed")], timeout=600,
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert _metrics(tmp_path / "killed") == _metrics(tmp_path / "clean")

@@ -1,0 +1,74 @@
+"""Time evaluating a run (every metric, the whole temperature sweep) beside training it.
+
+Each finished run records ``train_seconds`` (training, with its learning-curve points),
+``eval_seconds`` (the final evaluation and the sweep) and ``judge_lm_seconds`` (training
+the LM that gives ``lm_score``; once per data set and seed, then reused, so 0 for the later
+runs). This prints them per data set and method (mean over seeds) with the share of training
+that evaluation costs; ``--run`` first trains the named runs afresh in a scratch directory on
+this machine, one after another, so the figures are measured here and now.
+
+    python benchmarks/bench_evaluation.py --results results/reference-cpu-2026-11-30
+    python benchmarks/bench_evaluation.py --run -m mle -d oracle [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+
+import pandas as pd
+
+from harness import table
+
+LIMIT = 0.25  # evaluation should cost under a quarter of training
+
+
+def timings(results: str) -> pd.DataFrame:
+    rows = table.collect(results)
+    wanted = rows[rows.metric.isin(["train_seconds", "eval_seconds", "judge_lm_seconds"])]
+    frame = wanted.pivot_table(index=["dataset", "method"], columns="metric", values="value",
+                               aggfunc="mean")
+    frame["eval / train"] = frame.eval_seconds / frame.train_seconds
+    frame["under a quarter"] = frame["eval / train"] < LIMIT
+    return frame.round(2).reset_index()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", help="A results directory to read the recorded timings from.")
+    ap.add_argument("--run", action="store_true", help="Train and evaluate the runs first.")
+    ap.add_argument("-m", "--method", action="append", default=[])
+    ap.add_argument("-d", "--dataset", action="append", default=[])
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    results = args.results
+    if args.run:
+        results = tempfile.mkdtemp(prefix="bench-evaluation-")
+        command = [sys.executable, "-c", "from harness.cli import main; main()", "-q", "run",
+                   "--results", results] + [f"-m{m}" for m in args.method] + \
+                  [f"-d{d}" for d in args.dataset] + \
+                  (["--threads", str(args.threads)] if args.threads else [])
+        subprocess.run(command + ([] if args.method or args.dataset else ["--all"]), check=True)
+    if not results:
+        ap.error("give --results DIR or --run")
+    frame = timings(results)
+    print(frame.to_markdown(index=False))
+    trained = frame[~frame.method.isin(reference_rows())]
+    over = trained[~trained["under a quarter"]]
+    print(f"\nevaluation under {LIMIT:.0%} of training for {len(trained) - len(over)} of the "
+          f"{len(trained)} trained methods' runs" +
+          (f"; over: {', '.join(over.dataset + '/' + over.method)}" if len(over) else ""))
+
+
+def reference_rows() -> set[str]:
+    """The rows that are no trained method (real data, the Random row)."""
+    from harness.api import method_info
+    from harness.plugins import registry
+
+    return {name for name, method in registry().methods.items()
+            if method_info(method).reference is not None}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""Installed without -e and run from another directory, the harness still finds what it
+ships as package data (the published figures) and tabulates committed results."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "results" / "reference-cpu-2026-11-30"
+
+
+def test_a_regular_install_tabulates_the_committed_results_beside_the_paper(tmp_path):
+    target = tmp_path / "site-packages"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--target", str(target), str(ROOT)],
+                   check=True, capture_output=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(target), "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    where = subprocess.run([sys.executable, "-c", "import harness, harness_datasets; "
+                            "print(harness.__file__); print(harness_datasets.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert all(line.startswith(str(target)) for line in where.stdout.split())
+    shown = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()",
+                            "table", "--results", str(REFERENCE)], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    assert "Beside the published figures" in shown.stdout
+    assert "| mle      |   9.038 |" in shown.stdout and "Yu et al. 2017, Table 1" in shown.stdout
