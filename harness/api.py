@@ -91,6 +91,8 @@ class Dataset:
     baseline: str | None = None      # the row every other is tested against (table --baseline)
     published: tuple[Traversable, ...] = ()  # CSV files of published figures (see table.py)
     lower_is_better: tuple[str, ...] = ()  # the data set's own metrics where lower is better
+    argument: str | None = None      # e.g. "PATH": the data set is named NAME:PATH (load(argument=))
+    Config: type | None = None       # its settings (a dataclass; --set), given as load(config=)
 
 
 @runtime_checkable
@@ -143,7 +145,8 @@ class RunContext:
     def __init__(self, *, corpus: Corpus, config: Any, device: torch.device, seed: int,
                  profile: str, run_dir: Path, evaluate_curve: Callable[[Generator], dict],
                  log: logging.Logger, show_progress: bool = True, shared_dir: Path | None = None,
-                 stop_requested: Callable[[], bool] = lambda: False):
+                 stop_requested: Callable[[], bool] = lambda: False,
+                 on_record: list[Callable[[dict], None]] | None = None):
         self.corpus = corpus
         self.config = config
         self.device = device
@@ -158,6 +161,7 @@ class RunContext:
         self._evaluate_curve = evaluate_curve
         self._show_progress = show_progress
         self._stop_requested = stop_requested
+        self._on_record = on_record or []  # experiment trackers (--log-to)
         self.rngs: dict[str, int] = {}  # every named random stream and its seed, for config.json
 
     def rng(self, name: str, offset: int = 0, device: torch.device | str | None = None
@@ -188,6 +192,8 @@ class RunContext:
             row.update(self._evaluate_curve(generator))
         self.curve.append(row)
         store.write_csv(self.run_dir / store.CURVE, self.curve)
+        for listener in self._on_record:
+            listener(row)
         shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in row.items())
         self.log.info("curve: %s", shown)

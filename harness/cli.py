@@ -70,6 +70,17 @@ def finished_run(results, method: str, dataset: str, seed: int, run_id: str | No
     return found[0]
 
 
+def run_corpus(run_dir: Path, mirror: str | None):
+    """The corpus a finished run was trained on, loaded again (its data set, profile, seed
+    and settings as config.json records them)."""
+    from harness.plugins import registry
+    from harness.runner import load_corpus
+
+    recorded = store.read_json(run_dir / store.CONFIG)
+    return load_corpus(registry().dataset(recorded["dataset"]), recorded["profile"],
+                       recorded["seed"], mirror, recorded.get("settings", {}))
+
+
 @click.group()
 @click.version_option(package_name="harness")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors, no progress bars.")
@@ -93,7 +104,8 @@ def list_() -> None:
     width = max(map(len, found.plugin_of.values()), default=0)
     for kind, title, items in (("method", "methods", found.methods),
                                ("dataset", "data sets", found.datasets),
-                               ("executor", "executors", found.executors)):
+                               ("executor", "executors", found.executors),
+                               ("logger", "loggers (--log-to)", found.loggers)):
         click.echo(f"{title}:")
         for name, item in items.items():
             click.echo(f"  {name:<10} {found.plugin_of[f'{kind}:{name}']:<{width}}  {_summary(item)}")
@@ -129,6 +141,8 @@ def _summary(item) -> str:
               help="Temperatures of the quality-diversity sweep [default: 0.3 to 2.0, ten].")
 @click.option("--run-id", help="Results sub-directory; default: the profile (plus a hash of "
                                "--set and --sweep).")
+@click.option("--log-to", metavar="NAME[,NAME]",
+              help="Also log each run to these trackers: tensorboard, mlflow, a plugin's.")
 @results_option
 @click.option("--data-mirror", envvar=MIRROR_ENV,
               help=f"Local copy of the corpora, laid out like shared/corpora [env {MIRROR_ENV}].")
@@ -139,7 +153,7 @@ def _summary(item) -> str:
 @click.pass_context
 @user_errors
 def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, threads, settings,
-        sweep, run_id, results, data_mirror, executor_name, wait_for_jobs,
+        sweep, run_id, log_to, results, data_mirror, executor_name, wait_for_jobs,
         **executor_values) -> None:
     """Train methods on data sets, evaluate them and store the results."""
     if not run_all and not (methods and datasets):
@@ -151,11 +165,14 @@ def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, thread
     seeds = list(seeds) or (list(range(n_seeds)) if n_seeds else [0])
     parsed = config.parse_settings(settings)
     specs = plan(list(methods) or None, list(datasets) or None, seeds, profile)
-    config.check_settings([registry().methods[m] for m in {s.method for s in specs}], parsed)
+    config.check_settings([registry().methods[m] for m in sorted({s.method for s in specs})] +
+                          [registry().dataset(d) for d in sorted({s.dataset for s in specs})],
+                          parsed)
     temperatures = config.parse_temperatures(sweep) if sweep else None
     options = RunOptions(run_id=run_id or config.run_id_for(profile, parsed, temperatures),
                          results=results, settings=parsed, device=device, mirror=data_mirror,
                          threads=threads, show_progress=not ctx.obj["quiet"],
+                         log_to=tuple(filter(None, (log_to or "").split(","))),
                          **({"sweep": temperatures} if temperatures else {}))
     executor = executors.get(executor_name)
     try:
@@ -253,13 +270,8 @@ def generate(run_dir, count, temperature, seed, data_mirror) -> None:
     import torch
 
     from harness import load_generator
-    from harness.plugins import registry
 
-    config = store.read_json(Path(run_dir) / store.CONFIG)
-    if config["dataset"] not in registry().datasets:
-        raise HarnessError(f"data set {config['dataset']!r} of {run_dir} is not installed here")
-    corpus = registry().datasets[config["dataset"]].load(
-        profile=config["profile"], seed=config["seed"], mirror=data_mirror)
+    corpus = run_corpus(Path(run_dir), data_mirror)
     generator = load_generator(run_dir)
     with torch.no_grad():
         drawn = generator.sample(count, temperature, torch.Generator().manual_seed(seed))

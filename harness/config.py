@@ -92,8 +92,9 @@ def require(config: Any, *, at_least_one: Iterable[str] = (), fractions: Iterabl
 
 
 def check_settings(methods: Iterable[Method], settings: dict[str, str]) -> None:
-    """Every --set key must belong to at least one of the methods that will run."""
-    methods = list(methods)
+    """Every --set key must belong to at least one of the methods (or data sets with
+    settings) that will run."""
+    methods = [m for m in methods if getattr(m, "Config", None) is not None]
     valid = sorted({f.name for m in methods for f in dataclasses.fields(m.Config)})
     for key in settings:
         if key not in valid:

@@ -296,8 +296,12 @@ def run_in_parallel(pending: list[RunSpec], options: RunOptions,
     waiting, running, failures = list(pending), {}, []
     started, done, passed_on = time.perf_counter(), 0, False
     context = multiprocessing.get_context("spawn")  # clean processes: no forked torch state
+    gpus = context.Queue()  # on a GPU machine, each worker takes a GPU of its own
+    for index in range(jobs):
+        gpus.put(index % max(_gpu_count(), 1))
     with stop_on_signals() as stop_requested, \
-            ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                initializer=_take_a_gpu, initargs=(gpus,)) as pool:
         while waiting or running:
             ended = set(pending) - set(waiting) - set(running.values())
             for spec in [s for s in waiting if set(waits_for(s, pending)) <= ended]:
@@ -323,6 +327,21 @@ def run_in_parallel(pending: list[RunSpec], options: RunOptions,
         if stop_requested():
             raise Interrupted("stopped by a signal; the runs saved their checkpoints")
     return failures
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _take_a_gpu(gpus) -> None:
+    """A worker's start: use the GPU it drew (round robin over the machine's GPUs)."""
+    index = gpus.get()
+    if _gpu_count():
+        import torch
+
+        torch.cuda.set_device(index)
 
 
 def _run_one_here(spec: RunSpec, options: RunOptions) -> tuple[str, str]:

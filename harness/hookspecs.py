@@ -20,5 +20,10 @@ def register_executors(register):
 
 
 @hookspec
+def register_loggers(register):
+    """Register loggers (objects with name, extra and open) that mirror runs to a tracker."""
+
+
+@hookspec
 def register_commands(cli):
     """Add commands to the ``harness`` command line (a click.Group)."""

@@ -7,6 +7,7 @@ raises or registers a name already taken, is reported once and skipped.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.metadata
@@ -25,9 +26,11 @@ log = logging.getLogger("harness")
 BUILTIN_PLUGINS = (
     "harness.executors",
     "harness.slurm",
+    "harness.loggers",
     "harness_datasets.oracle",
     "harness_datasets.poems",
     "harness_datasets.obama",
+    "harness_datasets.text_file",
     "harness_plugins.reference",
     "harness_plugins.mle",
     "harness_plugins.scheduled_sampling",
@@ -83,7 +86,25 @@ class Registry:
     methods: dict[str, Method] = field(default_factory=dict)
     datasets: dict[str, Dataset] = field(default_factory=dict)
     executors: dict[str, Any] = field(default_factory=dict)
+    loggers: dict[str, Any] = field(default_factory=dict)
     plugin_of: dict[str, str] = field(default_factory=dict)  # "method:mle" -> plugin name
+
+    def dataset(self, name: str) -> Dataset:
+        """The data set ``name``, or for ``NAME:ARGUMENT`` the data set NAME (one that takes
+        an argument) bound to ARGUMENT; a PATH argument is made absolute, so the name means
+        the same file wherever the run is made."""
+        if name in self.datasets:
+            return self.datasets[name]
+        prefix, sep, argument = name.partition(":")
+        base = self.datasets.get(prefix)
+        if not (sep and argument and base is not None and base.argument):
+            takes = [f"{d.name}:{d.argument}" for d in self.datasets.values() if d.argument]
+            raise HarnessError(f"unknown data set {name!r}; choose one of: "
+                               f"{', '.join(sorted(set(self.datasets) | set(takes)))}")
+        if base.argument == "PATH":
+            argument = os.path.abspath(os.path.expanduser(argument))
+        return dataclasses.replace(base, name=f"{prefix}:{argument}",
+                                   load=functools.partial(base.load, argument=argument))
 
 
 @functools.cache
@@ -93,7 +114,7 @@ def registry() -> Registry:
     pm = plugin_manager()
     found = Registry()
     for kind, table in (("method", found.methods), ("dataset", found.datasets),
-                        ("executor", found.executors)):
+                        ("executor", found.executors), ("logger", found.loggers)):
         hook = getattr(pm.hook, f"register_{kind}s")
         for impl in hook.get_hookimpls():
             def register(item, plugin=impl.plugin_name, kind=kind, table=table):

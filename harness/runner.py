@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 import harness
-from harness import config, evaluate, language_model, store
+from harness import config, evaluate, language_model, loggers, store
 from harness.api import Dataset, HarnessError, Interrupted, RunContext, check_finite
 from harness.generator import save_generator
 from harness.plugins import load_errors, registry
@@ -55,6 +55,7 @@ class RunOptions:
     mirror: str | None = None                 # local copy of the corpora
     threads: int | None = None                # torch CPU threads per run (None: torch's default)
     sweep: tuple[float, ...] = evaluate.SWEEP_TEMPERATURES  # the quality-diversity sweep
+    log_to: tuple[str, ...] = ()              # experiment trackers mirroring each run (loggers)
     show_progress: bool = True
 
     def run_dir(self, spec: RunSpec) -> Path:
@@ -82,9 +83,9 @@ def plan(methods: list[str] | None, datasets: list[str] | None, seeds: list[int]
         raise HarnessError(f"unknown profile {profile!r}; choose one of: {', '.join(profiles)}")
     methods = methods or [m for m, method in found.methods.items()
                           if config.has_profile(method, profile)]
-    datasets = datasets or list(found.datasets)
     _check_names("method", methods, found.methods)
-    _check_names("data set", datasets, found.datasets)
+    datasets = [found.dataset(d).name for d in datasets or
+                [name for name, d in found.datasets.items() if not d.argument]]
     return [RunSpec(m, d, seed, profile) for m in methods for d in datasets for seed in seeds
             if getattr(found.methods[m], "supports", lambda name: True)(d)]
 
@@ -127,7 +128,7 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
     raises or diverges, api.Interrupted (status ``interrupted``) after SIGINT/SIGTERM.
     """
     found = registry()
-    method, dataset = found.methods[spec.method], found.datasets[spec.dataset]
+    method, dataset = found.methods[spec.method], found.dataset(spec.dataset)
     run_dir = options.run_dir(spec)
     if (run_dir / store.METRICS).exists():
         log.info("%s/%s seed %d: finished earlier, skipped (%s)", spec.dataset, spec.method,
@@ -138,8 +139,7 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
         torch.set_num_threads(options.threads)
     cfg = config.resolve(method, spec.profile, options.settings)
     # Loaded before anything is written: a bad data file leaves the results untouched.
-    corpus = _load_corpus(dataset, found.plugin_of[f"dataset:{spec.dataset}"], spec,
-                          options.mirror)
+    corpus = _load_corpus(dataset, spec, options)
     corpus.to(torch_device)
     # Seeded after the data are loaded, so nothing a loader draws (or reseeds) reaches
     # the run's random streams.
@@ -156,15 +156,20 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
         record = {**dataclasses.asdict(spec), "run_id": options.run_id,
                   "plugin": plugin, "device": str(torch_device), "settings": options.settings,
                   "config": dataclasses.asdict(cfg), "corpus": corpus.info,
+                  "dataset_config": dataclasses.asdict(dataset_config(dataset, spec, options))
+                  if dataset.Config else None,
                   "torch_threads": torch.get_num_threads(), "sweep": list(options.sweep),
                   "started": store.now(), "environment": environment()}
         store.write_json(run_dir / store.CONFIG, record)
         store.write_status(run_dir, "running", pid=os.getpid(), host=platform.node())
+        trackers = loggers.open_trackers(tuple(options.log_to), options.results,
+                                         spec.key(options.run_id), record)
         ctx = RunContext(corpus=corpus, config=cfg, device=torch_device, seed=spec.seed,
                          profile=spec.profile, run_dir=run_dir, log=log,
                          evaluate_curve=lambda g: evaluate.curve_metrics(g, corpus, spec.seed),
                          show_progress=options.show_progress, stop_requested=stop_requested,
-                         shared_dir=store.shared_dir(options.results, spec.dataset, spec.seed))
+                         shared_dir=store.shared_dir(options.results, spec.dataset, spec.seed),
+                         on_record=[tracker.curve for tracker in trackers])
         log.info("%s/%s seed %d on %s -> %s", spec.dataset, spec.method, spec.seed, torch_device, run_dir)
         try:
             metrics = _train_and_evaluate(method, ctx, tuple(options.sweep))
@@ -180,6 +185,8 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
             "evaluation": spec.seed + evaluate.EVAL_SEED_OFFSET}})
         store.write_json(run_dir / store.METRICS, metrics)  # marks the run finished
         store.write_status(run_dir, "finished")
+        for tracker in trackers:
+            tracker.close(metrics)
         log.info("%s/%s seed %d: %s", spec.dataset, spec.method, spec.seed,
                  ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
         return metrics
@@ -188,14 +195,27 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
         handler.close()
 
 
-def _load_corpus(dataset: Dataset, plugin: str, spec: RunSpec, mirror: str | None):
+def load_corpus(dataset: Dataset, profile: str, seed: int, mirror: str | None,
+                settings: dict[str, str] | None = None):
+    """The data set's corpus for a profile and seed (with its settings from ``--set``, for
+    a data set that has a Config)."""
+    extra = {"config": config.resolve(dataset, profile, settings or {})} if dataset.Config else {}
+    return dataset.load(profile=profile, seed=seed, mirror=mirror, **extra)
+
+
+def dataset_config(dataset: Dataset, spec: RunSpec, options: RunOptions):
+    return config.resolve(dataset, spec.profile, options.settings)
+
+
+def _load_corpus(dataset: Dataset, spec: RunSpec, options: RunOptions):
     """The data set's corpus; a user's bad file is a HarnessError, a broken data-set
     plugin fails only the runs that need it."""
     try:
-        return dataset.load(profile=spec.profile, seed=spec.seed, mirror=mirror)
+        return load_corpus(dataset, spec.profile, spec.seed, options.mirror, options.settings)
     except HarnessError:
         raise
     except Exception as error:
+        plugin = registry().plugin_of.get(f"dataset:{dataset.name.partition(':')[0]}")
         raise RunFailed(f"data set plugin {plugin}: {type(error).__name__}: {error}") from error
 
 
@@ -268,13 +288,14 @@ def preflight(specs: list[RunSpec], options: RunOptions, check_device: bool = Tr
     every data set's files."""
     if check_device:
         resolve_device(options.device)
+    loggers.check(tuple(options.log_to))
     found = registry()
     for method, profile in sorted({(s.method, s.profile) for s in specs}):
         config.resolve(found.methods[method], profile, options.settings)
     check_writable(store.results_dir(options.results))
     for name, profile, seed in sorted({(s.dataset, s.profile, s.seed) for s in specs}):
         try:
-            found.datasets[name].load(profile=profile, seed=seed, mirror=options.mirror)
+            load_corpus(found.dataset(name), profile, seed, options.mirror, options.settings)
         except HarnessError:
             raise
         except Exception:  # a broken data-set plugin: its runs fail and say why

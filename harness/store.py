@@ -7,6 +7,8 @@ Layout under the results directory (``./results``, ``--results`` or ``HARNESS_RE
     <run-id>/jobs/                                   cluster jobs' logs
     <run-id>/<dataset>/<method>/seed-<n>/            one run: the files named below
     _shared/<dataset>/seed-<n>/                      work shared between runs (pre-training)
+    tensorboard/<run-id>/..., mlflow/                 what --log-to trackers write
+    plots/                                           harness plot's figures
 
 Everything else asks this module for a path or for the runs it holds.
 """
@@ -14,9 +16,11 @@ from __future__ import annotations
 
 import csv
 import datetime
+import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +49,22 @@ class RunKey:
         return f"{self.method}/{self.dataset}/seed-{self.seed}"
 
 
+def dataset_dir_name(dataset: str) -> str:
+    """A data set's directory name: its name, or for a name that is no plain file name
+    (``text:/home/me/lines.txt``) a readable slug of it and a hash that keeps it unique."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", dataset).strip("-.")[-48:]
+    if slug == dataset:
+        return dataset
+    return f"{slug}-{hashlib.sha1(dataset.encode()).hexdigest()[:8]}"
+
+
 def results_dir(results: str | Path | None = None) -> Path:
     return Path(results or os.environ.get(RESULTS_ENV) or "results")
 
 
 def run_dir(results: str | Path | None, key: RunKey) -> Path:
-    return results_dir(results) / key.run_id / key.dataset / key.method / f"seed-{key.seed}"
+    return (results_dir(results) / key.run_id / dataset_dir_name(key.dataset) / key.method
+            / f"seed-{key.seed}")
 
 
 def run_id_dir(results: str | Path | None, run_id: str) -> Path:
@@ -70,7 +84,16 @@ def jobs_dir(results: str | Path | None, run_id: str) -> Path:
 
 
 def shared_dir(results: str | Path | None, dataset: str, seed: int) -> Path:
-    return results_dir(results) / SHARED / dataset / f"seed-{seed}"
+    return results_dir(results) / SHARED / dataset_dir_name(dataset) / f"seed-{seed}"
+
+
+def tracker_dir(results: str | Path | None, tracker: str, key: RunKey | None = None) -> Path:
+    """Where an experiment tracker (``--log-to``) writes: one directory per tracker, with
+    one subdirectory per run when ``key`` is given."""
+    root = results_dir(results) / tracker
+    if key is None:
+        return root
+    return root / key.run_id / dataset_dir_name(key.dataset) / key.method / f"seed-{key.seed}"
 
 
 def plots_dir(results: str | Path | None) -> Path:

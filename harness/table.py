@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness import store
-from harness.api import Dataset, method_info
+from harness.api import Dataset, HarnessError, method_info
 from harness.evaluate import CURVE_METRICS, lower_is_better
 
 COLUMNS = ["run_id", "dataset", "data", "method", "seed", "metric", "value"]
@@ -80,7 +80,10 @@ def dataset_view(name: str, present: set[str]) -> Dataset:
     for results of a data set no plugin registers here, a generic view."""
     from harness.plugins import registry
 
-    found = registry().datasets.get(name) or Dataset(name, load=None)
+    try:
+        found = registry().dataset(name)
+    except HarnessError:  # results of a data set no plugin here registers
+        found = Dataset(name, load=None)
     curve = next((m for m in CURVE_METRICS if m in present), CURVE_METRICS[0])
     return Dataset(found.name, found.load, found.description, found.headline or (curve,),
                    found.diversity, found.baseline, found.published, found.lower_is_better)

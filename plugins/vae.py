@@ -348,9 +348,8 @@ class Vae:
 
 @hookimpl
 def register_commands(cli):
-    from harness.cli import finished_run, run_options, user_errors
+    from harness.cli import finished_run, run_corpus, run_options, user_errors
     from harness.download import MIRROR_ENV
-    from harness.plugins import registry
 
     @cli.command()
     @run_options(method="vae")
@@ -361,8 +360,7 @@ def register_commands(cli):
     def interpolate(method, dataset, seed, run_id, results, steps, pairs, data_mirror) -> None:
         """Decode along the latent line between held-out sequences (a VAE's run)."""
         run_dir = finished_run(results, method, dataset, seed, run_id)
-        profile = store.read_json(run_dir / store.CONFIG)["profile"]
-        corpus = registry().datasets[dataset].load(profile=profile, seed=seed, mirror=data_mirror)
+        corpus = run_corpus(run_dir, data_mirror)
         generator = load_generator(run_dir / store.GENERATOR)
         for number, line in enumerate(interpolations(generator, corpus, steps, pairs, seed), 1):
             click.echo(f"--- pair {number}: held-out A -> B")
