@@ -59,6 +59,12 @@ def run_options(method: str | None = None):
 
 def finished_run(results, method: str, dataset: str, seed: int, run_id: str | None) -> Path:
     """The one finished run of (method, data set, seed); a HarnessError names the choice."""
+    from harness.plugins import registry
+
+    try:
+        dataset = registry().dataset(dataset).name  # text:lines.txt is text:/abs/lines.txt
+    except HarnessError:
+        pass  # a data set not installed here: its runs can still be shown
     found = store.find_run(results, method, dataset, seed, run_id)
     if not found:
         raise HarnessError(f"no finished run of {method} on {dataset}, seed {seed} under "
@@ -195,6 +201,11 @@ def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, thread
             click.echo(f"  {spec.method} on {spec.dataset}, seed {spec.seed}: {reason}", err=True)
         ctx.exit(1)
     _print_table(results, "markdown", None)
+    if len(specs) == 1:  # one run: where it is, and what it writes
+        run_dir = options.run_dir(specs[0])
+        shown = (run_dir / store.SAMPLES).read_text().strip("\n").split("\n\n")[:3]
+        click.echo(f"\n{run_dir} (samples.txt, generator.pt, ...); three of its samples:\n\n"
+                   + "\n\n".join(shown))
 
 
 @main.command()

@@ -81,3 +81,13 @@ def test_a_bad_file_is_one_line_exit_2_and_nothing_written(cli, tmp_path, conten
 def test_a_bad_setting_of_the_data_set_is_a_user_error(cli, lines_file):
     result = cli("run", "-m", "mle", "-d", f"text:{lines_file}", "--set", "tokens=bytes")
     assert result.exit_code == 2 and "tokens must be one of words, chars" in result.output
+
+
+def test_a_relative_path_names_the_same_runs_from_its_directory(cli, lines_file, monkeypatch):
+    monkeypatch.chdir(lines_file.parent)
+    result = cli("-q", "run", "-m", "mle", "-d", f"text:{lines_file.name}", "--set", "epochs=1",
+                 "--set", "max_len=8")
+    assert result.exit_code == 0, result.output
+    assert "three of its samples:" in result.output  # one run: where it is, a few samples
+    shown = cli("samples", "-m", "mle", "-d", f"text:{lines_file.name}", "-n", "1")
+    assert shown.exit_code == 0, shown.output
