@@ -277,6 +277,14 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     return table[[m for m in metrics if m in table.columns] + ["seeds"]].reset_index()
 
 
+def _figure_notes(figures: pd.DataFrame, methods: set[str]) -> list[str]:
+    """One bullet per distinct note of the published figures, naming the methods it is about."""
+    said = figures[(figures.note != "") & figures.method.isin(methods)]
+    bullets = [f"- {', '.join(dict.fromkeys(group.method))}: {note}"
+               for note, group in said.groupby("note", sort=False)]
+    return ["\n".join(bullets)] if bullets else []
+
+
 def render(rows: pd.DataFrame, fmt: str = "markdown", baseline: str | None = None,
            results: Path | str | None = None) -> str:
     """CSV: one long summary. Markdown or LaTeX: per run id and data set, our table, the
@@ -300,9 +308,9 @@ def render(rows: pd.DataFrame, fmt: str = "markdown", baseline: str | None = Non
         if not paper.empty:
             blocks += ["Beside the published figures (ours made the paper's way):",
                        _format(paper, fmt)]
-            blocks += [f"- {n.method}: {n.note}" for n in published_figures(dataset).itertuples()
-                       if n.note and n.method in set(part.method)]
-        blocks += [f"- {note}" for note in notes.get((run_id, dataset), [])]
+            blocks += _figure_notes(published_figures(dataset), set(part.method))
+        if notes.get((run_id, dataset)):
+            blocks.append("\n".join(f"- {note}" for note in notes[(run_id, dataset)]))
         sections.append("\n\n".join(blocks))
     note = ("mean ± standard error over seeds; lower is better for NLL, Self-BLEU and "
             "train_copy, higher for BLEU; `_train`: BLEU against the training split (the "
