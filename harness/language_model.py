@@ -76,13 +76,15 @@ def reference_lm(corpus: Corpus, seed: int, shared_dir: Path | None) -> LSTMGene
     settings = LmSettings()
     key = json.dumps({"settings": asdict(settings), "corpus": corpus.info, "seed": seed,
                       "dataset": corpus.name}, sort_keys=True, default=str)
-    path = Path(shared_dir or ".") / f"lm-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
-    if shared_dir is not None and path.exists():
-        lm = _new_lm(corpus, settings, seed)
-        lm.load_state_dict(store.read_torch(path)["lm"])
-        return lm.eval()
-    lm = fit(corpus.train, corpus, seed, settings, valid=corpus.test)
-    if shared_dir is not None:
+    if shared_dir is None:
+        return fit(corpus.train, corpus, seed, settings, valid=corpus.test)
+    path = Path(shared_dir) / f"lm-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
+    with store.locked(path.with_suffix(".lock")):  # runs beside each other train it once
+        if path.exists():
+            lm = _new_lm(corpus, settings, seed)
+            lm.load_state_dict(store.read_torch(path)["lm"])
+            return lm.eval()
+        lm = fit(corpus.train, corpus, seed, settings, valid=corpus.test)
         store.write_torch(path, {"lm": lm.state_dict(), "key": key})
     return lm
 

@@ -14,8 +14,10 @@ Everything else asks this module for a path or for the runs it holds.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
+import fcntl
 import hashlib
 import io
 import json
@@ -170,6 +172,19 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def write_torch(path: Path, obj: Any) -> None:
     _write_atomic(path, lambda f: torch.save(obj, f), mode="wb")
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing), so that runs beside each other
+    (``--jobs``, Slurm) make a shared file once and the others wait and read it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def read_torch(path: Path, device: torch.device | str = "cpu") -> Any:

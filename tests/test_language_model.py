@@ -52,6 +52,31 @@ def test_the_reference_lm_is_trained_once_per_data_set_and_seed(text_corpus, tmp
     assert all(torch.equal(a, b) for a, b in zip(first.parameters(), again.parameters()))
 
 
+def test_runs_beside_each_other_train_the_reference_lm_once(text_corpus, tmp_path,
+                                                            monkeypatch):
+    import threading
+    import time
+
+    trained = []
+    real_fit = language_model.fit
+
+    def slow_fit(*args, **kwargs):
+        trained.append(1)
+        time.sleep(0.5)  # long enough for the other caller to arrive while this one trains
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(language_model, "fit", slow_fit)
+    lms = []
+    callers = [threading.Thread(target=lambda: lms.append(
+        language_model.reference_lm(text_corpus, 0, tmp_path))) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert len(trained) == 1 and len(lms) == 2
+    assert all(torch.equal(a, b) for a, b in zip(lms[0].parameters(), lms[1].parameters()))
+
+
 def test_text_evaluations_have_the_lm_scores_and_synthetic_ones_the_oracle(text_corpus,
                                                                          monkeypatch):
     monkeypatch.setattr(language_model, "REVERSE", FAST)
