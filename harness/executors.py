@@ -14,8 +14,10 @@ executor, the run options, each job's id), which ``harness status`` reads back.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +131,42 @@ def waits_for(spec: RunSpec, runs: list[RunSpec]) -> list[RunSpec]:
     starts_from = method_info(registry().methods[spec.method]).starts_from
     return [other for other in runs if other.method in starts_from and
             (other.dataset, other.seed, other.profile) == (spec.dataset, spec.seed, spec.profile)]
+
+
+def past_seconds(options: RunOptions) -> dict[tuple[str, str, str], float]:
+    """(method, data set, profile) -> the median wall time (training, judge LM and
+    evaluation) of its finished runs in this results store, any run id or seed, made with
+    the same ``--set`` settings: what a run is expected to take."""
+    seconds: dict[tuple[str, str, str], list[float]] = {}
+    for _, directory in store.runs(options.results, finished_only=True):
+        try:
+            config = store.read_json(directory / store.CONFIG)
+            metrics = store.read_json(directory / store.METRICS)
+        except (OSError, ValueError):
+            continue
+        if config.get("settings", {}) != options.settings:
+            continue
+        took = sum(metrics.get(part, 0.0) for part in ("train_seconds", "judge_lm_seconds",
+                                                      "eval_seconds"))
+        seconds.setdefault((config["method"], config["dataset"], config["profile"]), []).append(took)
+    return {what: statistics.median(times) for what, times in seconds.items()}
+
+
+def longest_first(runs: list[RunSpec], expected: dict[tuple[str, str, str], float]) -> list[RunSpec]:
+    """``runs`` by the longest chain of work each one heads (its expected time plus the
+    longest chain of the runs that start from it), longest first, so the long runs do not
+    end up alone on a machine with idle cores. A run never timed counts as longest: with no
+    history the order stays as given."""
+    chain: dict[RunSpec, float] = {}
+
+    def heads(spec: RunSpec) -> float:
+        if spec not in chain:
+            after = [other for other in runs if spec in waits_for(other, runs)]
+            own = expected.get((spec.method, spec.dataset, spec.profile), math.inf)
+            chain[spec] = own + max(map(heads, after), default=0.0)
+        return chain[spec]
+
+    return sorted(runs, key=heads, reverse=True)  # stable: ties keep their order
 
 
 def in_dependency_order(runs: list[RunSpec]) -> list[RunSpec]:
@@ -283,7 +321,7 @@ class Local:
 def run_in_parallel(pending: list[RunSpec], options: RunOptions,
                     jobs: int) -> list[tuple[RunSpec, str]]:
     """Up to ``jobs`` runs at once, each in a fresh process; a run starts when the runs it
-    starts from have ended. A SIGINT from the terminal reaches every process, a SIGTERM to
+    starts from have ended, the longest chains of work first (timed by earlier runs). A SIGINT from the terminal reaches every process, a SIGTERM to
     this one is passed on: each run stops at its next checkpoint, no new one starts, and
     api.Interrupted is raised once they all have."""
     import multiprocessing
@@ -293,7 +331,7 @@ def run_in_parallel(pending: list[RunSpec], options: RunOptions,
     from harness.api import Interrupted
     from harness.runner import stop_on_signals
 
-    waiting, running, failures = list(pending), {}, []
+    waiting, running, failures = longest_first(pending, past_seconds(options)), {}, []
     started, done, passed_on = time.perf_counter(), 0, False
     context = multiprocessing.get_context("spawn")  # clean processes: no forked torch state
     gpus = context.Queue()  # on a GPU machine, each worker takes a GPU of its own

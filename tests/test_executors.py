@@ -49,6 +49,36 @@ def test_runs_come_after_the_runs_they_start_from(tiny_dataset):
     assert executors.waits_for(RunSpec("ss", "tiny", 0), specs) == []
 
 
+def test_parallel_runs_start_the_longest_chain_of_work_first(tiny_dataset):
+    mle, seqgan, ss, vae = (RunSpec(m, "tiny", 0) for m in ("mle", "seqgan", "ss", "vae"))
+    timed = {("mle", "tiny", "default"): 10.0, ("seqgan", "tiny", "default"): 100.0,
+             ("ss", "tiny", "default"): 30.0, ("vae", "tiny", "default"): 50.0}
+    # mle heads seqgan (10 + 100), longer than vae alone (50)
+    assert executors.longest_first([ss, vae, mle, seqgan], timed) == [mle, seqgan, vae, ss]
+    del timed[("ss", "tiny", "default")]  # never timed: it may be long, it goes first
+    assert executors.longest_first([vae, mle, seqgan, ss], timed) == [ss, mle, seqgan, vae]
+    assert executors.longest_first([vae, ss, mle], {}) == [vae, ss, mle]
+
+
+def test_expected_run_times_come_from_finished_runs_with_the_same_settings():
+    def finished(run_id, method, seed, settings, seconds):
+        directory = store.run_dir(None, store.RunKey(run_id, "tiny", method, seed))
+        directory.mkdir(parents=True)
+        store.write_json(directory / store.CONFIG, {
+            "run_id": run_id, "dataset": "tiny", "method": method, "seed": seed,
+            "profile": "default", "settings": settings})
+        store.write_json(directory / store.METRICS, {
+            "train_seconds": seconds, "judge_lm_seconds": 1.0, "eval_seconds": 2.0})
+
+    finished("a", "mle", 0, {}, 10.0)
+    finished("b", "mle", 1, {}, 20.0)
+    finished("b", "mle", 2, {}, 90.0)
+    finished("b", "ss", 0, {"epochs": "2"}, 5.0)
+    assert executors.past_seconds(RunOptions("new")) == {("mle", "tiny", "default"): 23.0}
+    assert executors.past_seconds(RunOptions("new", settings={"epochs": "2"})) == {
+        ("ss", "tiny", "default"): 8.0}
+
+
 def test_unknown_executor_is_a_user_error(cli):
     result = cli("run", "-m", "mle", "-d", "oracle", "--executor", "ray")
     assert result.exit_code == 2 and "unknown executor 'ray'; choose one of: local" in result.output
