@@ -55,7 +55,36 @@ def mean_token_nll(scorer, tokens: torch.Tensor, batch: int = 16,
     return total / tokens.numel()
 
 
-class LSTMGenerator(nn.Module):
+class TeacherForced(nn.Module):
+    """What every generator that predicts token by token shares: teacher-forced
+    log-likelihoods from its ``teacher_forced_logits`` (the logits [n, seq_len, vocab] that
+    produce ``tokens`` with every earlier token given)."""
+
+    start_token: int
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def shifted_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The inputs that produce ``tokens`` under teacher forcing: start token, then y_1..y_{T-1}."""
+        start = tokens.new_full((tokens.shape[0], 1), self.start_token)
+        return torch.cat([start, tokens[:, :-1]], dim=1)
+
+    def teacher_forced_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def token_log_probs(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """log G(y_t | y_<t) for every position, teacher-forced: shape [n, seq_len]."""
+        logits = self.teacher_forced_logits(tokens)
+        nll = F.cross_entropy((logits / temperature).flatten(0, 1), tokens.flatten(), reduction="none")
+        return -nll.view_as(tokens)
+
+    def log_likelihood(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        return self.token_log_probs(tokens, temperature).sum(dim=1)
+
+
+class LSTMGenerator(TeacherForced):
     def __init__(self, vocab_size: int, seq_len: int, emb_dim: int = 32,
                  hidden_dim: int = 32, start_token: int = 0, init_std: float | None = 0.1):
         super().__init__()
@@ -72,29 +101,14 @@ class LSTMGenerator(nn.Module):
             for p in self.parameters():
                 nn.init.normal_(p, 0.0, init_std)
 
-    @property
-    def device(self) -> torch.device:
-        return self.output.weight.device
-
-    def shifted_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The inputs that produce ``tokens`` under teacher forcing: start token, then y_1..y_{T-1}."""
-        start = tokens.new_full((tokens.shape[0], 1), self.start_token)
-        return torch.cat([start, tokens[:, :-1]], dim=1)
-
     def forward(self, inputs: torch.Tensor, state: State | None = None
                 ) -> tuple[torch.Tensor, State]:
         """Logits [n, steps, vocab] for a batch of input tokens, and the final state."""
         hidden, state = self.lstm(self.embedding(inputs), state)
         return self.output(hidden), state
 
-    def token_log_probs(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        """log G(y_t | y_<t) for every position, teacher-forced: shape [n, seq_len]."""
-        logits, _ = self(self.shifted_inputs(tokens))
-        nll = F.cross_entropy((logits / temperature).flatten(0, 1), tokens.flatten(), reduction="none")
-        return -nll.view_as(tokens)
-
-    def log_likelihood(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        return self.token_log_probs(tokens, temperature).sum(dim=1)
+    def teacher_forced_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self(self.shifted_inputs(tokens))[0]
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,

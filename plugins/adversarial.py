@@ -1,7 +1,8 @@
-"""The machinery of SeqGAN's family (SeqGAN and PG-BLEU): the CNN discriminator, the
-Monte-Carlo rollout that turns a sequence-level score into per-token rewards, and the
-policy-gradient loop. Only the reward differs between the methods: the discriminator's
-P(real) for SeqGAN, BLEU against real data for PG-BLEU.
+"""The machinery of SeqGAN's family (SeqGAN, PG-BLEU, MaliGAN, RankGAN): the CNN
+discriminator and how SeqGAN trains it, the start from the shared MLE run, the Monte-Carlo
+rollout that turns a sequence-level score into per-token rewards, and the policy-gradient
+loop. Mostly the reward differs between the methods: the discriminator's P(real) for
+SeqGAN, BLEU against real data for PG-BLEU, a ranker's log-rank for RankGAN.
 
 The discriminator: embedding -> parallel 1-D convolutions of several window sizes -> ReLU ->
 max over time -> concatenate -> one highway layer -> dropout -> linear to two classes (0
@@ -30,7 +31,8 @@ from torch import nn
 
 from harness.api import RunContext
 from harness.generator import LSTMGenerator, State, sample_from_logits
-from harness.training import Checkpoint, train_step
+from harness.training import Checkpoint, new_generator, train_step
+from harness_plugins.mle import MleSettings, pretrain_mle
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 
@@ -98,10 +100,15 @@ class Discriminator(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits [B, 2] (class 1 = real) for int64 tokens [B, T]."""
+        return self.output(self.features(tokens))
+
+    def features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """What the output layer reads [B, F]: the max-pooled convolutions through the
+        highway layer and dropout (RankGAN's ranker compares sequences by these)."""
         x = self.embedding(tokens).transpose(1, 2)  # [B, emb, T]: channels first for Conv1d
         # Bias and ReLU commute with the max over time: apply them to [B, F], not [B, F, T].
         pooled = [F.relu(F.conv1d(x, conv.weight).amax(dim=2) + conv.bias) for conv in self.convs]
-        return self.head(torch.cat(pooled, dim=1))
+        return self.dropout(self.highway(torch.cat(pooled, dim=1)))
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         """Highway, dropout and output layer over the pooled features."""
@@ -182,6 +189,66 @@ def train_discriminator(disc: Discriminator, optimizer: torch.optim.Optimizer,
             total += train_step(loss, optimizer, "the discriminator loss")
             batches += 1
     return total / max(batches, 1)
+
+
+class DiscriminatorRounds:
+    """The discriminator trained SeqGAN's way (SeqGAN's and MaliGAN's): each round,
+    ``disc_negatives`` fresh generated rows against as many real rows, ``disc_epochs``
+    epochs. ``parts`` is its state, checkpointed beside the generator in every phase."""
+
+    def __init__(self, ctx: RunContext, cfg: Any):
+        corpus = ctx.corpus
+        sizes = PAPER if cfg.disc_size == "paper" else SMALL
+        self.cfg, self.real = cfg, corpus.train
+        self.disc = Discriminator(corpus.vocab_size, corpus.seq_len, **sizes).to(ctx.device)
+        self.optimizer = torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr)
+        self.negatives_rng = ctx.rng("disc_negatives", 2, ctx.device)
+        self.shuffle_rng = ctx.rng("disc_real_and_shuffle", 3)
+        self.parts = {"discriminator": self.disc, "disc_optimizer": self.optimizer,
+                      "disc_rng": self.negatives_rng, "shuffle_rng": self.shuffle_rng}
+
+    def __call__(self, generator: LSTMGenerator) -> float:
+        """One round against ``generator``'s samples; the mean loss."""
+        cfg = self.cfg
+        fake = generator.sample(cfg.disc_negatives, generator=self.negatives_rng).cpu()
+        real = self.real[torch.randperm(len(self.real), generator=self.shuffle_rng)
+                         [:cfg.disc_negatives]]
+        return train_discriminator(self.disc, self.optimizer, real, fake, cfg.disc_epochs,
+                                   cfg.disc_batch_size, cfg.disc_l2, self.shuffle_rng)
+
+
+@dataclass
+class Pretraining:
+    """What a method trains after MLE and before its adversarial phase (its critic)."""
+
+    phase: str                                      # its checkpoints' and curve row's phase
+    rounds: int
+    train_round: Callable[[LSTMGenerator], float]   # one round against the generator: the loss
+    parts: dict[str, Any]                           # its state, checkpointed
+    loss_name: str                                  # the curve column of the last round's loss
+
+
+def start_from_mle(ctx: RunContext, critic: Pretraining | None = None
+                   ) -> tuple[LSTMGenerator, dict | None]:
+    """The generator the adversarial phase starts from, and the run's checkpoint: the
+    shared MLE pre-training (``pretrain_epochs``), then the critic's checkpointed rounds;
+    when the checkpoint is already in the adversarial phase, an empty generator that
+    ``train_policy_gradient`` (or the method's own loop) fills from it."""
+    cfg = ctx.config
+    saved = ctx.load_checkpoint()
+    if saved is not None and saved["phase"] == PHASE:
+        return new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device), saved
+    generator = pretrain_mle(ctx, MleSettings.of(cfg, epochs="pretrain_epochs"))
+    if critic is not None:
+        pretraining = Checkpoint(ctx, critic.phase, **critic.parts)
+        if saved is not None:
+            pretraining.resume(saved)
+        for number in pretraining.loop(critic.rounds, critic.phase, "round"):
+            loss = critic.train_round(generator)
+            if number + 1 == critic.rounds:
+                ctx.record(phase=critic.phase, epoch=cfg.pretrain_epochs,
+                           **{critic.loss_name: loss})
+    return generator, saved
 
 
 # --- the rollout ------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
     cached = snapshot_path(ctx, settings, settings.epochs)
     generator = new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim, ctx.device)
     if settings.shuffle:
-        ctx.rngs["mle_shuffle"] = ctx.seed  # _train_mle's order; recorded when reused too
+        ctx.rngs["mle_shuffle"] = ctx.seed  # train_mle's order; recorded when reused too
     if cached.exists():
         saved = store.read_torch(cached, ctx.device)
         generator.load_state_dict(saved["generator"])
@@ -111,12 +111,18 @@ def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
     # state: leave it as it was, so a run that trains the pre-training here and one that
     # reuses it (or resumes after it) go on identically.
     states = rng_states()
-    _train_mle(ctx, generator, settings)
+    train_mle(ctx, generator, settings)
     set_rng_states(states)
     return generator
 
 
-def _train_mle(ctx: RunContext, generator: LSTMGenerator, settings: MleSettings) -> None:
+def train_mle(ctx: RunContext, generator: torch.nn.Module, settings: MleSettings,
+              keep_snapshots: bool = True) -> None:
+    """MLE-train ``generator`` in place, checkpointed every epoch; with ``keep_snapshots``,
+    its state at every curve point is kept for the runs that start from it (the shared
+    LSTM's; a generator of another shape must not be filed under the same key)."""
+    if settings.shuffle:
+        ctx.rngs["mle_shuffle"] = ctx.seed
     optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr)
     shuffle_rng = torch.Generator().manual_seed(ctx.seed)
     checkpoint = Checkpoint(ctx, PHASE, generator=generator, optimizer=optimizer,
@@ -128,6 +134,7 @@ def _train_mle(ctx: RunContext, generator: LSTMGenerator, settings: MleSettings)
                          settings.grad_clip, shuffle_rng if settings.shuffle else None)
         if (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.epochs:
             ctx.record(generator, phase=PHASE, epoch=epoch + 1, train_nll=loss)
-            store.write_torch(snapshot_path(ctx, settings, epoch + 1), {
-                "generator": generator.state_dict(),
-                "curve": [row for row in ctx.curve if row.get("phase") == PHASE]})
+            if keep_snapshots:
+                store.write_torch(snapshot_path(ctx, settings, epoch + 1), {
+                    "generator": generator.state_dict(),
+                    "curve": [row for row in ctx.curve if row.get("phase") == PHASE]})

@@ -9,9 +9,7 @@ import torch
 from harness import hookimpl
 from harness.config import require
 from harness.metrics import BLEU_RULES, BleuReferences
-from harness.training import new_generator
 from harness_plugins import adversarial as adv
-from harness_plugins.mle import MleSettings, pretrain_mle
 
 
 @hookimpl
@@ -77,11 +75,7 @@ class PgBleu:
                                                 rule=cfg.bleu_rule)
             return torch.from_numpy(scores).float().to(sequences.device)
 
-        saved = ctx.load_checkpoint()
-        if saved is not None and saved["phase"] == adv.PHASE:
-            generator = new_generator(corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
-        else:
-            generator = pretrain_mle(ctx, MleSettings.of(cfg, epochs="pretrain_epochs"))
+        generator, saved = adv.start_from_mle(ctx)
         settings = adv.PolicyGradientSettings.of(cfg)
         return adv.train_policy_gradient(ctx, generator, score, settings,
                                          epoch_offset=cfg.pretrain_epochs, saved=saved)

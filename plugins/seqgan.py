@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from harness import hookimpl
 from harness.config import require
-from harness.training import Checkpoint, new_generator
 from harness_plugins import adversarial as adv
-from harness_plugins.mle import MleSettings, pretrain_mle
 
 
 @hookimpl
@@ -76,42 +72,16 @@ class SeqGan:
 
     def train(self, ctx):
         cfg = ctx.config
-        corpus = ctx.corpus
-        sizes = adv.PAPER if cfg.disc_size == "paper" else adv.SMALL
-        disc = adv.Discriminator(corpus.vocab_size, corpus.seq_len, **sizes).to(ctx.device)
-        disc_opt = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr)
-        rng = ctx.rng("disc_negatives", 2, ctx.device)
-        shuffle = ctx.rng("disc_real_and_shuffle", 3)
-        # The discriminator's state, checkpointed beside the generator in both phases.
-        parts = {"discriminator": disc, "disc_optimizer": disc_opt, "disc_rng": rng,
-                 "shuffle_rng": shuffle}
-
-        def discriminator_round(generator) -> float:
-            """Fresh negatives against as many real rows, k epochs; the mean loss."""
-            fake = generator.sample(cfg.disc_negatives, generator=rng).cpu()
-            real = corpus.train[torch.randperm(len(corpus.train), generator=shuffle)
-                                [:cfg.disc_negatives]]
-            return adv.train_discriminator(disc, disc_opt, real, fake, cfg.disc_epochs,
-                                           cfg.disc_batch_size, cfg.disc_l2, shuffle)
-
-        saved = ctx.load_checkpoint()
-        if saved is not None and saved["phase"] == adv.PHASE:
-            generator = new_generator(corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
-        else:
-            generator = pretrain_mle(ctx, MleSettings.of(cfg, epochs="pretrain_epochs"))
-            pretraining = Checkpoint(ctx, "discriminator", **parts)
-            if saved is not None:
-                pretraining.resume(saved)
-            for number in pretraining.loop(cfg.disc_pretrain_rounds, "discriminator", "round"):
-                loss = discriminator_round(generator)
-                if number + 1 == cfg.disc_pretrain_rounds:
-                    ctx.record(phase="discriminator", epoch=cfg.pretrain_epochs, disc_loss=loss)
+        discriminator = adv.DiscriminatorRounds(ctx, cfg)
+        generator, saved = adv.start_from_mle(ctx, adv.Pretraining(
+            "discriminator", cfg.disc_pretrain_rounds, discriminator, discriminator.parts,
+            "disc_loss"))
 
         def between(batch: int) -> dict:
-            losses = [discriminator_round(generator) for _ in range(cfg.d_steps)]
+            losses = [discriminator(generator) for _ in range(cfg.d_steps)]
             return {"disc_loss": losses[-1]} if losses else {}
 
-        settings = adv.PolicyGradientSettings.of(cfg)
         return adv.train_policy_gradient(
-            ctx, generator, disc.prob_real, settings, epoch_offset=cfg.pretrain_epochs,
-            between=between, extra=parts, saved=saved)
+            ctx, generator, discriminator.disc.prob_real, adv.PolicyGradientSettings.of(cfg),
+            epoch_offset=cfg.pretrain_epochs, between=between, extra=discriminator.parts,
+            saved=saved)
