@@ -36,6 +36,7 @@ BUILTIN_PLUGINS = (
     "harness_plugins.scheduled_sampling",
     "harness_plugins.pg_bleu",
     "harness_plugins.seqgan",
+    "harness_plugins.maligan",
     "harness_plugins.vae",
 )
 ENTRY_POINT_GROUP = "harness"
