@@ -37,6 +37,7 @@ BUILTIN_PLUGINS = (
     "harness_plugins.pg_bleu",
     "harness_plugins.seqgan",
     "harness_plugins.maligan",
+    "harness_plugins.rankgan",
     "harness_plugins.vae",
 )
 ENTRY_POINT_GROUP = "harness"

@@ -1,0 +1,158 @@
+"""RankGAN: the ranking score and the ranker's objective against the paper's formulas, the
+trained ranker's reward, a tiny run end to end, and a killed run resuming to the same result."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from harness import executors, store
+from harness.oracle import random_oracle
+from harness_plugins.rankgan import (RankGanConfig, Ranker, log_rank, rank_reward, ranker_loss,
+                                     train_ranker)
+
+TINY = ["pretrain_epochs=2", "eval_every=1", "batch_size=32", "adv_batches=3",
+        "adv_eval_every=1", "adv_batch_size=16", "n_rollouts=2", "ranker_pretrain_rounds=2",
+        "ranker_negatives=64", "comparison_size=16", "ref_size=4"]
+
+
+def naive_log_rank(s: torch.Tensor, refs: torch.Tensor, comparison: torch.Tensor,
+                   gamma: float) -> float:
+    """The paper's log R(s|U, C), one reference and one rival at a time."""
+    def cosine(a, b):
+        return float(a @ b) / math.sqrt(float(a @ a) * float(b @ b))
+
+    total = 0.0
+    for u in refs:
+        rivals = [s, *comparison]  # C' = C + {s}
+        p = math.exp(gamma * cosine(s, u)) / sum(math.exp(gamma * cosine(r, u)) for r in rivals)
+        total += math.log(p)
+    return total / len(refs)
+
+
+def test_log_rank_is_the_papers_expected_log_ranking_score():
+    # Hand-made features of different norms (cosine, not the dot product, must decide), two
+    # candidates (each ranked against C + itself, not against the other candidate), two
+    # references of different relevance (the mean of logs, not the log of a mean or a sum),
+    # and gamma != 1.
+    candidates = torch.tensor([[1.0, 0.0, 2.0], [0.5, 3.0, -1.0]])
+    refs = torch.tensor([[2.0, 0.0, 1.0], [-1.0, 1.0, 0.0]])
+    comparison = torch.tensor([[0.0, 1.0, 0.0], [4.0, -2.0, 1.0], [1.0, 1.0, 1.0]])
+    gamma = 2.5
+    got = log_rank(candidates, refs, comparison, gamma)
+    expected = torch.tensor([naive_log_rank(c, refs, comparison, gamma) for c in candidates])
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    # Scaling a feature vector leaves its rank alone; a rival identical to s halves P(s|u).
+    torch.testing.assert_close(log_rank(candidates * 7, refs, comparison, gamma), got)
+    alone = log_rank(candidates[:1], refs, candidates[:1], gamma)
+    torch.testing.assert_close(alone, torch.tensor([math.log(0.5)]))
+
+
+def test_ranker_loss_is_the_papers_objective():
+    torch.manual_seed(0)
+    ranker = Ranker(30, 8, "small").eval()  # eval: no dropout, features are deterministic
+    real, fake, refs = (torch.randint(0, 30, (n, 8)) for n in (5, 4, 3))
+    gamma = 1.7
+    with torch.no_grad():
+        loss = ranker_loss(ranker, real, fake, refs, gamma)
+        y_real, y_fake, y_ref = ranker(real), ranker(fake), ranker(refs)
+    # Real rows ranked among generated ones (C-), generated among real ones (C+).
+    expected = -(sum(naive_log_rank(s, y_ref, y_fake, gamma) for s in y_real) / 5
+                 - sum(naive_log_rank(s, y_ref, y_real, gamma) for s in y_fake) / 4)
+    assert loss.item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_trained_ranker_rewards_real_sequences_above_generated_ones():
+    torch.manual_seed(0)
+    oracle = random_oracle(vocab_size=40, seq_len=8, emb_dim=8, hidden_dim=8, seed=11)
+    rng = torch.Generator().manual_seed(0)
+    real = oracle.sample(1400, generator=rng)
+    noise = torch.randint(0, 40, (1000, 8), generator=rng)
+    cfg = RankGanConfig(comparison_size=32, ref_size=8, gamma=4.0)
+    ranker = Ranker(40, 8, "small")
+    optimizer = torch.optim.Adam(ranker.parameters(), lr=1e-3)
+    reward = rank_reward(ranker, real[:1000], cfg, torch.Generator().manual_seed(1))
+    before = reward(real[1000:1200]).mean() - reward(noise[800:]).mean()
+    losses = [train_ranker(ranker, optimizer, real[:800], noise[:800], real[:1000], 1, cfg, rng)
+              for _ in range(3)]
+    assert losses[-1] < losses[0]
+    held_out_real, held_out_noise = reward(real[1200:]), reward(noise[800:])
+    assert (held_out_real <= 0).all() and (held_out_noise <= 0).all()  # log-probabilities
+    assert held_out_real.mean() - held_out_noise.mean() > max(0.5, before + 0.3)
+    assert ranker.training  # the reward scores in eval mode and restores the mode
+
+
+def run_dir(results: Path) -> Path:
+    return next(results.glob("*/tiny/rankgan/seed-0"))
+
+
+def test_a_tiny_run_ends_with_finite_metrics_and_every_phase(cli, tiny_dataset, tmp_path):
+    args = [a for s in TINY for a in ("--set", s)]
+    result = cli("-q", "run", "-m", "rankgan", "-d", "tiny", "--results", str(tmp_path), *args)
+    assert result.exit_code == 0, result.output
+    curve = pd.read_csv(run_dir(tmp_path) / "curve.csv")
+    assert list(curve.phase.drop_duplicates()) == ["mle", "ranker", "adversarial"]
+    adversarial = curve[curve.phase == "adversarial"]
+    assert list(adversarial.epoch) == [3, 4, 5]  # continues after 2 pre-training epochs
+    assert (adversarial.mean_reward < 0).all()  # log-ranks
+    assert adversarial.ranker_loss.notna().all()
+    metrics = json.loads((run_dir(tmp_path) / "metrics.json").read_text())
+    assert all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
+    assert math.isfinite(metrics["nll_oracle"])
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: no handler of the harness catches it."""
+
+
+def checkpoints_killing_at(monkeypatch, kills: list[tuple[str, int]]) -> list[str]:
+    """Record the phase of every checkpoint written; right after the ``count``-th checkpoint
+    of ``phase`` (the first of ``kills``, counted across runs) stop the run."""
+    write_torch, phases = store.write_torch, []
+
+    def write_then_maybe_die(path, obj):
+        write_torch(path, obj)
+        if Path(path).name == "checkpoint.pt":
+            phases.append(obj["state"].get("phase"))
+            if kills and phases.count(kills[0][0]) == kills[0][1]:
+                raise Killed(f"after checkpoint {kills.pop(0)}")
+
+    monkeypatch.setattr(store, "write_torch", write_then_maybe_die)
+    return phases
+
+
+def outcome(results: Path) -> dict:
+    """What must not depend on an interruption: metrics, learning curve, samples."""
+    directory = run_dir(results)
+    metrics = json.loads((directory / "metrics.json").read_text())
+    return {"metrics": {k: v for k, v in metrics.items()
+                        if k not in ("train_seconds", "eval_seconds", "judge_lm_seconds")},
+            "curve": pd.read_csv(directory / "curve.csv").astype(object).fillna("").to_dict("list"),
+            "samples": (directory / "samples.txt").read_text()}
+
+
+def test_a_run_killed_in_each_phase_resumes_to_identical_metrics(cli, tiny_dataset, tmp_path,
+                                                                  monkeypatch):
+    def run(results: Path):
+        args = [a for s in TINY for a in ("--set", s)]
+        return cli("-q", "run", "-m", "rankgan", "-d", "tiny", "--results", str(results),
+                   "--run-id", "faults", *args)
+
+    assert run(tmp_path / "clean").exit_code == 0
+    # The killed run's status names this (live) process: say it died, as a SIGKILL would.
+    monkeypatch.setattr(executors, "alive", lambda pid: False)
+    killed = tmp_path / "killed"
+    kills = [("ranker", 1), ("adversarial", 2)]
+    phases = checkpoints_killing_at(monkeypatch, kills)
+    for _ in range(2):  # killed, resumed, killed again
+        with pytest.raises(Killed):
+            run(killed)
+        assert not (run_dir(killed) / "metrics.json").exists()
+    assert run(killed).exit_code == 0
+    assert outcome(killed) == outcome(tmp_path / "clean")
+    # Each resumed where it stopped: every step was checkpointed once over the three runs.
+    assert [phases.count(p) for p in ("mle", "ranker", "adversarial")] == [2, 2, 3]
