@@ -38,6 +38,7 @@ BUILTIN_PLUGINS = (
     "harness_plugins.seqgan",
     "harness_plugins.maligan",
     "harness_plugins.rankgan",
+    "harness_plugins.leakgan",
     "harness_plugins.vae",
 )
 ENTRY_POINT_GROUP = "harness"

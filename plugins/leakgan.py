@@ -1,0 +1,539 @@
+"""LeakGAN (Guo et al., AAAI 2018): a hierarchical generator steered by features leaked
+from the discriminator.
+
+The discriminator (SeqGAN's CNN, ``adversarial.Discriminator``) maps a prefix s_t to its
+feature vector f_t (pooled convolutions through the highway layer; the prefix's missing
+tokens embed as zeros). The generator has two LSTMs:
+
+- the MANAGER reads f_t and emits a unit goal g_t in feature space;
+- the WORKER reads the previous token and emits a matrix O_t [vocab, k]; the goals of the
+  last c steps, summed and projected by psi (no bias) and normalised, give w_t in R^k, and
+  the next token's logits are O_t w_t.
+
+Training, as the paper describes it: the manager ascends Q_t * d_cos(f_{t+c} - f_t, g_t),
+the rollout reward Q weighting how well g_t predicted where the features went over the
+next c tokens; the worker does REINFORCE with the intrinsic reward
+r_t = 1/c sum_i d_cos(f_t - f_{t-i}, g_{t-i}) (how far its token moved the features along
+the goals). Rewards are rescaled by rank within the batch, sigma(delta (1/2 - rank / B))
+(the paper's "bootstrapped rescaled activation"), and MLE epochs are interleaved with the
+adversarial batches (the paper's "interleaved training").
+
+Choices where paper and authors' code (CR-Gjx/LeakGAN) differ, or neither says:
+- w_t sums the goals g_{t-c}..g_{t-1} (the paper's sliding window); the authors' code
+  holds one goal per block of c steps. w_0 reads a learned initial goal, as theirs.
+- Rollouts start from prefixes of length c, 2c, ... and the sequence itself is scored
+  at T, as the authors' ``get_reward`` does (about c times fewer than SeqGAN's rollouts);
+  the manager's g_t is weighted by the reward at the first such point >= t + c.
+- The rank rescaling is the paper's formula; the authors' ``rescale`` ranks by the order
+  of a Python dict, not by value, and divides by the number of rollouts afterwards.
+- The worker's loss never updates the manager and the manager's never updates the
+  worker, as the authors' separate gradient lists; neither ever updates the
+  discriminator, whose features are a constant input.
+- The authors' temperature 1.5 on the first two tokens and their learning-rate decay are
+  left out.
+- Pre-training as the authors' synthetic-data script: cycles of discriminator rounds then
+  MLE epochs (worker: cross-entropy; manager: the cosine objective on real data with
+  Q = 1). It trains its own generator: the shared LSTM's MLE run cannot serve.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness import hookimpl
+from harness.api import Corpus, RunContext, check_finite
+from harness.config import require
+from harness.generator import State, TeacherForced, sample_from_logits
+from harness.training import Checkpoint
+from harness_plugins import adversarial as adv
+
+PRETRAIN, ADVERSARIAL = "pretrain", "adversarial"
+
+
+@hookimpl
+def register_methods(register):
+    register(LeakGan())
+
+
+@dataclass
+class LeakGanConfig:
+    emb_dim: int = 32                 # worker embedding (authors: 32 at length 20, 64 at 40)
+    hidden_dim: int = 32              # manager and worker LSTM units (authors: as emb_dim)
+    goal_size: int = 4                # k: columns of O_t, size of w_t (authors' GOAL_SIZE:
+                                      # 16); the output layer costs vocab x k x hidden per
+                                      # token, 16x the shared LSTM's at k = 16: too slow here
+    step_size: int = 4                # c: the goals' horizon in tokens (paper: 4)
+    batch_size: int = 64              # generator batch, MLE and adversarial (authors: 64)
+    lr: float = 0.005                 # generator Adam, both phases (authors: 0.0015 at
+                                      # length 20 over 80 epochs; larger for short CPU runs)
+    grad_clip: float = 5.0            # gradient-norm clip, manager and worker each (authors)
+    pretrain_cycles: int = 2          # pre-training cycles of discriminator rounds then MLE
+                                      # epochs (authors: 10)
+    pretrain_epochs: int = 3          # MLE epochs per cycle (authors: 8, 80 in all)
+    disc_pretrain_rounds: int = 2     # discriminator rounds per cycle (authors: 5)
+    disc_size: str = "small"          # "small" (CPU) or "paper" (the authors' 1,720 filters)
+    disc_dropout: float = 0.0         # drop probability in the discriminator (the authors'
+                                      # LeakGAN keeps all: 0; SeqGAN drops 0.25)
+    disc_lr: float = 1e-4             # discriminator Adam (authors)
+    disc_l2: float = 0.2              # L2 on the discriminator's output layer (authors)
+    disc_batch_size: int = 64
+    disc_negatives: int = 2000        # generated sequences per discriminator round
+                                      # (authors: 10,000)
+    disc_epochs: int = 1              # epochs per discriminator round (authors: 3)
+    adv_batches: int = 30             # adversarial batches (authors: 800)
+    g_steps: int = 1                  # generator updates per adversarial batch (authors: 1)
+    d_steps: int = 1                  # discriminator rounds per adversarial batch (authors: 5)
+    n_rollouts: int = 4               # Monte-Carlo completions per prefix (authors: 4)
+    rescale_delta: float = 16.0       # delta of the rank rescaling (authors' redistribution)
+    mle_every: int = 15               # an interleaved MLE epoch every this many adversarial
+                                      # batches, from the first; 0: none (authors' Image
+                                      # COCO Main.py: 15)
+    adv_eval_every: int = 10          # adversarial batches between curve points (authors: 5;
+                                      # each point samples 10,000 sequences)
+
+    def __post_init__(self):
+        require(self, positive=("grad_clip", "rescale_delta"), fractions=("disc_dropout",),
+                choices={"disc_size": ("small", "paper")},
+                at_least_one=("emb_dim", "hidden_dim", "goal_size", "step_size", "batch_size",
+                              "disc_batch_size", "disc_negatives", "g_steps", "n_rollouts",
+                              "adv_eval_every"))
+
+
+# The authors' synthetic-data script (CR-Gjx/LeakGAN, Synthetic Data/Main.py) at length
+# 20: 10 cycles of 5 discriminator rounds (3 epochs on 10,000 fresh negatives) and 8 MLE
+# epochs, LEARNING_RATE 0.0015, TOTAL_BATCH 800 with 5 x 3 discriminator epochs each,
+# rollout_num 4, dropout keep 1.0; the interleaved MLE epoch every 15 batches is from
+# their Image COCO Main.py (the paper's "interleaved training").
+PAPER = {"goal_size": 16, "lr": 0.0015, "adv_eval_every": 5, "pretrain_cycles": 10,
+         "pretrain_epochs": 8, "disc_pretrain_rounds": 5, "disc_size": "paper",
+         "disc_negatives": 10_000, "disc_epochs": 3, "adv_batches": 800, "d_steps": 5,
+         "n_rollouts": 4}
+
+
+# --- the leaked features ----------------------------------------------------------------
+#
+# f_t is the discriminator's feature vector (pooled convolutions through its highway layer,
+# what its output layer reads) of the prefix y_<t, the missing tokens embedded as zeros (the
+# authors pad with -1, whose embedding look-up is zero). A convolution of window k at
+# position p then sums its taps j over the present tokens only: sum_{j < min(k, t - p)}
+# W_j e(y_{p+j}). Computed from these per-tap partial sums, every prefix costs one pass
+# over the sequence, not one convolution of the whole sequence per prefix (the 2-core
+# CPU spent 4/5 of sampling in conv1d that way).
+
+def _taps(embedded: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """W_j e(y_s) for every position s and tap j: [B, T, k, filters]."""
+    return torch.einsum("bte,fek->btkf", embedded, conv.weight)
+
+
+def _pool(disc: adv.Discriminator, window_values: list[torch.Tensor]) -> torch.Tensor:
+    """Features from each window's conv values [..., positions, filters]: max over
+    positions, bias, ReLU, highway (the discriminator's own order)."""
+    pooled = [F.relu(values.amax(dim=-2) + conv.bias)
+              for values, conv in zip(window_values, disc.convs)]
+    return disc.highway(torch.cat(pooled, dim=-1))
+
+
+def all_prefix_features(disc: adv.Discriminator, tokens: torch.Tensor) -> torch.Tensor:
+    """f_0..f_T [B, T+1, F] for every prefix of ``tokens`` [B, T]."""
+    length = tokens.shape[1]
+    embedded = disc.embedding(tokens)
+    prefix = torch.arange(length + 1, device=tokens.device)
+    values = []
+    for conv in disc.convs:
+        k = conv.kernel_size[0]
+        positions = length - k + 1
+        taps = _taps(embedded, conv)
+        # partial[:, p, m] = sum_{j < m} W_j e(y_{p+j}), m = 0..k
+        window = torch.stack([taps[:, j:j + positions, j] for j in range(k)], dim=2)
+        partial = F.pad(window.cumsum(dim=2), (0, 0, 1, 0))
+        present = (prefix[:, None] - torch.arange(positions, device=tokens.device)).clamp(0, k)
+        values.append(partial[:, torch.arange(positions, device=tokens.device), present])
+    return _pool(disc, values)  # values: [B, T+1, positions, filters]
+
+
+class GrowingPrefixFeatures:
+    """f_t of a prefix that grows one token at a time, for sampling: each window position's
+    partial sum gains the new token's tap."""
+
+    def __init__(self, disc: adv.Discriminator, rows: int, length: int):
+        self.disc, self.length = disc, length
+        self.partial = [torch.zeros(rows, length - conv.kernel_size[0] + 1, conv.out_channels,
+                                    device=conv.weight.device) for conv in disc.convs]
+        self.size = 0  # tokens read so far
+
+    def features(self) -> torch.Tensor:
+        return _pool(self.disc, self.partial)
+
+    def read(self, token: torch.Tensor) -> None:
+        """Append ``token`` [B] at position ``size``."""
+        t = self.size
+        embedded = self.disc.embedding(token)
+        for partial, conv in zip(self.partial, self.disc.convs):
+            k = conv.kernel_size[0]
+            first, last = max(0, t - k + 1), min(t, partial.shape[1] - 1)
+            if first <= last:  # windows starting at p see the token through tap t - p
+                taps = _taps(embedded[:, None], conv)[:, 0]
+                starts = torch.arange(first, last + 1, device=token.device)
+                partial[:, starts] += taps[:, t - starts]
+        self.size += 1
+
+
+class LeakGanGenerator(TeacherForced):
+    """Manager and worker LSTMs with the discriminator whose features they read.
+
+    The discriminator is a submodule so that a saved generator can still sample; only
+    ``discriminator_round`` trains it, the generator's losses never do.
+    """
+
+    def __init__(self, vocab_size: int, seq_len: int, start_token: int = 0, emb_dim: int = 32,
+                 hidden_dim: int = 32, goal_size: int = 16, step_size: int = 4,
+                 disc_emb_dim: int = adv.SMALL["emb_dim"],
+                 filter_sizes: tuple[int, ...] | list[int] = adv.SMALL["filter_sizes"],
+                 num_filters: tuple[int, ...] | list[int] = adv.SMALL["num_filters"],
+                 disc_dropout: float = 0.0, init_std: float | None = 0.1):
+        super().__init__()
+        self.constructor_args = dict(
+            vocab_size=vocab_size, seq_len=seq_len, start_token=start_token, emb_dim=emb_dim,
+            hidden_dim=hidden_dim, goal_size=goal_size, step_size=step_size,
+            disc_emb_dim=disc_emb_dim, filter_sizes=list(filter_sizes),
+            num_filters=list(num_filters), disc_dropout=disc_dropout,
+            init_std=None)  # the state dict sets every weight
+        self.vocab_size, self.seq_len, self.start_token = vocab_size, seq_len, start_token
+        self.goal_size, self.step_size = goal_size, step_size
+        self.discriminator = adv.Discriminator(vocab_size, seq_len, disc_emb_dim,
+                                               tuple(filter_sizes), tuple(num_filters),
+                                               disc_dropout)
+        features = sum(self.discriminator.num_filters)
+        self.embedding = nn.Embedding(vocab_size, emb_dim)
+        self.worker = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
+        self.worker_output = nn.Linear(hidden_dim, vocab_size * goal_size)  # O_t, flattened
+        self.goal_projection = nn.Linear(features, goal_size, bias=False)  # psi
+        self.goal_init = nn.Parameter(torch.zeros(features))  # w_0's: no goal emitted yet
+        self.manager = nn.LSTM(features, hidden_dim, batch_first=True)
+        self.manager_output = nn.Linear(hidden_dim, features)
+        if init_std is not None:  # the authors draw every generator weight from N(0, 0.1)
+            for p in [*self.worker_parameters(), *self.manager_parameters()]:
+                nn.init.normal_(p, 0.0, init_std)
+
+    def worker_parameters(self) -> list[nn.Parameter]:
+        return [*self.embedding.parameters(), *self.worker.parameters(),
+                *self.worker_output.parameters(), *self.goal_projection.parameters(),
+                self.goal_init]
+
+    def manager_parameters(self) -> list[nn.Parameter]:
+        return [*self.manager.parameters(), *self.manager_output.parameters()]
+
+    # --- the pieces of one step ---------------------------------------------------------
+
+    @torch.no_grad()
+    def prefix_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """f_0..f_T [B, T+1, F]: the leaked features of every prefix y_<t, t = 0..T."""
+        return all_prefix_features(self.discriminator, tokens)
+
+    def goals(self, features: torch.Tensor, state: State | None = None
+              ) -> tuple[torch.Tensor, State]:
+        """Unit goals g_t [B, steps, F] of the manager reading features [B, steps, F]."""
+        hidden, state = self.manager(features, state)
+        return F.normalize(self.manager_output(hidden), dim=-1), state
+
+    def goal_directions(self, goals: torch.Tensor) -> torch.Tensor:
+        """w_t = normalise(psi(g_{t-c} + ... + g_{t-1})) [B, T, k] for goals g_0..g_{T-1}
+        (goals before g_0 count as zero; w_0 reads the learned initial goal)."""
+        c = self.step_size
+        windows = F.pad(goals[:, :-1], (0, 0, c - 1, 0)).unfold(1, c, 1)  # [B, T-1, F, c]
+        sums = torch.cat([self.goal_init.expand(len(goals), 1, -1), windows.sum(dim=3)], dim=1)
+        return F.normalize(self.goal_projection(sums), dim=-1)
+
+    def worker_matrix(self, hidden: torch.Tensor) -> torch.Tensor:
+        """O_t [..., vocab, k] from worker states [..., H]."""
+        return self.worker_output(hidden).unflatten(-1, (self.vocab_size, self.goal_size))
+
+    def logits(self, hidden: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+        """O_t w_t [..., vocab] without building O_t: sum_k w_k (W_k h + b_k) is one product
+        with the outer product w (x) h, a [vocab, k * H] matrix (O_t itself is vocab x k
+        floats per row and step: 400 MB for a batch of the oracle)."""
+        weight = self.worker_output.weight.view(self.vocab_size, -1)  # rows (v), columns (k, h)
+        bias = self.worker_output.bias.view(self.vocab_size, self.goal_size)
+        outer = (direction.unsqueeze(-1) * hidden.unsqueeze(-2)).flatten(-2)
+        return outer @ weight.T + direction @ bias.T
+
+    # --- teacher forcing ----------------------------------------------------------------
+
+    def teacher_forced(self, tokens: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits [B, T, V], goals g_0..g_{T-1} [B, T, F], features f_0..f_T [B, T+1, F]).
+
+        The logits read the goals detached: the worker's losses do not train the manager.
+        """
+        features = self.prefix_features(tokens)
+        goals, _ = self.goals(features[:, :-1])
+        hidden, _ = self.worker(self.embedding(self.shifted_inputs(tokens)))
+        return self.logits(hidden, self.goal_directions(goals.detach())), goals, features
+
+    def teacher_forced_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.teacher_forced(tokens)[0]
+
+    # --- sampling -----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
+               chunk: int = 256) -> torch.Tensor:
+        blank = torch.zeros(n, self.seq_len, dtype=torch.long, device=self.device)
+        return torch.cat([self.complete(rows, torch.zeros(len(rows), dtype=torch.long,
+                                                          device=self.device),
+                                        temperature, generator)
+                          for rows in blank.split(chunk)]) if n else blank
+
+    @torch.no_grad()
+    def complete(self, tokens: torch.Tensor, given: torch.Tensor, temperature: float = 1.0,
+                 generator: torch.Generator | None = None, return_log_probs: bool = False):
+        """``tokens`` [B, T] with row b's first ``given[b]`` tokens kept, the rest sampled,
+        step by step: at step t the manager reads the features of y_<t. With
+        ``return_log_probs``, also the log-probability of each sampled token (0 where kept)."""
+        tokens = tokens.clone()
+        log_probs = torch.zeros(tokens.shape, device=tokens.device)
+        n = len(tokens)
+        worker_state = manager_state = None
+        recent: list[torch.Tensor] = []  # the goals of the last c steps
+        previous = tokens.new_full((n, 1), self.start_token)
+        leak = GrowingPrefixFeatures(self.discriminator, n, self.seq_len)
+        for t in range(self.seq_len):
+            features = leak.features()
+            goal, manager_state = self.goals(features.unsqueeze(1), manager_state)
+            summed = (torch.stack(recent, dim=2).sum(dim=2) if recent
+                      else self.goal_init.expand(n, 1, -1))
+            direction = F.normalize(self.goal_projection(summed), dim=-1)
+            hidden, worker_state = self.worker(self.embedding(previous), worker_state)
+            free = given <= t
+            if bool(free.any()):
+                logits = self.logits(hidden[free, 0], direction[free, 0])
+                tokens[free, t], log_probs[free, t] = sample_from_logits(logits, temperature,
+                                                                         generator)
+            recent = [*recent, goal][-self.step_size:]
+            previous = tokens[:, t:t + 1]
+            leak.read(tokens[:, t])
+        return (tokens, log_probs) if return_log_probs else tokens
+
+
+def new_generator(corpus: Corpus, cfg: LeakGanConfig, device: torch.device) -> LeakGanGenerator:
+    sizes = adv.PAPER if cfg.disc_size == "paper" else adv.SMALL
+    return LeakGanGenerator(corpus.vocab_size, corpus.seq_len, corpus.start_token, cfg.emb_dim,
+                            cfg.hidden_dim, cfg.goal_size, cfg.step_size, sizes["emb_dim"],
+                            sizes["filter_sizes"], sizes["num_filters"],
+                            cfg.disc_dropout).to(device)
+
+
+# --- the objectives -----------------------------------------------------------------------
+
+def manager_loss(goals: torch.Tensor, features: torch.Tensor, step_size: int,
+                 rewards: torch.Tensor | None = None) -> torch.Tensor:
+    """-mean_t Q_t d_cos(f_{t+c} - f_t, g_t) over t = 0..T-c (``rewards`` Q [B, T-c+1];
+    None: Q = 1, the pre-training objective)."""
+    span = goals.shape[1] - step_size + 1
+    similarity = F.cosine_similarity(features[:, step_size:] - features[:, :span],
+                                     goals[:, :span], dim=-1)
+    return -(similarity if rewards is None else similarity * rewards).mean()
+
+
+@torch.no_grad()
+def intrinsic_rewards(goals: torch.Tensor, features: torch.Tensor, step_size: int) -> torch.Tensor:
+    """The worker's reward for token t [B, T]: the mean over i = 1..c (those with a goal) of
+    d_cos(f_{t+1} - f_{t+1-i}, g_{t+1-i}), f_{t+1} being the features after the token."""
+    n, length, _ = goals.shape
+    total = goals.new_zeros(n, length)
+    count = goals.new_zeros(length)
+    for i in range(1, min(step_size, length) + 1):
+        span = length + 1 - i  # goals g_0..g_{T-i} reach f_i..f_T
+        total[:, i - 1:] += F.cosine_similarity(features[:, i:] - features[:, :span],
+                                                goals[:, :span], dim=-1)
+        count[i - 1:] += 1
+    return total / count
+
+
+def rescale_by_rank(rewards: torch.Tensor, delta: float) -> torch.Tensor:
+    """sigma(delta (1/2 - rank / B)) per column of ``rewards`` [B, K], rank 1 the highest
+    (the paper's bootstrapped rescaled activation; ties ranked by position)."""
+    n = rewards.shape[0]
+    order = rewards.argsort(dim=0, descending=True, stable=True)
+    ranks = torch.empty_like(order).scatter_(
+        0, order, torch.arange(1, n + 1, device=rewards.device).unsqueeze(1).expand_as(order))
+    return torch.sigmoid(delta * (0.5 - ranks.to(rewards.dtype) / n))
+
+
+def reward_points(seq_len: int, step_size: int) -> list[int]:
+    """Prefix lengths rolled out from (c, 2c, ... below T) and T, the sequence itself."""
+    return [*range(step_size, seq_len, step_size), seq_len]
+
+
+@torch.no_grad()
+def rollout_rewards(generator: LeakGanGenerator, sequences: torch.Tensor, n_rollouts: int,
+                    score: adv.Score, rng: torch.Generator | None = None) -> torch.Tensor:
+    """Raw rewards [B, P]: at each of ``reward_points`` but the last, the mean score of
+    ``n_rollouts`` completions of the prefix; at T, the score of the sequence."""
+    n, length = sequences.shape
+    starts = reward_points(length, generator.step_size)[:-1]
+    given = torch.tensor(starts, device=sequences.device).repeat_interleave(n_rollouts * n)
+    completed = generator.complete(sequences.repeat(len(starts) * n_rollouts, 1), given,
+                                   generator=rng)
+    scores = score(torch.cat([completed, sequences])).float().to(sequences.device)
+    rolled = scores[:len(completed)].view(len(starts), n_rollouts, n).mean(dim=1)
+    return torch.cat([rolled.T, scores[len(completed):, None]], dim=1)
+
+
+def manager_weights(rewards: torch.Tensor, seq_len: int, step_size: int) -> torch.Tensor:
+    """Q_t [B, T-c+1] for goals g_0..g_{T-c}: the reward at the first point >= t + c."""
+    points = torch.tensor(reward_points(seq_len, step_size), device=rewards.device)
+    reached = torch.arange(step_size, seq_len + 1, device=rewards.device)
+    return rewards[:, torch.searchsorted(points, reached)]
+
+
+# --- training -----------------------------------------------------------------------------
+
+def new_optimizer(generator: LeakGanGenerator, lr: float) -> torch.optim.Adam:
+    """Adam over two groups, worker then manager, clipped apart as the authors do."""
+    return torch.optim.Adam([{"params": generator.worker_parameters()},
+                             {"params": generator.manager_parameters()}], lr=lr)
+
+
+def update(optimizer: torch.optim.Optimizer, worker_loss: torch.Tensor,
+           manager_loss_: torch.Tensor, grad_clip: float) -> tuple[float, float]:
+    """One step on both losses; each reaches only its own group's parameters."""
+    values = worker_loss.item(), manager_loss_.item()
+    check_finite(values[0], "the worker loss")
+    check_finite(values[1], "the manager loss")
+    optimizer.zero_grad(set_to_none=True)
+    (worker_loss + manager_loss_).backward()
+    for group in optimizer.param_groups:
+        torch.nn.utils.clip_grad_norm_(group["params"], grad_clip)
+    optimizer.step()
+    return values
+
+
+def mle_epoch(generator: LeakGanGenerator, data: torch.Tensor, optimizer: torch.optim.Optimizer,
+              batch_size: int, grad_clip: float, rng: torch.Generator) -> tuple[float, float]:
+    """A shuffled pass: worker cross-entropy, manager cosine objective with Q = 1; the
+    mean token NLL and manager loss."""
+    generator.train()
+    order = torch.randperm(len(data), generator=rng)
+    nll = goal = 0.0
+    for start in range(0, len(data), batch_size):
+        batch = data[order[start:start + batch_size]].to(generator.device)
+        logits, goals, features = generator.teacher_forced(batch)
+        worker = F.cross_entropy(logits.flatten(0, 1), batch.flatten())
+        step_nll, step_goal = update(optimizer, worker,
+                                     manager_loss(goals, features, generator.step_size), grad_clip)
+        nll += step_nll * len(batch)
+        goal += step_goal * len(batch)
+    return nll / len(data), goal / len(data)
+
+
+def adversarial_step(generator: LeakGanGenerator, optimizer: torch.optim.Optimizer,
+                     sequences: torch.Tensor, rewards: torch.Tensor,
+                     grad_clip: float) -> tuple[float, float]:
+    """Worker: REINFORCE with the intrinsic reward; manager: the cosine objective weighted
+    by the rescaled rewards [B, P]. The worker and manager losses."""
+    generator.train()
+    c = generator.step_size
+    logits, goals, features = generator.teacher_forced(sequences)
+    log_probs = -F.cross_entropy(logits.flatten(0, 1), sequences.flatten(),
+                                 reduction="none").view_as(sequences)
+    worker = -(intrinsic_rewards(goals, features, c) * log_probs).mean()
+    weights = manager_weights(rewards, sequences.shape[1], c)
+    return update(optimizer, worker, manager_loss(goals, features, c, weights), grad_clip)
+
+
+class LeakGan:
+    """LeakGAN: a manager-worker generator reading the discriminator's leaked features."""
+
+    name = "leakgan"
+    Config = LeakGanConfig
+    profiles = {"paper": PAPER}
+
+    def train(self, ctx: RunContext) -> LeakGanGenerator:
+        cfg, corpus = ctx.config, ctx.corpus
+        if cfg.step_size > corpus.seq_len:
+            raise ValueError(f"step_size {cfg.step_size} exceeds the sequence length "
+                             f"{corpus.seq_len}")
+        generator = new_generator(corpus, cfg, ctx.device)
+        disc = generator.discriminator
+        mle_optimizer = new_optimizer(generator, cfg.lr)  # the authors keep separate Adam
+        adv_optimizer = new_optimizer(generator, cfg.lr)  # states for MLE and adversarial
+        disc_optimizer = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr)
+        negatives = ctx.rng("disc_negatives", 2, ctx.device)
+        shuffle = ctx.rng("disc_real_and_shuffle", 3)
+        mle_shuffle = ctx.rng("leakgan_mle_shuffle", 4)
+        sampling = ctx.rng("adversarial_sampling", 1, ctx.device)
+        parts = {"generator": generator, "mle_optimizer": mle_optimizer,
+                 "adv_optimizer": adv_optimizer, "disc_optimizer": disc_optimizer,
+                 "disc_rng": negatives, "shuffle_rng": shuffle, "mle_rng": mle_shuffle,
+                 "sampling_rng": sampling}
+
+        def discriminator_round() -> float:
+            fake = generator.sample(cfg.disc_negatives, generator=negatives).cpu()
+            real = corpus.train[torch.randperm(len(corpus.train), generator=shuffle)
+                                [:cfg.disc_negatives]]
+            return adv.train_discriminator(disc, disc_optimizer, real, fake, cfg.disc_epochs,
+                                           cfg.disc_batch_size, cfg.disc_l2, shuffle)
+
+        def interleaved_mle() -> tuple[float, float]:
+            return mle_epoch(generator, corpus.train, mle_optimizer, cfg.batch_size,
+                             cfg.grad_clip, mle_shuffle)
+
+        saved = ctx.load_checkpoint()
+        if saved is None or saved["phase"] != ADVERSARIAL:
+            self._pretrain(ctx, generator, discriminator_round, interleaved_mle, parts, saved)
+        self._adversarial(ctx, generator, adv_optimizer, sampling, discriminator_round,
+                          interleaved_mle, parts, saved)
+        return generator
+
+    @staticmethod
+    def _pretrain(ctx, generator, discriminator_round, mle, parts, saved) -> None:
+        """Cycles of discriminator rounds, then MLE epochs, one checkpoint per step."""
+        cfg = ctx.config
+        per_cycle = cfg.disc_pretrain_rounds + cfg.pretrain_epochs
+        checkpoint = Checkpoint(ctx, PRETRAIN, **parts)
+        if saved is not None:
+            checkpoint.resume(saved)
+        for step in checkpoint.loop(cfg.pretrain_cycles * per_cycle, f"pretrain {ctx.corpus.name}",
+                                    "step"):
+            cycle, position = divmod(step, per_cycle)
+            epochs_done = cycle * cfg.pretrain_epochs + max(0, position - cfg.disc_pretrain_rounds)
+            if position < cfg.disc_pretrain_rounds:
+                loss = discriminator_round()
+                if position + 1 == cfg.disc_pretrain_rounds:
+                    ctx.record(phase="discriminator", epoch=epochs_done, disc_loss=loss)
+            else:
+                nll, goal = mle()
+                if position + 1 == per_cycle:
+                    ctx.record(generator, phase=PRETRAIN, epoch=epochs_done + 1, train_nll=nll,
+                               manager_loss=goal)
+
+    @staticmethod
+    def _adversarial(ctx, generator, optimizer, sampling, discriminator_round, mle, parts,
+                     saved) -> None:
+        cfg = ctx.config
+        checkpoint = Checkpoint(ctx, ADVERSARIAL, **parts)
+        if saved is not None:
+            checkpoint.resume(saved)
+        epoch_offset = cfg.pretrain_cycles * cfg.pretrain_epochs
+        score = generator.discriminator.prob_real
+        for batch in checkpoint.loop(cfg.adv_batches, f"adversarial {ctx.corpus.name}", "batch"):
+            for _ in range(cfg.g_steps):
+                sequences = generator.sample(cfg.batch_size, generator=sampling)
+                raw = rollout_rewards(generator, sequences, cfg.n_rollouts, score, sampling)
+                rewards = rescale_by_rank(raw, cfg.rescale_delta)
+                worker, manager = adversarial_step(generator, optimizer, sequences, rewards,
+                                                   cfg.grad_clip)
+            info = {}
+            if cfg.mle_every and batch % cfg.mle_every == 0:
+                info["train_nll"], _ = mle()
+            losses = [discriminator_round() for _ in range(cfg.d_steps)]
+            if losses:
+                info["disc_loss"] = losses[-1]
+            if (batch + 1) % cfg.adv_eval_every == 0 or batch + 1 == cfg.adv_batches:
+                ctx.record(generator, phase=ADVERSARIAL, epoch=epoch_offset + batch + 1,
+                           worker_loss=worker, manager_loss=manager,
+                           mean_reward=raw.mean().item(), **info)

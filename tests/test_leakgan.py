@@ -1,0 +1,251 @@
+"""LeakGAN: the leaked-feature manager/worker generator checked against a naive step-by-step
+computation of the paper's equations, its objectives against their formulas, and the
+method end to end (run, save and load, resume after a kill)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harness import store
+from harness.api import Interrupted
+from harness.generator import load_generator
+from harness_plugins import leakgan as lg
+
+VOCAB, LENGTH, C = 11, 7, 3
+TINY_RUN = ["pretrain_cycles=2", "pretrain_epochs=1", "disc_pretrain_rounds=1",
+            "disc_negatives=64", "disc_batch_size=32", "batch_size=32", "adv_batches=3",
+            "adv_eval_every=1", "n_rollouts=2", "mle_every=2", "emb_dim=8", "hidden_dim=8",
+            "goal_size=4"]
+
+
+def tiny_generator(seed: int = 0) -> lg.LeakGanGenerator:
+    torch.manual_seed(seed)
+    generator = lg.LeakGanGenerator(VOCAB, LENGTH, start_token=2, emb_dim=5, hidden_dim=6,
+                                    goal_size=4, step_size=C, disc_emb_dim=4,
+                                    filter_sizes=(1, 2, 3), num_filters=(3, 4, 5))
+    # The leak must matter: a larger discriminator embedding spreads its features.
+    torch.nn.init.normal_(generator.discriminator.embedding.weight, 0.0, 2.0)
+    return generator.eval()
+
+
+def tokens(rows: int = 5, seed: int = 1) -> torch.Tensor:
+    return torch.randint(VOCAB, (rows, LENGTH), generator=torch.Generator().manual_seed(seed))
+
+
+def naive_features(disc, prefix: torch.Tensor) -> torch.Tensor:
+    """The discriminator's features of prefix [B, t], padded to full length with zero
+    embeddings, written out: convolution, max over time, ReLU, highway."""
+    embedded = disc.embedding(prefix)
+    padded = torch.cat([embedded, embedded.new_zeros(len(prefix), LENGTH - prefix.shape[1],
+                                                     embedded.shape[2])], dim=1)
+    pooled = [F.relu(conv(padded.transpose(1, 2)).amax(dim=2)) for conv in disc.convs]
+    return disc.highway(torch.cat(pooled, dim=1))
+
+
+@torch.no_grad()
+def naive_log_probs(g: lg.LeakGanGenerator, y: torch.Tensor) -> torch.Tensor:
+    """log p(y_t | y_<t) by the paper's equations, one step at a time:
+    f_t = D-features(y_<t); g_t = normalise(manager(f_t)); w_t = normalise(psi(sum of
+    g_{t-c}..g_{t-1})), w_0 from the initial goal; logits = O_t w_t."""
+    n = len(y)
+    manager_state = worker_state = None
+    goals, out = [], []
+    previous = torch.full((n, 1), g.start_token)
+    for t in range(LENGTH):
+        f = naive_features(g.discriminator, y[:, :t])
+        m, manager_state = g.manager(f[:, None], manager_state)
+        goal = F.normalize(g.manager_output(m[:, 0]), dim=1)
+        window = goals[max(0, t - C):t]
+        summed = sum(window) if window else g.goal_init.expand(n, -1)
+        w = F.normalize(summed @ g.goal_projection.weight.T, dim=1)
+        h, worker_state = g.worker(g.embedding(previous), worker_state)
+        o = g.worker_output(h[:, 0]).view(n, VOCAB, g.goal_size)  # O_t
+        logits = torch.einsum("bvk,bk->bv", o, w)
+        out.append(F.log_softmax(logits, dim=1).gather(1, y[:, t:t + 1])[:, 0])
+        goals.append(goal)
+        previous = y[:, t:t + 1]
+    return torch.stack(out, dim=1)
+
+
+def test_prefix_features_are_the_discriminators_features_of_the_zero_padded_prefix():
+    g, y = tiny_generator(), tokens()
+    with torch.no_grad():
+        every = g.prefix_features(y)
+        growing = lg.GrowingPrefixFeatures(g.discriminator, len(y), LENGTH)
+        for t in range(LENGTH + 1):
+            expected = naive_features(g.discriminator, y[:, :t])
+            torch.testing.assert_close(every[:, t], expected, atol=1e-5, rtol=0)
+            torch.testing.assert_close(growing.features(), expected, atol=1e-5, rtol=0)
+            if t < LENGTH:
+                growing.read(y[:, t])
+        # the full sequence's features are what the discriminator's output layer reads
+        logits = g.discriminator.output(every[:, -1])
+        torch.testing.assert_close(logits, g.discriminator(y), atol=1e-5, rtol=0)
+
+
+def test_token_probabilities_follow_the_papers_equations_step_by_step():
+    g, y = tiny_generator(), tokens()
+    with torch.no_grad():
+        fast = g.token_log_probs(y)
+    torch.testing.assert_close(fast, naive_log_probs(g, y), atol=1e-5, rtol=0)
+
+
+def test_the_discriminator_features_steer_the_generator_and_only_the_prefix_leaks():
+    g, y = tiny_generator(), tokens()
+    with torch.no_grad():
+        before = g.token_log_probs(y)
+        changed = y.clone()
+        changed[:, 4] = (y[:, 4] + 1) % VOCAB  # a later token may not affect earlier steps
+        after_change = g.token_log_probs(changed)
+        # log p(y_t | y_<t) for t < 4 must not move (the token at 4 itself changed).
+        torch.testing.assert_close(after_change[:, :4], before[:, :4], atol=1e-6, rtol=0)
+        assert (after_change[:, 5:] - before[:, 5:]).abs().max() > 1e-4
+        g.discriminator.convs[0].bias.add_(1.0)  # other features, other goals, other tokens
+        assert (g.token_log_probs(y)[:, 1:] - before[:, 1:]).abs().max() > 1e-4
+        # f_0, the empty prefix's features, reach the manager but no goal is used yet.
+        torch.testing.assert_close(g.token_log_probs(y)[:, 0], before[:, 0])
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sampling_draws_from_the_teacher_forced_distribution(temperature):
+    g, y = tiny_generator(), tokens(20)
+    given = torch.arange(20) % (LENGTH + 1)  # every prefix length, 0 (sample all) to T (keep all)
+    drawn, step_log_probs = g.complete(y, given, temperature, torch.Generator().manual_seed(3),
+                                       return_log_probs=True)
+    kept = torch.arange(LENGTH) < given[:, None]
+    assert torch.equal(drawn[kept], y[kept]) and not torch.equal(drawn, y)
+    with torch.no_grad():
+        teacher_forced = g.token_log_probs(drawn, temperature)
+    torch.testing.assert_close(step_log_probs[~kept], teacher_forced[~kept], atol=1e-5, rtol=0)
+
+
+def test_manager_loss_is_the_reward_weighted_cosine_to_the_feature_change():
+    torch.manual_seed(5)
+    goals, features = torch.randn(3, LENGTH, 6), torch.randn(3, LENGTH + 1, 6)
+    q = torch.rand(3, LENGTH - C + 1)
+    terms = [q[b, t] * F.cosine_similarity(features[b, t + C] - features[b, t], goals[b, t], dim=0)
+             for b in range(3) for t in range(LENGTH - C + 1)]
+    expected = -torch.stack(terms).mean()
+    assert lg.manager_loss(goals, features, C, q).item() == pytest.approx(expected.item(), abs=1e-6)
+    plain = -torch.stack([t / w for t, w in zip(terms, q.flatten())]).mean()
+    assert lg.manager_loss(goals, features, C).item() == pytest.approx(plain.item(), abs=1e-6)
+
+
+def test_intrinsic_reward_averages_the_cosines_of_the_last_c_goals():
+    torch.manual_seed(6)
+    goals, features = torch.randn(2, LENGTH, 6), torch.randn(2, LENGTH + 1, 6)
+    # Token t (0-based) leads to f_{t+1}; goal g_s was emitted having read f_s.
+    for b in range(2):
+        for t in range(LENGTH):
+            cosines = [F.cosine_similarity(features[b, t + 1] - features[b, t + 1 - i],
+                                           goals[b, t + 1 - i], dim=0)
+                       for i in range(1, C + 1) if t + 1 - i >= 0]
+            expected = torch.stack(cosines).mean().item()
+            assert lg.intrinsic_rewards(goals, features, C)[b, t].item() == pytest.approx(
+                expected, abs=1e-6)
+
+
+def test_rewards_are_rescaled_by_their_rank_in_the_batch():
+    raw = torch.tensor([[0.9, 0.1], [0.2, 0.3], [0.5, 0.2], [0.1, 0.8]])
+    ranks = torch.tensor([[1, 4], [3, 2], [2, 3], [4, 1]], dtype=torch.float)
+    expected = torch.sigmoid(16.0 * (0.5 - ranks / 4))
+    torch.testing.assert_close(lg.rescale_by_rank(raw, 16.0), expected)
+    # Only the order counts: any monotone change of the raw rewards gives the same rewards.
+    torch.testing.assert_close(lg.rescale_by_rank(raw.pow(3) * 100, 16.0), expected)
+
+
+def test_rewards_come_from_rollouts_every_c_tokens_and_weight_the_goals_c_ahead():
+    assert lg.reward_points(7, 3) == [3, 6, 7] and lg.reward_points(8, 4) == [4, 8]
+    rewards = torch.tensor([[10.0, 20.0, 30.0]])
+    # g_t aims at f_{t+3}: reward points 3, 6, 6, 6, 7 for t = 0..4
+    assert lg.manager_weights(rewards, 7, 3).tolist() == [[10, 20, 20, 20, 30]]
+    g, y = tiny_generator(), tokens(4)
+    last_token = lambda rows: rows[:, -1].float()  # noqa: E731
+    raw = lg.rollout_rewards(g, y, 3, last_token, torch.Generator().manual_seed(0))
+    assert raw.shape == (4, 3)
+    assert torch.equal(raw[:, -1], y[:, -1].float())  # at T, the sequence itself
+
+
+def test_worker_and_manager_losses_train_only_their_own_module():
+    g, y = tiny_generator(), tokens()
+    g.train()
+    logits, goals, features = g.teacher_forced(y)
+    worker = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+    manager = lg.manager_loss(goals, features, C)
+    for loss, trained, untouched in ((worker, g.worker_parameters(), g.manager_parameters()),
+                                     (manager, g.manager_parameters(), g.worker_parameters())):
+        g.zero_grad(set_to_none=True)
+        loss.backward(retain_graph=True)
+        assert all(p.grad is not None for p in trained)
+        assert all(p.grad is None for p in untouched)
+        assert all(p.grad is None for p in g.discriminator.parameters())
+
+
+def results() -> Path:
+    return Path(os.environ["HARNESS_RESULTS"])
+
+
+def settings(items: list[str]) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def test_runs_end_to_end_and_its_saved_generator_samples_and_scores(cli, tiny_dataset):
+    result = cli("-q", "run", "-m", "leakgan", "-d", "tiny", *settings(TINY_RUN))
+    assert result.exit_code == 0, result.output
+    run_dir = next(results().glob("*/tiny/leakgan/seed-0"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0 < metrics["nll_oracle"] < 20 and 0 < metrics["nll_test"] < 20
+    curve = pd.read_csv(run_dir / "curve.csv")
+    assert list(curve.phase.unique()) == ["discriminator", "pretrain", "adversarial"]
+    adversarial = curve[curve.phase == "adversarial"]
+    assert list(adversarial.epoch) == [3, 4, 5]
+    assert adversarial.train_nll.notna().tolist() == [True, False, True]  # batches 0 and 2
+    assert adversarial[["worker_loss", "manager_loss", "nll_oracle"]].notna().all().all()
+    loaded = load_generator(run_dir / "generator.pt")
+    assert isinstance(loaded, lg.LeakGanGenerator)
+    sample = loaded.sample(8, generator=torch.Generator().manual_seed(0))
+    assert sample.shape == (8, 8) and torch.isfinite(loaded.log_likelihood(sample)).all()
+
+
+def stop_after(monkeypatch, phase: str, count: int) -> None:
+    """Stop the run as SIGTERM does (``Interrupted``) right after the ``count``-th
+    checkpoint of ``phase`` is written (tests/fault_driver.py kills a process there)."""
+    write_torch, seen = store.write_torch, []
+
+    def write(path, obj):
+        write_torch(path, obj)
+        if Path(path).name == store.CHECKPOINT and obj["state"]["phase"] == phase:
+            seen.append(path)
+            if len(seen) == count:
+                raise Interrupted(f"stopped after checkpoint {count} of {phase}")
+
+    monkeypatch.setattr(store, "write_torch", write)
+
+
+def test_a_run_stopped_in_each_phase_resumes_to_identical_metrics(cli, tiny_dataset,
+                                                                  monkeypatch):
+    run = lambda run_id: cli("-q", "run", "-m", "leakgan", "-d", "tiny",  # noqa: E731
+                             "--run-id", run_id, *settings(TINY_RUN))
+    assert run("straight").exit_code == 0
+    for phase in ("pretrain", "adversarial"):  # each run resumes where the last one stopped
+        with monkeypatch.context() as patch:
+            stop_after(patch, phase, 2)
+            assert run("stopped").exit_code == 130
+            saved = torch.load(results() / "stopped" / "tiny" / "leakgan" / "seed-0" /
+                               store.CHECKPOINT, weights_only=True)["state"]
+            assert saved["phase"] == phase
+            assert saved["step" if phase == "pretrain" else "batch"] == 2
+    assert run("stopped").exit_code == 0
+    straight, stopped = (results() / name / "tiny" / "leakgan" / "seed-0"
+                         for name in ("straight", "stopped"))
+    assert (stopped / "curve.csv").read_text() == (straight / "curve.csv").read_text()
+    assert (stopped / "samples.txt").read_text() == (straight / "samples.txt").read_text()
+    metrics = [{k: v for k, v in json.loads((d / "metrics.json").read_text()).items()
+                if not k.endswith("_seconds")} for d in (stopped, straight)]  # not timings
+    assert metrics[0] == metrics[1]
