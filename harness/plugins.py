@@ -39,6 +39,7 @@ BUILTIN_PLUGINS = (
     "harness_plugins.maligan",
     "harness_plugins.rankgan",
     "harness_plugins.leakgan",
+    "harness_plugins.relgan",
     "harness_plugins.vae",
 )
 ENTRY_POINT_GROUP = "harness"
