@@ -40,6 +40,7 @@ BUILTIN_PLUGINS = (
     "harness_plugins.rankgan",
     "harness_plugins.leakgan",
     "harness_plugins.relgan",
+    "harness_plugins.jsdgan",
     "harness_plugins.vae",
 )
 ENTRY_POINT_GROUP = "harness"
