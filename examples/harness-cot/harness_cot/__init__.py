@@ -1,0 +1,216 @@
+"""CoT: cooperative training (Lu, Yu, Feng, Zhu, Zhang and Yu, ICML 2019, arXiv 1804.03782),
+a method plugin that lives outside the harness.
+
+Two LSTM language models train together. The mediator M learns, by maximum likelihood, the
+balanced mixture (P + G) / 2 of real sequences and the generator's own; the generator G then
+minimises, on sequences it samples, sum_t KL(G(.|s_<t) || M(.|s_<t)): at every step an exact
+expectation over the whole vocabulary, so neither a policy gradient nor any sampled reward is
+involved. With M at its optimum this estimates and minimises the Jensen-Shannon divergence
+between P and G (the paper, Section 3).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness import hookimpl
+from harness.api import RunContext
+from harness.config import require
+from harness.generator import LSTMGenerator, State
+from harness.training import Checkpoint, new_generator, train_step
+from harness_plugins.mle import MleSettings, pretrain_mle
+
+PHASE = "cooperative"  # the curve rows and checkpoints of cooperative training
+WARMUP = "mediator"    # the mediator's warm-up, the generator held fixed
+
+
+@hookimpl
+def register_methods(register):
+    register(Cot())
+
+
+@dataclass
+class CotConfig:
+    pretrain_epochs: int = 15      # MLE epochs first, shared with the mle run; 0 trains from
+                                   # scratch, as the paper and the authors' code (PRE_EPOCH_NUM 0)
+    batch_size: int = 64           # MLE batch; generator samples per step; real rows per mediator
+                                   # step, joined by as many generated ones (the authors: 64)
+    lr: float = 0.01               # MLE pre-training Adam, as the mle method
+    grad_clip: float = 5.0         # generator gradient-norm clip, both phases (the authors: 5.0)
+    emb_dim: int = 32              # the shared generator's sizes, as the authors
+    hidden_dim: int = 32
+    shuffle: bool = True           # MLE pre-training shuffles (see the mle method)
+    eval_every: int = 5            # MLE epochs between curve points
+    mediator_warmup_epochs: int = 1  # epochs training the mediator alone before the generator
+                                   # moves: a fresh mediator is a poor target for an MLE-trained
+                                   # generator (ours; the paper trains both from scratch: 0)
+    generator_lr: float = 1e-3     # generator Adam in cooperative training (the authors' 1e-3)
+    mediator_emb_dim: int = 64     # the mediator: twice the generator's sizes, as the authors
+    mediator_hidden_dim: int = 64
+    mediator_lr: float = 3e-3      # mediator Adam, betas (0.9, 0.95), no clip: the authors'
+                                   # cot.py (3e-3) and mediator.py (betas)
+    mediator_dropout: float = 0.5  # dropout on the mediator's LSTM output while it trains
+                                   # (the authors' M_DROPOUT_RATE, a keep rate of 0.5)
+    cot_epochs: int = 10           # cooperative epochs: one pass of the real training rows
+                                   # through the mediator, one generator step per mediator step
+                                   # (paper profile: the authors' 200,000 steps)
+    cot_eval_every: int = 2        # cooperative epochs between curve points
+
+    def __post_init__(self):
+        require(self, positive=("grad_clip", "generator_lr", "mediator_lr"),
+                fractions=("mediator_dropout",),
+                at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every",
+                              "mediator_emb_dim", "mediator_hidden_dim", "cot_eval_every"))
+        for name in ("pretrain_epochs", "mediator_warmup_epochs", "cot_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, not {getattr(self, name)}")
+
+
+# The authors' code (desire2020/CoT cot.py): no MLE pre-training, TOTAL_BATCH 200,000 steps
+# of 64 sequences; on the oracle's 10,000 rows one epoch is 156 steps, so 1,282 epochs.
+# Their NLL-oracle was evaluated every 100 steps; here every 5 epochs (780 steps).
+PAPER = {"pretrain_epochs": 0, "mediator_warmup_epochs": 0, "cot_epochs": 1282,
+         "cot_eval_every": 5}
+
+
+class Cot:
+    """CoT: a generator trained against a maximum-likelihood mediator of the balanced mixture."""
+
+    name = "cot"
+    Config = CotConfig
+    profiles = {"paper": PAPER}
+    starts_from = ("mle",)  # the default profile starts from the shared MLE run
+
+    def train(self, ctx: RunContext) -> LSTMGenerator:
+        cfg, corpus = ctx.config, ctx.corpus
+        saved = ctx.load_checkpoint()
+        phase = saved["phase"] if saved is not None else None
+        if phase in (WARMUP, PHASE) or cfg.pretrain_epochs == 0:
+            generator = new_generator(corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
+        else:
+            generator = pretrain_mle(ctx, MleSettings.of(cfg, epochs="pretrain_epochs"))
+        mediator = Mediator(corpus.vocab_size, corpus.seq_len, cfg.mediator_emb_dim,
+                            cfg.mediator_hidden_dim, corpus.start_token,
+                            cfg.mediator_dropout).to(ctx.device)
+        training = CooperativeTraining(ctx, generator, mediator)
+        if phase is None and cfg.pretrain_epochs == 0:
+            ctx.record(generator, phase=PHASE, epoch=0)  # the untrained start of the curve
+
+        warmup = Checkpoint(ctx, WARMUP, **training.parts)
+        if phase == WARMUP:
+            warmup.resume(saved)
+        if phase != PHASE:
+            for epoch in warmup.loop(cfg.mediator_warmup_epochs, f"cot mediator {corpus.name}"):
+                _, balanced = training.epoch(train_generator=False)
+                if epoch + 1 == cfg.mediator_warmup_epochs:
+                    ctx.record(phase=WARMUP, epoch=cfg.pretrain_epochs, balanced_nll=balanced)
+
+        cooperative = Checkpoint(ctx, PHASE, **training.parts)
+        if phase == PHASE:
+            cooperative.resume(saved)
+        for epoch in cooperative.loop(cfg.cot_epochs, f"cot {corpus.name}"):
+            kl, balanced = training.epoch(train_generator=True)
+            if (epoch + 1) % cfg.cot_eval_every == 0 or epoch + 1 == cfg.cot_epochs:
+                ctx.record(generator, phase=PHASE, epoch=cfg.pretrain_epochs + epoch + 1,
+                           generator_kl=kl, balanced_nll=balanced)
+        return generator
+
+
+class CooperativeTraining:
+    """The state of cooperative training (both models, their optimisers, the random
+    streams) and one epoch of it: a pass over the real training rows in batches, each
+    batch one generator step, then one mediator step on it and as many generated rows."""
+
+    def __init__(self, ctx: RunContext, generator: LSTMGenerator, mediator: Mediator):
+        cfg = ctx.config
+        self.ctx, self.generator, self.mediator = ctx, generator, mediator
+        self.generator_opt = torch.optim.Adam(generator.parameters(), lr=cfg.generator_lr)
+        self.mediator_opt = torch.optim.Adam(mediator.parameters(), lr=cfg.mediator_lr,
+                                             betas=(0.9, 0.95))
+        self.sampling = ctx.rng("cot_sampling", 1, ctx.device)
+        self.real_order = ctx.rng("cot_real_order", 2)
+        self.parts = {"generator": generator, "generator_optimizer": self.generator_opt,
+                      "mediator": mediator, "mediator_optimizer": self.mediator_opt,
+                      "sampling_rng": self.sampling, "real_order_rng": self.real_order}
+
+    def epoch(self, train_generator: bool) -> tuple[float | None, float]:
+        """One pass; the mean generator KL (None when it did not train) and the mean
+        balanced NLL of the mediator."""
+        cfg, train = self.ctx.config, self.ctx.corpus.train
+        order = torch.randperm(len(train), generator=self.real_order)
+        kls, balanced = [], []
+        for start in range(0, len(order), cfg.batch_size):
+            if train_generator:
+                kls.append(generator_step(self.generator, self.mediator, self.generator_opt,
+                                          self.sampling, cfg.batch_size, cfg.grad_clip))
+            real = train[order[start:start + cfg.batch_size]].to(self.ctx.device)
+            generated = self.generator.sample(len(real), generator=self.sampling)
+            balanced.append(mediator_step(self.mediator, self.mediator_opt, real, generated))
+        return (sum(kls) / len(kls) if kls else None), sum(balanced) / len(balanced)
+
+
+class Mediator(LSTMGenerator):
+    """The mediator: an LSTM language model like the generator, with dropout on its LSTM
+    output (active in training mode only), as the authors' mediator."""
+
+    def __init__(self, vocab_size: int, seq_len: int, emb_dim: int, hidden_dim: int,
+                 start_token: int, dropout: float):
+        super().__init__(vocab_size, seq_len, emb_dim, hidden_dim, start_token=start_token)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, inputs: torch.Tensor, state: State | None = None
+                ) -> tuple[torch.Tensor, State]:
+        hidden, state = self.lstm(self.embedding(inputs), state)
+        return self.output(self.dropout(hidden)), state
+
+
+def cooperative_loss(generator_logits: torch.Tensor,
+                     mediator_log_probs: torch.Tensor) -> torch.Tensor:
+    """The generator's loss per sequence, shape [n]: sum over steps t of
+    KL(G(.|s_<t) || M(.|s_<t)) = sum_t sum_v G(v|s_<t) (log G(v|s_<t) - log M(v|s_<t)),
+    the negative of the paper's generator objective. ``generator_logits`` [n, T, V] are
+    differentiable; ``mediator_log_probs`` [n, T, V] are a fixed target.
+
+    The expectation over v is exact: every word of the vocabulary counts at every step, so
+    the gradient needs no estimator; only the prefixes s_<t are sampled from G."""
+    log_g = F.log_softmax(generator_logits, dim=-1)
+    return (log_g.exp() * (log_g - mediator_log_probs)).sum(dim=(1, 2))
+
+
+def balanced_nll(mediator: Mediator, real: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
+    """The mediator's maximum-likelihood loss on the balanced mixture: the mean token NLL
+    over as many real sequences as generated ones, i.e. (NLL_real + NLL_generated) / 2."""
+    if len(real) != len(generated):
+        raise ValueError(f"the mixture must be balanced: {len(real)} real, "
+                         f"{len(generated)} generated sequences")
+    mixture = torch.cat([real, generated])
+    logits, _ = mediator(mediator.shifted_inputs(mixture))
+    return F.cross_entropy(logits.flatten(0, 1), mixture.flatten())
+
+
+def generator_step(generator: LSTMGenerator, mediator: Mediator,
+                   optimizer: torch.optim.Optimizer, rng: torch.Generator, batch_size: int,
+                   grad_clip: float) -> float:
+    """One cooperative update of the generator on ``batch_size`` of its own samples; the
+    mean per-sequence KL to the mediator before the update."""
+    samples = generator.sample(batch_size, generator=rng)
+    mediator.eval()  # the target without dropout, as the authors' get_reward
+    with torch.no_grad():
+        target = F.log_softmax(mediator(mediator.shifted_inputs(samples))[0], dim=-1)
+    logits, _ = generator(generator.shifted_inputs(samples))
+    per_sequence = cooperative_loss(logits, target)
+    # Divided by the length, as the authors' g_loss: the clip then acts as in MLE.
+    train_step(per_sequence.mean() / samples.shape[1], optimizer, "the CoT generator loss",
+               generator.parameters(), grad_clip)
+    return per_sequence.mean().item()
+
+
+def mediator_step(mediator: Mediator, optimizer: torch.optim.Optimizer, real: torch.Tensor,
+                  generated: torch.Tensor) -> float:
+    """One maximum-likelihood update of the mediator on the balanced mixture; its loss."""
+    mediator.train()
+    return train_step(balanced_nll(mediator, real, generated), optimizer,
+                      "the CoT mediator loss")
