@@ -31,19 +31,23 @@ SETTINGS = {
 TIMINGS = ("train_seconds", "eval_seconds")
 
 
-def harness_args(method: str, results: Path) -> list[str]:
+def harness_args(method: str, results: Path, settings: list[str] | None = None) -> list[str]:
     args = ["-q", "run", "-m", method, "-d", "tiny", "--results", str(results),
             "--run-id", "faults"]
-    for setting in SETTINGS[method]:
+    for setting in settings or SETTINGS[method]:
         args += ["--set", setting]
     return args
 
 
-def drive(fault: str, method: str, results: Path) -> subprocess.CompletedProcess:
+def drive(fault: str, method: str, results: Path,
+          settings: list[str] | None = None) -> subprocess.CompletedProcess:
+    """``harness run`` of ``method`` on the tiny data in a process of its own, with
+    ``fault`` injected (``settings``: its ``--set`` values, default SETTINGS[method])."""
     env = {**os.environ, plugins.PLUGINS_ENV: "harness_tiny",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(DRIVER.parent),
                                                        os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, str(DRIVER), fault, *harness_args(method, results)],
+    args = harness_args(method, results, settings)
+    return subprocess.run([sys.executable, str(DRIVER), fault, *args],
                           capture_output=True, text=True, env=env, timeout=300)
 
 

@@ -4,19 +4,16 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from harness import plugins
 from harness.generator import LSTMGenerator
 from harness_plugins.adversarial import SMALL, Discriminator
 from harness_plugins.maligan import (complete_prefixes, importance_weights, kept_tokens, log_odds,
                                      maligan_loss)
-from test_faults import DRIVER, outcome, run_dir
+from test_faults import drive, outcome, run_dir
 
 TINY = ["--set", "pretrain_epochs=2", "--set", "eval_every=1", "--set", "batch_size=32",
         "--set", "disc_pretrain_rounds=2", "--set", "disc_negatives=64",
@@ -123,26 +120,16 @@ def test_maligan_runs_end_to_end_from_the_shared_mle_pretraining(cli, tiny_datas
     assert all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
 
 
-def drive(fault: str, results: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, plugins.PLUGINS_ENV: "harness_tiny",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(DRIVER.parent),
-                                                       os.environ.get("PYTHONPATH")]))}
-    args = ["-q", "run", "-m", "maligan", "-d", "tiny", "--results", str(results),
-            "--run-id", "faults", *TINY]
-    return subprocess.run([sys.executable, str(DRIVER), fault, *args], capture_output=True,
-                          text=True, env=env, timeout=300)
-
-
 def test_a_run_killed_in_each_phase_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_path):
     clean = tmp_path / "clean"
-    done = drive("none", clean)
+    done = drive("none", "maligan", clean, TINY[1::2])
     assert done.returncode == 0, done.stderr
     # Killed during discriminator pre-training, then again during adversarial training.
     faulty = tmp_path / "faulty"
     for fault in ("kill-after:discriminator:1", "kill-after:adversarial:2"):
-        killed = drive(fault, faulty)
+        killed = drive(fault, "maligan", faulty, TINY[1::2])
         assert killed.returncode == -signal.SIGKILL, killed.stderr
         assert not (run_dir(faulty, "maligan") / "metrics.json").exists()
-    resumed = drive("none", faulty)
+    resumed = drive("none", "maligan", faulty, TINY[1::2])
     assert resumed.returncode == 0, resumed.stderr
     assert outcome(faulty, "maligan") == outcome(clean, "maligan")

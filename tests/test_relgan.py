@@ -5,8 +5,6 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,11 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import plugins
 from harness.generator import LSTMGenerator
 from harness_plugins.relgan import (MultiRepDiscriminator, RelationalMemory, RelGanGenerator,
                                     inverse_temperature, rsgan_losses)
-from test_faults import DRIVER, outcome, run_dir
+from test_faults import drive, outcome, run_dir
 
 TINY = ["--set", "pretrain_epochs=2", "--set", "eval_every=1", "--set", "adv_steps=4",
         "--set", "adv_eval_every=2", "--set", "batch_size=16", "--set", "head_size=4",
@@ -188,22 +185,12 @@ def test_lstm_relgan_starts_from_the_shared_mle_run(cli, tiny_dataset):
     assert curve[curve.phase == "adversarial"].g_loss.notna().all()
 
 
-def drive(fault: str, results: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, plugins.PLUGINS_ENV: "harness_tiny",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(DRIVER.parent),
-                                                       os.environ.get("PYTHONPATH")]))}
-    args = ["-q", "run", "-m", "relgan", "-d", "tiny", "--results", str(results),
-            "--run-id", "faults", *TINY]
-    return subprocess.run([sys.executable, str(DRIVER), fault, *args], capture_output=True,
-                          text=True, env=env, timeout=300)
-
-
 def test_killed_relgan_resumes_to_identical_metrics(tmp_path):
     """Killed in the adversarial phase, so the resumed run also crosses from the saved
     pre-training into it (a kill during pre-training resumes through mle's Checkpoint)."""
-    assert drive("none", tmp_path / "clean").returncode == 0
-    killed = drive("kill-after:adversarial:2", tmp_path / "killed")
+    assert drive("none", "relgan", tmp_path / "clean", TINY[1::2]).returncode == 0
+    killed = drive("kill-after:adversarial:2", "relgan", tmp_path / "killed", TINY[1::2])
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not (run_dir(tmp_path / "killed", "relgan") / "metrics.json").exists()
-    assert drive("none", tmp_path / "killed").returncode == 0
+    assert drive("none", "relgan", tmp_path / "killed", TINY[1::2]).returncode == 0
     assert outcome(tmp_path / "killed", "relgan") == outcome(tmp_path / "clean", "relgan")
