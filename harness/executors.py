@@ -321,9 +321,10 @@ class Local:
 def run_in_parallel(pending: list[RunSpec], options: RunOptions,
                     jobs: int) -> list[tuple[RunSpec, str]]:
     """Up to ``jobs`` runs at once, each in a fresh process; a run starts when the runs it
-    starts from have ended, the longest chains of work first (timed by earlier runs). A SIGINT from the terminal reaches every process, a SIGTERM to
-    this one is passed on: each run stops at its next checkpoint, no new one starts, and
-    api.Interrupted is raised once they all have."""
+    starts from have ended, the longest chains of work first (timed by earlier runs). A
+    SIGINT from the terminal reaches every process, a SIGTERM to this one is passed on:
+    each run stops at its next checkpoint, no new one starts, and api.Interrupted is raised
+    once they all have."""
     import multiprocessing
     import signal
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait as wait_for

@@ -103,16 +103,15 @@ class Discriminator(nn.Module):
         return self.output(self.features(tokens))
 
     def features(self, tokens: torch.Tensor) -> torch.Tensor:
-        """What the output layer reads [B, F]: the max-pooled convolutions through the
-        highway layer and dropout (RankGAN's ranker compares sequences by these)."""
+        """What the output layer reads [B, F] (RankGAN's ranker compares sequences by these)."""
         x = self.embedding(tokens).transpose(1, 2)  # [B, emb, T]: channels first for Conv1d
         # Bias and ReLU commute with the max over time: apply them to [B, F], not [B, F, T].
         pooled = [F.relu(F.conv1d(x, conv.weight).amax(dim=2) + conv.bias) for conv in self.convs]
-        return self.dropout(self.highway(torch.cat(pooled, dim=1)))
+        return self.above_pooling(torch.cat(pooled, dim=1))
 
-    def head(self, features: torch.Tensor) -> torch.Tensor:
-        """Highway, dropout and output layer over the pooled features."""
-        return self.output(self.dropout(self.highway(features)))
+    def above_pooling(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Highway and dropout over the pooled convolutions: the features."""
+        return self.dropout(self.highway(pooled))
 
     def _lookup_tables(self) -> list[torch.Tensor]:
         """Per window: [k, vocab, filters], every word's embedding through each filter tap."""
@@ -132,7 +131,7 @@ class Discriminator(nn.Module):
             for j in range(1, table.shape[0]):
                 acc += F.embedding(tokens[:, j:j + span], table[j])
             pooled.append(F.relu(acc.amax(dim=1) + conv.bias))
-        return self.head(torch.cat(pooled, dim=1))
+        return self.output(self.above_pooling(torch.cat(pooled, dim=1)))
 
     @torch.no_grad()
     def prob_real(self, tokens: torch.Tensor, batch: int = 1024) -> torch.Tensor:
@@ -228,15 +227,15 @@ class Pretraining:
     loss_name: str                                  # the curve column of the last round's loss
 
 
-def start_from_mle(ctx: RunContext, critic: Pretraining | None = None
-                   ) -> tuple[LSTMGenerator, dict | None]:
-    """The generator the adversarial phase starts from, and the run's checkpoint: the
-    shared MLE pre-training (``pretrain_epochs``), then the critic's checkpointed rounds;
-    when the checkpoint is already in the adversarial phase, an empty generator that
-    ``train_policy_gradient`` (or the method's own loop) fills from it."""
+def start_from_mle(ctx: RunContext, critic: Pretraining | None = None,
+                   phase: str | None = None) -> tuple[LSTMGenerator, dict | None]:
+    """The generator the method's main ``phase`` (default: adversarial) starts from, and
+    the run's checkpoint: the shared MLE pre-training (``pretrain_epochs``), then the
+    critic's checkpointed rounds; when the checkpoint is already in the main phase, an
+    empty generator that ``train_policy_gradient`` (or the method's own loop) fills from it."""
     cfg = ctx.config
     saved = ctx.load_checkpoint()
-    if saved is not None and saved["phase"] == PHASE:
+    if saved is not None and saved["phase"] == (phase or PHASE):
         return new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device), saved
     generator = pretrain_mle(ctx, MleSettings.of(cfg, epochs="pretrain_epochs"))
     if critic is not None:

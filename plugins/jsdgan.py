@@ -44,8 +44,8 @@ from harness import hookimpl
 from harness.api import RunContext
 from harness.config import require
 from harness.generator import LSTMGenerator
-from harness.training import Checkpoint, new_generator, train_step
-from harness_plugins.mle import MleSettings, pretrain_mle
+from harness.training import Checkpoint, train_step
+from harness_plugins import adversarial as adv
 
 PHASE = "jsd"  # the curve rows and checkpoints of the JSD phase
 
@@ -140,12 +140,7 @@ class JsdGan:
     starts_from = ("mle",)  # executors run the MLE run first and this run reuses its generator
 
     def train(self, ctx: RunContext) -> LSTMGenerator:
-        cfg = ctx.config
-        saved = ctx.load_checkpoint()
-        if saved is not None and saved["phase"] == PHASE:
-            generator = new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
-        else:
-            generator = pretrain_mle(ctx, MleSettings.of(cfg, epochs="pretrain_epochs"))
+        generator, saved = adv.start_from_mle(ctx, phase=PHASE)
         return train_jsd(ctx, generator, saved)
 
 
