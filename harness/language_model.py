@@ -89,11 +89,11 @@ def reference_lm(corpus: Corpus, seed: int, shared_dir: Path | None) -> LSTMGene
     return lm
 
 
-# The reverse LM is fitted at every evaluation: 2,000 samples (the same on every data set,
+# The reverse LM is fitted at every evaluation: 1,000 samples (the same on every data set,
 # so the score does not depend on how many samples a data set evaluates) and at most 3
 # epochs keep it to a few seconds on a 2-core CPU.
 REVERSE = LmSettings(max_epochs=3)
-REVERSE_SAMPLES = 2_000
+REVERSE_SAMPLES = 1_000
 
 
 def reverse_lm_score(samples: torch.Tensor, corpus: Corpus, seed: int) -> float:

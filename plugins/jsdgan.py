@@ -103,7 +103,7 @@ def batch_jsd(log_likelihoods: torch.Tensor) -> float:
 
 @dataclass
 class JsdGanConfig:
-    pretrain_epochs: int = 15   # MLE pre-training (shared with the mle method's run)
+    pretrain_epochs: int = 8    # MLE pre-training (shared with the mle method's run)
     batch_size: int = 64        # real rows per update, for MLE and the JSD phase (TextGAN's
                                 # run_jsdgan.py: 64)
     lr: float = 0.01            # generator Adam, both phases (run_jsdgan.py: gen_lr 0.01)
@@ -112,9 +112,9 @@ class JsdGanConfig:
     hidden_dim: int = 32
     shuffle: bool = True        # MLE pre-training shuffles (see the mle method)
     eval_every: int = 5         # MLE epochs between curve points
-    adv_epochs: int = 30        # JSD passes over the training data, one update per
+    adv_epochs: int = 2         # JSD passes over the training data, one update per
                                 # mini-batch (run_jsdgan.py: ADV_train_epoch 500)
-    adv_eval_every: int = 3     # JSD epochs between curve points (run_jsdgan.py: 5)
+    adv_eval_every: int = 1     # JSD epochs between curve points (run_jsdgan.py: 5)
 
     def __post_init__(self):
         require(self, positive=("grad_clip",),

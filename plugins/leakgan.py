@@ -70,10 +70,10 @@ class LeakGanConfig:
     lr: float = 0.005                 # generator Adam, both phases (authors: 0.0015 at
                                       # length 20 over 80 epochs; larger for short CPU runs)
     grad_clip: float = 5.0            # gradient-norm clip, manager and worker each (authors)
-    pretrain_cycles: int = 2          # pre-training cycles of discriminator rounds then MLE
+    pretrain_cycles: int = 1          # pre-training cycles of discriminator rounds then MLE
                                       # epochs (authors: 10)
-    pretrain_epochs: int = 3          # MLE epochs per cycle (authors: 8, 80 in all)
-    disc_pretrain_rounds: int = 2     # discriminator rounds per cycle (authors: 5)
+    pretrain_epochs: int = 1          # MLE epochs per cycle (authors: 8, 80 in all)
+    disc_pretrain_rounds: int = 1     # discriminator rounds per cycle (authors: 5)
     disc_size: str = "small"          # "small" (CPU) or "paper" (the authors' 1,720 filters)
     disc_dropout: float = 0.0         # drop probability in the discriminator (the authors'
                                       # LeakGAN keeps all: 0; SeqGAN drops 0.25)
@@ -83,15 +83,15 @@ class LeakGanConfig:
     disc_negatives: int = 2000        # generated sequences per discriminator round
                                       # (authors: 10,000)
     disc_epochs: int = 1              # epochs per discriminator round (authors: 3)
-    adv_batches: int = 30             # adversarial batches (authors: 800)
+    adv_batches: int = 4              # adversarial batches (authors: 800)
     g_steps: int = 1                  # generator updates per adversarial batch (authors: 1)
     d_steps: int = 1                  # discriminator rounds per adversarial batch (authors: 5)
     n_rollouts: int = 4               # Monte-Carlo completions per prefix (authors: 4)
     rescale_delta: float = 16.0       # delta of the rank rescaling (authors' redistribution)
-    mle_every: int = 15               # an interleaved MLE epoch every this many adversarial
+    mle_every: int = 4                # an interleaved MLE epoch every this many adversarial
                                       # batches, from the first; 0: none (authors' Image
                                       # COCO Main.py: 15)
-    adv_eval_every: int = 10          # adversarial batches between curve points (authors: 5;
+    adv_eval_every: int = 2           # adversarial batches between curve points (authors: 5;
                                       # each point samples 10,000 sequences)
 
     def __post_init__(self):
@@ -110,7 +110,7 @@ class LeakGanConfig:
 PAPER = {"goal_size": 16, "lr": 0.0015, "adv_eval_every": 5, "pretrain_cycles": 10,
          "pretrain_epochs": 8, "disc_pretrain_rounds": 5, "disc_size": "paper",
          "disc_negatives": 10_000, "disc_epochs": 3, "adv_batches": 800, "d_steps": 5,
-         "n_rollouts": 4}
+         "n_rollouts": 4, "mle_every": 15}
 
 
 # --- the leaked features ----------------------------------------------------------------

@@ -48,7 +48,7 @@ def register_methods(register):
 
 @dataclass
 class MaliGanConfig:
-    pretrain_epochs: int = 15         # MLE pre-training (shared with the mle method's run)
+    pretrain_epochs: int = 8          # MLE pre-training (shared with the mle method's run)
     batch_size: int = 64              # MLE pre-training batch (shared with the mle run)
     lr: float = 0.01                  # generator Adam, both phases (the paper's optimiser is
                                       # not known to us; SeqGAN's, so the rows compare)
@@ -61,10 +61,10 @@ class MaliGanConfig:
     disc_lr: float = 1e-4             # discriminator Adam, as SeqGAN
     disc_l2: float = 0.2              # L2 on the discriminator's output layer, as SeqGAN
     disc_batch_size: int = 64
-    disc_negatives: int = 5000        # generated sequences per discriminator round
-    disc_pretrain_rounds: int = 5     # discriminator rounds before adversarial training
+    disc_negatives: int = 2000        # generated sequences per discriminator round
+    disc_pretrain_rounds: int = 2     # discriminator rounds before adversarial training
     disc_epochs: int = 1              # epochs per discriminator round
-    adv_batches: int = 40             # adversarial batches (generator updates + D rounds)
+    adv_batches: int = 10             # adversarial batches (generator updates + D rounds)
     prefixes: int = 32                # n: real sequences per generator update
     samples_per_prefix: int = 16      # m: completions of each real prefix, the group over
                                       # which r_D is normalised (m = 1 would give every
@@ -72,9 +72,9 @@ class MaliGanConfig:
     step_size: int = 5                # K: the generated suffix grows by K tokens a stage,
                                       # N = T - K, T - 2K, ..., 0 real tokens kept (Algorithm
                                       # 2); K >= T is Algorithm 1 (MaliGAN-basic) throughout
-    stage_batches: int = 4            # adversarial batches per stage; after ceil(T / K)
+    stage_batches: int = 2            # adversarial batches per stage; after ceil(T / K)
                                       # stages N stays 0 for the remaining batches (length
-                                      # 20: N = 0 from batch 16 of 40; obama's 40: batch 32)
+                                      # 20: N = 0 from batch 7 of 10; obama's 40: never)
     g_steps: int = 1                  # generator updates per adversarial batch
     d_steps: int = 1                  # discriminator rounds per adversarial batch
     adv_eval_every: int = 5           # adversarial batches between curve points

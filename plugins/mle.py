@@ -29,7 +29,7 @@ def register_methods(register):
 
 @dataclass
 class MleConfig:
-    epochs: int = 15            # passes over the training set (the paper: 120)
+    epochs: int = 8             # passes over the training set (the paper: 120)
     batch_size: int = 64        # as the authors
     lr: float = 0.01            # Adam, as the authors' later code (their 2016 code: 0.001)
     grad_clip: float = 5.0      # gradient-norm clip, as the authors

@@ -21,7 +21,7 @@ def register_methods(register):
 class PgBleuConfig:
     # The authors' pg_bleu/pg_bleu.py (LantaoYu/SeqGAN @4152436): unsmoothed BLEU-3 of
     # nltk 3.2 against a random ~40% of the training data, 1 rollout per prefix.
-    pretrain_epochs: int = 15         # MLE pre-training (shared with the mle method's run)
+    pretrain_epochs: int = 8          # MLE pre-training (shared with the mle method's run)
     batch_size: int = 64
     lr: float = 0.01                  # generator Adam, both phases (the authors' 2016 code: 1e-3)
     grad_clip: float = 5.0
@@ -35,7 +35,7 @@ class PgBleuConfig:
                                       # match), "strict" (0 when any order has no match; the
                                       # generator collapses), "smoothed" (nltk method1)
     reference_fraction: float = 0.4   # share of the training data used as references
-    adv_batches: int = 40             # adversarial batches (paper: 200, as SeqGAN's)
+    adv_batches: int = 20             # adversarial batches (paper: 200, as SeqGAN's)
     g_steps: int = 1
     n_rollouts: int = 1               # Monte-Carlo completions per prefix (the authors: 1)
     rollout_update_rate: float = 0.0  # the authors' rollout is the current generator

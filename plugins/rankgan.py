@@ -44,7 +44,7 @@ def register_methods(register):
 
 @dataclass
 class RankGanConfig:
-    pretrain_epochs: int = 15         # MLE pre-training (shared with the mle method's run)
+    pretrain_epochs: int = 8          # MLE pre-training (shared with the mle method's run)
     batch_size: int = 64              # generator batch in MLE pre-training (the authors: 64)
     lr: float = 0.01                  # generator Adam, both phases (the authors: 0.01)
     grad_clip: float = 5.0            # generator gradient-norm clip, as SeqGAN's authors
@@ -61,15 +61,15 @@ class RankGanConfig:
     comparison_size: int = 32         # comparison set C; a ranker mini-batch holds this many
                                       # real and as many generated rows, each side the other's
                                       # comparison set (the authors: 64-row mixed batches)
-    ranker_negatives: int = 5000      # generated rows per ranker round (the authors: 10,000)
-    ranker_pretrain_rounds: int = 5   # ranker pre-training rounds (the authors: 50)
+    ranker_negatives: int = 2000      # generated rows per ranker round (the authors: 10,000)
+    ranker_pretrain_rounds: int = 2   # ranker pre-training rounds (the authors: 50)
     ranker_pretrain_epochs: int = 1   # epochs per pre-training round (the authors: 3)
     ranker_epochs: int = 1            # epochs per adversarial ranker round (the authors: 1)
     adv_batch_size: int = 32          # sequences per policy-gradient update (the authors: 32)
-    adv_batches: int = 40             # adversarial batches (the authors: 200)
+    adv_batches: int = 10             # adversarial batches (the authors: 200)
     g_steps: int = 1                  # generator updates per adversarial batch (the authors: 1)
     d_steps: int = 1                  # ranker rounds per adversarial batch (the authors: 5)
-    n_rollouts: int = 8               # Monte-Carlo completions per prefix (the authors: 16)
+    n_rollouts: int = 4               # Monte-Carlo completions per prefix (the authors: 16)
     rollout_update_rate: float = 0.0  # 0: the rollout policy is the generator; the authors'
                                       # rollout.py, like SeqGAN's, reads the live generator
                                       # whatever its 0.8 (see adversarial.Rollout)

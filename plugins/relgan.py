@@ -59,7 +59,7 @@ class RelGanConfig:
     mem_slots: int = 1              # RMC memory slots (the authors: 1)
     num_heads: int = 2              # RMC attention heads (the authors: 2)
     head_size: int = 16             # RMC units per head; memory = heads * size (authors: 256)
-    pretrain_epochs: int = 15       # MLE pre-training epochs (the authors: 150)
+    pretrain_epochs: int = 3        # MLE pre-training epochs (the authors: 150)
     pretrain_lr: float = 0.01       # MLE Adam (the authors' gpre_lr 1e-2)
     batch_size: int = 64            # generator and discriminator batch (the authors: 64)
     grad_clip: float = 5.0          # gradient-norm clip, every phase (as the authors)
@@ -71,13 +71,13 @@ class RelGanConfig:
     disc_hidden: int = 100          # the fully connected layer before the score (authors: 100)
     disc_lr: float = 1e-4           # discriminator Adam (the authors: 1e-4)
     adv_lr: float = 1e-4            # generator Adam, adversarial phase (the authors: 1e-4)
-    adv_steps: int = 200            # adversarial iterations (the authors, oracle: 3,000)
+    adv_steps: int = 30             # adversarial iterations (the authors, oracle: 3,000)
     g_steps: int = 1                # generator updates per iteration (the authors: 1)
     d_steps: int = 3                # discriminator updates per iteration (the authors: 5)
     beta_max: float = 100.0         # the largest inverse temperature (paper: 100, 1000)
     beta_schedule: str = "exp"      # how beta rises (the paper's default: exponential)
     beta_horizon: int = 0           # N of the schedule; 0: adv_steps (the authors fix 5,000)
-    adv_eval_every: int = 40        # adversarial iterations between curve points (authors: 20)
+    adv_eval_every: int = 10        # adversarial iterations between curve points (authors: 20)
 
     def __post_init__(self):
         require(self, positive=("grad_clip", "pretrain_lr", "adv_lr", "disc_lr"),

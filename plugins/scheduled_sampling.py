@@ -25,7 +25,7 @@ class ScheduledSamplingConfig:
     # of true tokens starting at 1.0 and lowered by 0.002 before every epoch. Their coin
     # was drawn once when the graph was built (0.3975 with their seed, below every rate of
     # that schedule, so their SS only ever fed true tokens); ours is drawn for every token.
-    epochs: int = 15            # passes over the training set (paper profile: 300)
+    epochs: int = 8             # passes over the training set (paper profile: 300)
     rate_decay: float = 0.02    # drop of the true-token rate per epoch (paper profile: 0.002)
     min_rate: float = 0.0       # the true-token rate never falls below this
     batch_size: int = 64        # as the authors

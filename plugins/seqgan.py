@@ -16,7 +16,7 @@ def register_methods(register):
 
 @dataclass
 class SeqGanConfig:
-    pretrain_epochs: int = 15         # MLE pre-training (shared with the mle method's run)
+    pretrain_epochs: int = 8          # MLE pre-training (shared with the mle method's run)
     batch_size: int = 64              # generator batch, for MLE and policy gradient
     lr: float = 0.01                  # generator Adam, both phases (the authors' 2016 code: 1e-3)
     grad_clip: float = 5.0            # generator gradient-norm clip, as the authors
@@ -28,13 +28,13 @@ class SeqGanConfig:
     disc_lr: float = 1e-4             # discriminator Adam, as the authors
     disc_l2: float = 0.2              # L2 on the discriminator's output layer, as the authors
     disc_batch_size: int = 64
-    disc_negatives: int = 5000        # generated sequences per discriminator round (paper: 10,000)
-    disc_pretrain_rounds: int = 5     # discriminator pre-training rounds (paper: 50)
+    disc_negatives: int = 2000        # generated sequences per discriminator round (paper: 10,000)
+    disc_pretrain_rounds: int = 2     # discriminator pre-training rounds (paper: 50)
     disc_epochs: int = 1              # epochs per discriminator round, k (paper: 3)
-    adv_batches: int = 40             # adversarial batches (paper: 200)
+    adv_batches: int = 10             # adversarial batches (paper: 200)
     g_steps: int = 1                  # generator updates per adversarial batch, g
     d_steps: int = 1                  # discriminator rounds per adversarial batch, d (paper: 5)
-    n_rollouts: int = 8               # Monte-Carlo completions per prefix (paper: 16)
+    n_rollouts: int = 4               # Monte-Carlo completions per prefix (paper: 16)
     rollout_update_rate: float = 0.0  # 0: the rollout policy is the generator, as the paper
                                       # says and the authors' code does (see adversarial.Rollout)
     adv_eval_every: int = 5           # adversarial batches between curve points (the authors: 5)

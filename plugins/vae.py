@@ -41,7 +41,7 @@ def register_methods(register):
 
 @dataclass
 class VaeConfig:
-    epochs: int = 10              # passes over the training set
+    epochs: int = 3               # passes over the training set
     batch_size: int = 64          # sequences per update
     lr: float = 5e-3              # Adam; at 1e-3, NLL-oracle is 10.1 after 5 epochs (9.8 at 5e-3)
     grad_clip: float = 5.0        # gradient-norm clip (the loss is per token, as for the LSTMs)
@@ -51,11 +51,11 @@ class VaeConfig:
     highway_layers: int = 2       # highway layers between the embedding and the encoder
     z_init_state: bool = True     # z also sets the decoder's initial state (not only its inputs)
     kl_anneal: str = "logistic"   # beta from 0 to 1: logistic, linear, or none (always 1)
-    kl_anneal_steps: int = 1000   # updates until beta reaches 1 (about 6 epochs on the oracle)
+    kl_anneal_steps: int = 400    # updates until beta reaches 1 (about 2.5 epochs on the oracle)
     word_dropout: float = 0.3     # share of decoder inputs replaced by a dedicated <drop> token
     free_bits: float = 0.1        # per-dimension KL floor lambda (nats), 0: off; without it the
                                   # oracle's active units fall from 32 to 8 in 10 epochs
-    iw_samples: int = 10          # K of the IWAE bound that log_likelihood (NLL-test) reports
+    iw_samples: int = 5           # K of the IWAE bound that log_likelihood (NLL-test) reports
     active_units_batch: int = 1000  # training sequences the per-epoch diagnostics are measured on
 
     def __post_init__(self):

@@ -74,7 +74,7 @@ def test_table_skips_unfinished_runs(cli, unigram_plugin, tiny_dataset):
     (["run", "-m", "mle", "-d", "oracle", "--profile", "huge"],
      "unknown profile 'huge'; choose one of: default, paper"),
     (["run", "-m", "mle", "-d", "oracle", "--set", "epoch=3"], "--set epoch: no such setting for mle"),
-    (["run", "-m", "mle", "-d", "oracle", "--set", "epochs=many"], "--set epochs=many: expected int (default 15)"),
+    (["run", "-m", "mle", "-d", "oracle", "--set", "epochs=many"], "--set epochs=many: expected int (default 8)"),
     (["run", "-m", "mle", "-d", "oracle", "--set", "epochs"], "--set 'epochs': expected key=value"),
     (["run", "-m", "mle"], "name a method and a data set"),
     (["table"], "no finished runs under"),
