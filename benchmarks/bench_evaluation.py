@@ -7,7 +7,7 @@ runs). This prints them per data set and method (mean over seeds) with the share
 that evaluation costs; ``--run`` first trains the named runs afresh in a scratch directory on
 this machine, one after another, so the figures are measured here and now.
 
-    python benchmarks/bench_evaluation.py --results results/reference-cpu-2026-11-30
+    python benchmarks/bench_evaluation.py --results results/reference-cpu-2026-12-01
     python benchmarks/bench_evaluation.py --run -m mle -d oracle [--threads 2]
 """
 from __future__ import annotations
