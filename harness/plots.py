@@ -35,7 +35,7 @@ def learning_curves(results: Path | str | None, out: Path) -> list[Path]:
         metric = next((m for m in CURVE_METRICS if m in part and part[m].notna().any()), None)
         if metric is None:
             continue
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = _axes(plt, (7, 4.5))
         for method, rows in part.dropna(subset=[metric]).groupby("method"):
             mean = rows.groupby("epoch")[metric].mean()
             ax.plot(mean.index, mean.values, marker=".", label=method)
@@ -47,9 +47,9 @@ def learning_curves(results: Path | str | None, out: Path) -> list[Path]:
                         fontsize=8, ha="right", va="top", rotation=90)
         _mark_real_data(ax, metrics[(metrics.run_id == run_id) & (metrics.dataset == dataset)],
                         part, metric)
-        ax.set(xlabel="epoch (adversarial: batches after pre-training)", ylabel=metric,
-               title=f"{dataset} ({run_id}): learning curves")
-        ax.legend()
+        ax.set(xlabel="epoch (adversarial: batches after pre-training)", ylabel=metric)
+        ax.set_title(f"{dataset} ({run_id}): learning curves", fontsize=9)
+        ax.legend(fontsize=7)
         written.append(_save(fig, out / f"curves-{run_id}-{dataset}.png"))
     return written
 
@@ -96,7 +96,7 @@ def quality_diversity(results: Path | str | None, out: Path) -> list[Path]:
         part = part.dropna(subset=[quality, diversity])
         if part.empty:
             continue
-        fig, ax = plt.subplots(figsize=(7, 5.5))
+        fig, ax = _axes(plt, (7, 5.5))
         means = {method: rows.groupby("temperature")[[quality, diversity]].mean().reset_index()
                  for method, rows in part.groupby("method")}
         target = means[view.baseline].set_index("temperature")[diversity].get(1.0) \
@@ -112,12 +112,23 @@ def quality_diversity(results: Path | str | None, out: Path) -> list[Path]:
             if target is not None:  # the method's point at the baseline's diversity
                 _, matched = interpolate_at(mean, target, diversity, quality)
                 ax.plot([target], [matched], marker="*", markersize=12, color=line.get_color())
-        ax.set(xlabel=f"{diversity} (diversity)", ylabel=f"{quality} (quality)",
-               title=f"{dataset} ({run_id}): quality vs diversity, temperatures "
-                     f"{part.temperature.min():g}-{part.temperature.max():g} (star: matched)")
-        ax.legend()
+        ax.set(xlabel=f"{diversity} (diversity)", ylabel=f"{quality} (quality)")
+        ax.set_title(f"{dataset} ({run_id}): quality vs diversity, temperatures "
+                     f"{part.temperature.min():g}-{part.temperature.max():g} (star: matched)",
+                     fontsize=9)
+        ax.legend(fontsize=7)
         written.append(_save(fig, out / f"quality-diversity-{run_id}-{dataset}.png"))
     return written
+
+
+def _axes(plt, size: tuple[float, float]):
+    """A figure whose lines differ by colour and then by dash, so twenty methods stay
+    apart (the default cycle repeats after ten)."""
+    from matplotlib import cycler
+
+    fig, ax = plt.subplots(figsize=size)
+    ax.set_prop_cycle(cycler(linestyle=["-", "--"]) * cycler(color=plt.get_cmap("tab10").colors))
+    return fig, ax
 
 
 def _save(fig, path: Path) -> Path:
