@@ -107,7 +107,7 @@ def seqgan_oracle(mirror: str | Path | None = None) -> LSTMGenerator:
 # Samples scored per run: the authors' generated_num (10,000) under their settings; 2,000,
 # as on the text data sets, on the CPU-sized default (NLL-oracle's standard error over
 # sequences is then about 0.015 nats for the default MLE generator, against 0.007).
-EVAL_SAMPLES = {"default": 2_000}
+DEFAULT_EVAL_SAMPLES = 2_000
 AUTHORS_EVAL_SAMPLES = 10_000
 
 
@@ -119,5 +119,5 @@ def _paper_oracle_corpus(seed: int, mirror: str | None, eval_samples: int) -> Co
 
 def load_paper_oracle(profile: str, seed: int, mirror: str | Path | None = None) -> Corpus:
     """The paper's synthetic data set: 10,000 training and 10,000 held-out oracle samples."""
-    return _paper_oracle_corpus(seed, str(mirror) if mirror else None,
-                                EVAL_SAMPLES.get(profile, AUTHORS_EVAL_SAMPLES))
+    eval_samples = DEFAULT_EVAL_SAMPLES if profile == "default" else AUTHORS_EVAL_SAMPLES
+    return _paper_oracle_corpus(seed, str(mirror) if mirror else None, eval_samples)
