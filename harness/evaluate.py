@@ -14,7 +14,7 @@ import torch
 
 from harness import language_model, quality
 from harness.api import Corpus, Diverged, Generator, check_finite
-from harness.generator import mean_token_nll
+from harness.generator import mean_token_nll, mean_token_nlls
 from harness.metrics import BleuReferences, self_bleu
 
 EVAL_SEED_OFFSET = 7919  # evaluation draws its own random stream, apart from training's
@@ -83,12 +83,19 @@ def nll_test(generator: Generator, corpus: Corpus, temperature: float = 1.0,
              n: int | None = None) -> float:
     """The generator's NLL per token on (the first ``n`` of) the held-out set; NaN if it
     gives no likelihood."""
+    return nll_tests(generator, corpus, (temperature,), n)[0]
+
+
+def nll_tests(generator: Generator, corpus: Corpus, temperatures: tuple[float, ...],
+              n: int | None = None) -> list[float]:
+    """``nll_test`` at each temperature, the held-out set read once for all of them."""
     try:
-        value = mean_token_nll(generator, corpus.test[:n], temperature=temperature)
+        values = mean_token_nlls(generator, corpus.test[:n], temperatures)
     except NotImplementedError:
-        return math.nan
-    check_finite(value, "the generator's NLL on the held-out set")
-    return value
+        return [math.nan] * len(temperatures)
+    for value in values:
+        check_finite(value, "the generator's NLL on the held-out set")
+    return values
 
 
 @functools.lru_cache(maxsize=8)
@@ -114,14 +121,16 @@ def _samples_outside(generator: Generator, split: str, samples: torch.Tensor,
 
 def evaluate(generator: Generator, corpus: Corpus, seed: int, temperature: float = 1.0,
              n_samples: int | None = None, judge: Generator | None = None,
-             reverse_lm: bool = True) -> tuple[dict, torch.Tensor]:
+             reverse_lm: bool = True, held_out_nll: float | None = None
+             ) -> tuple[dict, torch.Tensor]:
     """The final metrics of a trained generator, and the samples they were computed on.
 
     ``judge``: the LM of the training split (``language_model.reference_lm``) that gives
     ``lm_score``; ``reverse_lm``: also fit an LM to the samples for ``reverse_lm_score``
     (a few seconds: the temperature sweep leaves it out). Both are for real text: on
     synthetic data the oracle is the exact judge (NLL-oracle) and NLL-test measures
-    coverage."""
+    coverage. ``held_out_nll``: NLL-test already computed on as many held-out rows as
+    samples (the sweep does every temperature in one pass)."""
     with _eval_mode(generator):
         samples = draw_samples(generator, corpus, seed, temperature, n_samples)
         metrics: dict = {"temperature": temperature, "n_samples": len(samples),
@@ -130,7 +139,8 @@ def evaluate(generator: Generator, corpus: Corpus, seed: int, temperature: float
         if corpus.oracle is not None:
             metrics["nll_oracle"] = mean_token_nll(corpus.oracle, samples)
         # On as many held-out rows as samples, like the held-out BLEU and MS-Jaccard below.
-        metrics["nll_test"] = nll_test(generator, corpus, temperature, n=len(samples))
+        metrics["nll_test"] = nll_test(generator, corpus, temperature, n=len(samples)) \
+            if held_out_nll is None else held_out_nll
         if getattr(generator, "likelihood_is_bound", False):
             metrics["nll_test_is_bound"] = 1
     sentences = corpus.sentences(samples)
@@ -179,5 +189,8 @@ def temperature_sweep(generator: Generator, corpus: Corpus, seed: int,
     no method is judged at one arbitrary temperature: the same code as the main
     evaluation, on fewer samples and without the two LM scores (the costliest metrics)."""
     n = min(n_samples, corpus.eval_samples)
-    return [evaluate(generator, corpus, seed, t, n_samples=n, reverse_lm=False)[0]
-            for t in temperatures]
+    with _eval_mode(generator):
+        held_out_nlls = nll_tests(generator, corpus, temperatures, n)
+    return [evaluate(generator, corpus, seed, t, n_samples=n, reverse_lm=False,
+                     held_out_nll=nll)[0]
+            for t, nll in zip(temperatures, held_out_nlls)]

@@ -47,12 +47,26 @@ def mean_token_nll(scorer, tokens: torch.Tensor, batch: int = 16,
     Batches of 16 keep the [batch, length, vocab] logits in cache: 2x faster than 64 on the
     2-core CPU (a 5,000-word vocabulary, length 20).
     """
+    return mean_token_nlls(scorer, tokens, (temperature,), batch)[0]
+
+
+@torch.no_grad()
+def mean_token_nlls(scorer, tokens: torch.Tensor, temperatures: tuple[float, ...],
+                    batch: int = 16) -> list[float]:
+    """``mean_token_nll`` at each temperature. A scorer with ``log_likelihoods`` computes
+    what does not depend on the temperature once per batch (the same figures as one
+    ``log_likelihood`` call per temperature, in a fraction of the time)."""
     device = next(scorer.parameters()).device if isinstance(scorer, nn.Module) else "cpu"
-    total = 0.0
+    totals = [0.0] * len(temperatures)
     for start in range(0, len(tokens), batch):
         chunk = tokens[start:start + batch].to(device)
-        total -= scorer.log_likelihood(chunk, temperature=temperature).sum().item()
-    return total / tokens.numel()
+        if hasattr(scorer, "log_likelihoods"):
+            values = scorer.log_likelihoods(chunk, temperatures)
+        else:
+            values = [scorer.log_likelihood(chunk, temperature=t) for t in temperatures]
+        for i, value in enumerate(values):
+            totals[i] -= value.sum().item()
+    return [total / tokens.numel() for total in totals]
 
 
 class TeacherForced(nn.Module):
@@ -82,6 +96,13 @@ class TeacherForced(nn.Module):
 
     def log_likelihood(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         return self.token_log_probs(tokens, temperature).sum(dim=1)
+
+    def log_likelihoods(self, tokens: torch.Tensor, temperatures: tuple[float, ...]
+                        ) -> list[torch.Tensor]:
+        """``log_likelihood`` at each temperature, from one teacher-forced pass."""
+        logits = self.teacher_forced_logits(tokens)
+        return [-F.cross_entropy((logits / t).flatten(0, 1), tokens.flatten(), reduction="none")
+                .view_as(tokens).sum(dim=1) for t in temperatures]
 
 
 class LSTMGenerator(TeacherForced):

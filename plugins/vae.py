@@ -200,19 +200,30 @@ class VaeGenerator(nn.Module):
                        samples: int | None = None) -> torch.Tensor:
         """IWAE_K <= log p(x) per sequence (nats), K = ``samples`` or ``iw_samples``, with
         the encoder as proposal; repeatable: z is drawn from a fixed seed."""
+        return self.log_likelihoods(tokens, (temperature,), samples)[0]
+
+    @torch.no_grad()
+    def log_likelihoods(self, tokens: torch.Tensor, temperatures: tuple[float, ...],
+                        samples: int | None = None) -> list[torch.Tensor]:
+        """``log_likelihood`` at each temperature: the same z and one decoder pass per z
+        serve every temperature (only the softmax depends on it)."""
         samples = samples or self.iw_samples
         rng = self._eval_generator()
         mu, logvar = self.encode(tokens)
         std = (0.5 * logvar).exp()
-        log_weights = []
+        targets = tokens.flatten()
+        log_weights = [[] for _ in temperatures]
         for _ in range(samples):  # one z per sequence at a time: [n, T, vocab] logits at most
             eps = torch.randn(mu.shape, device=mu.device, generator=rng)
             z = mu + std * eps
             log_q = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(dim=1)
-            log_joint = (self.token_log_probs(tokens, z, temperature).sum(dim=1)
-                         + standard_normal_log_density(z))
-            log_weights.append(log_joint - log_q)
-        return torch.logsumexp(torch.stack(log_weights), dim=0) - math.log(samples)
+            logits, _ = self(self.shifted_inputs(tokens), z, self.initial_state(z))
+            log_prior = standard_normal_log_density(z)
+            for weights, t in zip(log_weights, temperatures):
+                log_p = -F.cross_entropy((logits / t).flatten(0, 1), targets,
+                                         reduction="none").view_as(tokens).sum(dim=1)
+                weights.append(log_p + log_prior - log_q)
+        return [torch.logsumexp(torch.stack(w), dim=0) - math.log(samples) for w in log_weights]
 
     @torch.no_grad()
     def elbo(self, tokens: torch.Tensor, samples: int = 1) -> torch.Tensor:

@@ -42,3 +42,19 @@ def test_sampling_is_reproducible_with_a_seeded_generator():
     second = generator.sample(10, generator=torch.Generator().manual_seed(5))
     assert torch.equal(first, second) and first.shape == (10, 7)
     assert first.min() >= 0 and first.max() < 30
+
+
+def test_likelihoods_at_several_temperatures_equal_one_call_per_temperature():
+    # The sweep scores the held-out set at every temperature from one teacher-forced pass;
+    # the figures must be exactly those of one log_likelihood call per temperature.
+    from harness.generator import mean_token_nll, mean_token_nlls
+
+    torch.manual_seed(2)
+    generator = LSTMGenerator(vocab_size=40, seq_len=9, emb_dim=8, hidden_dim=8, init_std=0.5)
+    tokens = generator.sample(37)
+    temperatures = (0.3, 1.0, 1.7)
+    together = generator.log_likelihoods(tokens, temperatures)
+    for temperature, values in zip(temperatures, together):
+        assert torch.equal(values, generator.log_likelihood(tokens, temperature))
+    assert mean_token_nlls(generator, tokens, temperatures) == \
+        [mean_token_nll(generator, tokens, temperature=t) for t in temperatures]

@@ -86,6 +86,26 @@ def test_elbo_below_iwae_which_grows_with_k(model, corpus):
     assert model.likelihood_is_bound and isinstance(model, torch.nn.Module)
 
 
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 1.7])
+@torch.no_grad()
+def test_iwae_at_several_temperatures_is_the_direct_bound_at_each(model, corpus, temperature):
+    # The sweep's shared pass (one decoder pass per z for every temperature) against the
+    # bound written out: K draws of z, log p_T(x|z) + log p(z) - log q(z|x), log-mean-exp.
+    tokens, k = corpus.test[:8], 4
+    rng = torch.Generator().manual_seed(vae.EVAL_Z_SEED)
+    mu, logvar = model.encode(tokens)
+    weights = []
+    for _ in range(k):
+        eps = torch.randn(mu.shape, generator=rng)
+        z = mu + (0.5 * logvar).exp() * eps
+        log_q = -0.5 * (eps.pow(2) + logvar + vae.LOG_2PI).sum(dim=1)
+        weights.append(model.token_log_probs(tokens, z, temperature).sum(dim=1)
+                       + vae.standard_normal_log_density(z) - log_q)
+    direct = torch.logsumexp(torch.stack(weights), dim=0) - math.log(k)
+    shared = model.log_likelihoods(tokens, (0.3, temperature, 2.0), samples=k)[1]
+    assert torch.equal(shared, direct)
+
+
 def test_collapsed_posterior_has_no_active_units(model, corpus):
     collapsed = vae.new_model(corpus, TINY, torch.device("cpu"))
     collapsed.load_state_dict(model.state_dict())
