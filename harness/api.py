@@ -104,7 +104,9 @@ class Generator(Protocol):
         """``n`` sequences as an int64 tensor [n, seq_len]."""
 
     def log_likelihood(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        """Per-sequence log-likelihood (nats, summed over tokens), shape [n]."""
+        """Per-sequence log-likelihood (nats, summed over tokens), shape [n]. Optional too:
+        ``log_likelihoods(tokens, temperatures)``, the list of these at several temperatures
+        (the sweep uses it to compute what the temperature does not change once)."""
 
 
 class Method(Protocol):
