@@ -54,8 +54,8 @@ def mean_token_nll(scorer, tokens: torch.Tensor, batch: int = 16,
 def mean_token_nlls(scorer, tokens: torch.Tensor, temperatures: tuple[float, ...],
                     batch: int = 16) -> list[float]:
     """``mean_token_nll`` at each temperature. A scorer with ``log_likelihoods`` computes
-    what does not depend on the temperature once per batch (the same figures as one
-    ``log_likelihood`` call per temperature, in a fraction of the time)."""
+    what does not depend on the temperature once per batch; it must give the figures of one
+    ``log_likelihood`` call per temperature (tested for the harness's generators)."""
     device = next(scorer.parameters()).device if isinstance(scorer, nn.Module) else "cpu"
     totals = [0.0] * len(temperatures)
     for start in range(0, len(tokens), batch):
@@ -90,9 +90,7 @@ class TeacherForced(nn.Module):
 
     def token_log_probs(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         """log G(y_t | y_<t) for every position, teacher-forced: shape [n, seq_len]."""
-        logits = self.teacher_forced_logits(tokens)
-        nll = F.cross_entropy((logits / temperature).flatten(0, 1), tokens.flatten(), reduction="none")
-        return -nll.view_as(tokens)
+        return _token_log_probs(self.teacher_forced_logits(tokens), tokens, temperature)
 
     def log_likelihood(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         return self.token_log_probs(tokens, temperature).sum(dim=1)
@@ -101,8 +99,13 @@ class TeacherForced(nn.Module):
                         ) -> list[torch.Tensor]:
         """``log_likelihood`` at each temperature, from one teacher-forced pass."""
         logits = self.teacher_forced_logits(tokens)
-        return [-F.cross_entropy((logits / t).flatten(0, 1), tokens.flatten(), reduction="none")
-                .view_as(tokens).sum(dim=1) for t in temperatures]
+        return [_token_log_probs(logits, tokens, t).sum(dim=1) for t in temperatures]
+
+
+def _token_log_probs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float
+                     ) -> torch.Tensor:
+    nll = F.cross_entropy((logits / temperature).flatten(0, 1), tokens.flatten(), reduction="none")
+    return -nll.view_as(tokens)
 
 
 class LSTMGenerator(TeacherForced):

@@ -89,6 +89,8 @@ def test_a_broken_or_diverged_generator_fails_only_its_run(cli, register_plugin,
         elif broken == "likelihood":
             generator.log_likelihood = lambda tokens, temperature=1.0: torch.full(
                 (len(tokens),), float("nan"))
+            generator.log_likelihoods = lambda tokens, temperatures: [
+                generator.log_likelihood(tokens, t) for t in temperatures]
         elif broken == "sampling":
             def sample(*args, **kwargs):
                 raise RuntimeError("sampling broke")
