@@ -90,7 +90,7 @@ class TeacherForced(nn.Module):
 
     def token_log_probs(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         """log G(y_t | y_<t) for every position, teacher-forced: shape [n, seq_len]."""
-        return _token_log_probs(self.teacher_forced_logits(tokens), tokens, temperature)
+        return log_probs_of_tokens(self.teacher_forced_logits(tokens), tokens, temperature)
 
     def log_likelihood(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         return self.token_log_probs(tokens, temperature).sum(dim=1)
@@ -99,11 +99,12 @@ class TeacherForced(nn.Module):
                         ) -> list[torch.Tensor]:
         """``log_likelihood`` at each temperature, from one teacher-forced pass."""
         logits = self.teacher_forced_logits(tokens)
-        return [_token_log_probs(logits, tokens, t).sum(dim=1) for t in temperatures]
+        return [log_probs_of_tokens(logits, tokens, t).sum(dim=1) for t in temperatures]
 
 
-def _token_log_probs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float
-                     ) -> torch.Tensor:
+def log_probs_of_tokens(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0
+                        ) -> torch.Tensor:
+    """log-softmax(logits / temperature) at ``tokens``: [n, seq_len]."""
     nll = F.cross_entropy((logits / temperature).flatten(0, 1), tokens.flatten(), reduction="none")
     return -nll.view_as(tokens)
 

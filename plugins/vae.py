@@ -23,7 +23,7 @@ import click
 from harness import hookimpl, store
 from harness.api import Corpus, HarnessError, RunContext
 from harness.config import require
-from harness.generator import State, load_generator, sample_from_logits
+from harness.generator import State, load_generator, log_probs_of_tokens, sample_from_logits
 from harness.training import Checkpoint, train_step
 
 # log_likelihood and elbo draw z from a fixed seed of their own, so an evaluation gives
@@ -159,9 +159,7 @@ class VaeGenerator(nn.Module):
                         word_dropout: float = 0.0) -> torch.Tensor:
         """log p(y_t | y_<t, z) for every position, teacher-forced: [n, seq_len]."""
         logits, _ = self(self.shifted_inputs(tokens, word_dropout), z, self.initial_state(z))
-        nll = F.cross_entropy((logits / temperature).flatten(0, 1), tokens.flatten(),
-                              reduction="none")
-        return -nll.view_as(tokens)
+        return log_probs_of_tokens(logits, tokens, temperature)
 
     def decode(self, z: torch.Tensor, temperature: float = 1.0,
                generator: torch.Generator | None = None, greedy: bool = False
@@ -212,7 +210,6 @@ class VaeGenerator(nn.Module):
         rng = self._eval_generator()
         mu, logvar = self.encode(tokens)
         std = (0.5 * logvar).exp()
-        targets = tokens.flatten()
         log_weights = [[] for _ in temperatures]
         for _ in range(samples):  # one z per sequence at a time: [n, T, vocab] logits at most
             eps = torch.randn(mu.shape, device=mu.device, generator=rng)
@@ -221,8 +218,7 @@ class VaeGenerator(nn.Module):
             logits, _ = self(self.shifted_inputs(tokens), z, self.initial_state(z))
             log_prior = standard_normal_log_density(z)
             for weights, t in zip(log_weights, temperatures):
-                log_p = -F.cross_entropy((logits / t).flatten(0, 1), targets,
-                                         reduction="none").view_as(tokens).sum(dim=1)
+                log_p = log_probs_of_tokens(logits, tokens, t).sum(dim=1)
                 weights.append(log_p + log_prior - log_q)
         return [torch.logsumexp(torch.stack(w), dim=0) - math.log(samples) for w in log_weights]
 
