@@ -105,7 +105,9 @@ class TeacherForced(nn.Module):
 def log_probs_of_tokens(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0
                         ) -> torch.Tensor:
     """log-softmax(logits / temperature) at ``tokens``: [n, seq_len]."""
-    nll = F.cross_entropy((logits / temperature).flatten(0, 1), tokens.flatten(), reduction="none")
+    if temperature != 1.0:  # x / 1.0 == x exactly; skipping it saves a third of the time
+        logits = logits / temperature
+    nll = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none")
     return -nll.view_as(tokens)
 
 
