@@ -176,8 +176,8 @@ class GrowingPrefixFeatures:
             first, last = max(0, t - k + 1), min(t, partial.shape[1] - 1)
             if first <= last:  # windows starting at p see the token through tap t - p
                 taps = _taps(embedded[:, None], conv)[:, 0]
-                starts = torch.arange(first, last + 1, device=token.device)
-                partial[:, starts] += taps[:, t - starts]
+                # starts first..last take taps t - first down to t - last: a slice, in place
+                partial[:, first:last + 1] += taps[:, t - last:t - first + 1].flip(1)
         self.size += 1
 
 
