@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 import harness
-from harness import config, evaluate, language_model, loggers, store
+from harness import config, evaluate, language_model, loggers, memory, store
 from harness.api import Dataset, HarnessError, Interrupted, RunContext, check_finite
 from harness.generator import save_generator
 from harness.plugins import load_errors, registry
@@ -137,6 +137,7 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
     torch_device = resolve_device(options.device)
     if options.threads:
         torch.set_num_threads(options.threads)
+    memory_kept = memory.keep_freed_memory()
     cfg = config.resolve(method, spec.profile, options.settings)
     # Loaded before anything is written: a bad data file leaves the results untouched.
     corpus = _load_corpus(dataset, spec, options)
@@ -158,7 +159,8 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
                   "config": dataclasses.asdict(cfg), "corpus": corpus.info,
                   "dataset_config": dataclasses.asdict(dataset_config(dataset, spec, options))
                   if dataset.Config else None,
-                  "torch_threads": torch.get_num_threads(), "sweep": list(options.sweep),
+                  "torch_threads": torch.get_num_threads(), "freed_memory_kept": memory_kept,
+                  "sweep": list(options.sweep),
                   "started": store.now(), "environment": environment()}
         store.write_json(run_dir / store.CONFIG, record)
         store.write_status(run_dir, "running", pid=os.getpid(), host=platform.node())
