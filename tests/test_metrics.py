@@ -101,11 +101,10 @@ def test_array_and_tensor_inputs(corpus):
     np.testing.assert_allclose(table.sentence_scores(torch.tensor(fixed)), expected, atol=1e-15)
 
 
-
 def test_token_kinds_compare_like_nltk(corpus):
-    """Token ids take a numpy path, other tokens a dict: both give nltk's scores, and a
-    token of another kind matches when nltk's == says so (1.0 == 1), not when it does not
-    ("1" != 1); ints beyond int64 fall back to the dict."""
+    """Tokens are interned with nltk's equality (hash + ==): a token of another kind matches
+    when == says so (1.0 == 1), not when it does not ("1" != 1); string tokens score like
+    the ids they spell, and ints beyond int64 work."""
     hyps, refs = corpus
     mixed = [[float(t) if i % 3 == 0 else str(t) if i % 3 == 1 else t for i, t in enumerate(h)]
              for h in hyps]
@@ -120,6 +119,7 @@ def test_token_kinds_compare_like_nltk(corpus):
     np.testing.assert_array_equal(BleuReferences(huge, 4).sentence_scores(shifted),
                                   table.sentence_scores(hyps))
     assert BleuReferences([[], []], 2).sentence_scores([[1, 2]])[0] == 0.0
+
 
 def test_agrees_with_sacrebleu_floor_where_it_applies():
     """sacrebleu's 'floor' smoothing is method1 as long as the hypothesis has
@@ -206,9 +206,9 @@ def test_self_bleu_subset(samples, n_hypotheses, seed):
     assert self_bleu(samples, 4, n_hypotheses=10 ** 6) == self_bleu(samples, 4)
 
 
-
 def test_self_bleu_same_for_ids_and_strings(samples):
     assert self_bleu([[str(t) for t in s] for s in samples], 4) == self_bleu(samples, 4)
+
 
 def test_duplicates_count_as_references():
     a, b = [1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]
