@@ -93,6 +93,9 @@ class Dataset:
     lower_is_better: tuple[str, ...] = ()  # the data set's own metrics where lower is better
     argument: str | None = None      # e.g. "PATH": the data set is named NAME:PATH (load(argument=))
     Config: type | None = None       # its settings (a dataclass; --set), given as load(config=)
+    # The default profile's method settings on this data set, e.g. more epochs where an
+    # epoch is short (applied like --set under that profile only; --set overrides them).
+    method_settings: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -124,10 +124,12 @@ def list_() -> None:
 
 def _summary(item) -> str:
     """A data set's description, else the first line of the class's docstring, else of
-    its module's."""
+    its module's; and a data set's own settings for the methods."""
     doc = getattr(item, "description", "") or type(item).__doc__ or \
         sys.modules[type(item).__module__].__doc__ or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    own = getattr(item, "method_settings", {})
+    return (doc.strip().splitlines()[0] if doc.strip() else "") + \
+        (f" [default profile: {', '.join(f'{k}={v}' for k, v in own.items())}]" if own else "")
 
 
 @main.command()

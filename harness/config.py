@@ -5,7 +5,7 @@ import dataclasses
 import hashlib
 from typing import Any, Iterable
 
-from harness.api import HarnessError, Method, method_info
+from harness.api import Dataset, HarnessError, Method, method_info
 
 # "default" is the CPU-sized profile (each Config's defaults); "paper" the paper's settings.
 # Other profiles (e.g. a paper's code as first published) exist where methods declare them.
@@ -49,13 +49,17 @@ def _parse_value(key: str, raw: str, default: Any) -> Any:
                            f"(default {default!r})") from None
 
 
-def resolve(method: Method, profile: str, settings: dict[str, str]) -> Any:
-    """The method's Config for ``profile`` with ``settings`` applied (keys it lacks ignored).
+def resolve(method: Method, profile: str, settings: dict[str, str],
+            dataset: Dataset | None = None) -> Any:
+    """The method's Config for ``profile`` with ``settings`` applied (keys it lacks ignored);
+    under the default profile, ``dataset``'s ``method_settings`` come first.
 
     Numbers may not be negative; a Config checks tighter ranges in ``__post_init__``
     (raising ValueError, e.g. through ``require``)."""
-    values = dict(getattr(method, "profiles", {}).get(profile, {}))
     defaults = method.Config()
+    own = dataset.method_settings if dataset is not None and profile == "default" else {}
+    values = {key: value for key, value in own.items() if hasattr(defaults, key)}
+    values.update(getattr(method, "profiles", {}).get(profile, {}))
     for key, raw in settings.items():
         if hasattr(defaults, key):
             values[key] = _parse_value(key, raw, getattr(defaults, key))

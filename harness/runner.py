@@ -138,7 +138,7 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
     if options.threads:
         torch.set_num_threads(options.threads)
     memory_kept = memory.keep_freed_memory()
-    cfg = config.resolve(method, spec.profile, options.settings)
+    cfg = config.resolve(method, spec.profile, options.settings, dataset)
     # Loaded before anything is written: a bad data file leaves the results untouched.
     corpus = _load_corpus(dataset, spec, options)
     corpus.to(torch_device)
@@ -292,8 +292,8 @@ def preflight(specs: list[RunSpec], options: RunOptions, check_device: bool = Tr
         resolve_device(options.device)
     loggers.check(tuple(options.log_to))
     found = registry()
-    for method, profile in sorted({(s.method, s.profile) for s in specs}):
-        config.resolve(found.methods[method], profile, options.settings)
+    for method, dataset, profile in sorted({(s.method, s.dataset, s.profile) for s in specs}):
+        config.resolve(found.methods[method], profile, options.settings, found.dataset(dataset))
     check_writable(store.results_dir(options.results))
     for name, profile, seed in sorted({(s.dataset, s.profile, s.seed) for s in specs}):
         try:

@@ -186,3 +186,63 @@ def test_a_longer_mle_run_serves_a_shorter_pretraining_bit_for_bit(cli, tiny_dat
     mle_curve = pd.read_csv(tmp_path / "a" / "x" / "tiny" / "mle" / "seed-0" / "curve.csv")
     pre = pd.read_csv(reused / "curve.csv").query("phase == 'mle'")
     assert list(pre.nll_oracle) == list(mle_curve.nll_oracle[mle_curve.epoch <= 2])
+
+
+def test_a_data_sets_method_settings_apply_under_the_default_profile_only(cli, register_plugin):
+    import types
+
+    import harness
+    from harness.api import Dataset
+    from harness_tiny import tiny_oracle_corpus
+
+    module = types.ModuleType("harness_short")
+    module.register_datasets = harness.hookimpl(lambda register: register(Dataset(
+        "short", lambda **kw: tiny_oracle_corpus("default", kw["seed"]), "short epochs",
+        method_settings={"epochs": 2, "pretrain_epochs": 2, "no_such_setting": 1})))
+    register_plugin(module)
+
+    def epochs(method: str, *options: str, run_id: str = "ours") -> tuple[int, int]:
+        result = cli("-q", "run", "-m", method, "-d", "short", "--set", "eval_every=1",
+                     "--run-id", run_id, *options)
+        assert result.exit_code == 0, result.output
+        run = Path(os.environ["HARNESS_RESULTS"]) / run_id / "short" / method / "seed-0"
+        config = json.loads((run / "config.json").read_text())["config"]
+        return config.get("epochs", config.get("pretrain_epochs")), \
+            pd.read_csv(run / "curve.csv").epoch.max()
+
+    assert epochs("mle") == (2, 2)
+    # --set is the user's word: it beats the data set's.
+    assert epochs("mle", "--set", "epochs=1", run_id="mine")[0] == 1
+    # SeqGAN starts from the MLE run's generator: the same 2 epochs, reused.
+    assert epochs("seqgan", "--set", "adv_batches=1", "--set", "n_rollouts=1",
+                  "--set", "disc_negatives=64", "--set", "disc_pretrain_rounds=1")[0] == 2
+    assert len(list(Path(os.environ["HARNESS_RESULTS"]).glob("_shared/short/seed-0/mle-*-epoch-2.pt"))) == 1
+
+
+def test_a_data_sets_method_settings_leave_other_profiles_and_unknown_keys_alone():
+    from harness.api import Dataset
+    from harness.config import resolve
+    from harness.plugins import registry
+
+    mle = registry().methods["mle"]
+    short = Dataset("short", lambda **kw: None, method_settings={"epochs": 2, "nothing": 1})
+    assert resolve(mle, "default", {}, short).epochs == 2
+    assert resolve(mle, "paper", {}, short).epochs == 120
+    assert resolve(mle, "default", {"epochs": "3"}, short).epochs == 3
+    assert resolve(mle, "default", {}).epochs == 8
+
+
+def test_on_obama_the_mle_run_and_the_pretraining_of_the_methods_that_start_from_it_agree(cli):
+    from harness.api import method_info
+    from harness.config import resolve
+    from harness.plugins import registry
+
+    found = registry()
+    obama = found.dataset("obama")
+    assert resolve(found.methods["mle"], "default", {}, obama).epochs == 16
+    assert resolve(found.methods["mle"], "default", {}, found.dataset("poems")).epochs == 8
+    starting = [m for m in found.methods.values() if "mle" in method_info(m).starts_from]
+    assert len(starting) >= 5
+    for method in starting:
+        assert resolve(method, "default", {}, obama).pretrain_epochs == 16, method.name
+    assert "[default profile: epochs=16, pretrain_epochs=16]" in cli("list").output
