@@ -168,8 +168,9 @@ def diversity(sentences: list[list[int]], corpus: Corpus, seed: int, forward: di
     for n in BLEU_ORDERS:
         metrics[f"self_bleu{n}"] = self_bleu(sentences, max_n=n, n_hypotheses=n_self, seed=seed)
     metrics["n_self_bleu_hypotheses"] = n_self
-    # As many held-out sentences as samples: both directions of BLEU and MS-Jaccard then
-    # compare sets of one size (a larger reference set alone raises the scores).
+    # As many held-out sentences as samples, so both directions of BLEU and MS-Jaccard
+    # compare sets of one size (a larger reference set alone raises the scores), unless the
+    # split is smaller than the samples (the poems', Obama's): then all of it.
     held_out = _split_sentences(corpus, "test")[:len(sentences)]
     as_references = BleuReferences(sentences, max(BLEU_ORDERS))
     for n in BLEU_ORDERS:
