@@ -7,7 +7,7 @@ runs). This prints them per data set and method (mean over seeds) with the share
 that evaluation costs; ``--run`` first trains the named runs afresh in a scratch directory on
 this machine, one after another, so the figures are measured here and now.
 
-    python benchmarks/bench_evaluation.py --results results/reference-cpu-2026-12-01
+    python benchmarks/bench_evaluation.py --results results/reference-cpu-2026-12-02 [--seed 0]
     python benchmarks/bench_evaluation.py --run -m mle -d oracle [--threads 2]
 """
 from __future__ import annotations
@@ -24,13 +24,16 @@ from harness import table
 LIMIT = 0.25  # evaluation should cost under a quarter of training
 
 
-def timings(results: str) -> pd.DataFrame:
-    """Mean seconds per data set and method; a method that starts from another's result
-    (SeqGAN and PG-BLEU from the MLE run's generator) also counts that training."""
+def timings(results: str, seeds: list[int] | None = None) -> pd.DataFrame:
+    """Mean seconds per data set and method (over ``seeds``, else every seed); a method
+    that starts from another's result (SeqGAN and PG-BLEU from the MLE run's generator)
+    also counts that training."""
     from harness.api import method_info
     from harness.plugins import registry
 
     rows = table.collect(results)
+    if seeds:
+        rows = rows[rows.seed.isin(seeds)]
     wanted = rows[rows.metric.isin(["train_seconds", "eval_seconds", "judge_lm_seconds"])]
     per_run = wanted.pivot_table(index=["dataset", "method", "seed"], columns="metric",
                                  values="value").reset_index()
@@ -55,6 +58,8 @@ def main() -> None:
     ap.add_argument("-m", "--method", action="append", default=[])
     ap.add_argument("-d", "--dataset", action="append", default=[])
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, action="append", default=[],
+                    help="Only these seeds' runs (repeatable; default: every seed, averaged).")
     args = ap.parse_args()
     results = args.results
     if args.run:
@@ -66,7 +71,7 @@ def main() -> None:
         subprocess.run(command + ([] if args.method or args.dataset else ["--all"]), check=True)
     if not results:
         ap.error("give --results DIR or --run")
-    frame = timings(results)
+    frame = timings(results, args.seed)
     print(frame.to_markdown(index=False))
     trained = frame[~frame.method.isin(reference_rows())]
     over = trained[~trained["under a quarter"]]
