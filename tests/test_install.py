@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / "results" / "reference-cpu-2026-12-01"
+REFERENCE = ROOT / "results" / "reference-cpu-2026-12-02"
 
 
 def test_a_regular_install_tabulates_the_committed_results_beside_the_paper(tmp_path):

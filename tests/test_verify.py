@@ -11,7 +11,7 @@ import pytest
 from harness import store
 from harness.verify import compare
 
-REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference-cpu-2026-12-01"
+REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference-cpu-2026-12-02"
 
 
 def test_compare_is_exact_on_the_cpu_and_tolerant_on_a_gpu():
