@@ -3,6 +3,12 @@ import pluggy
 
 hookimpl = pluggy.HookimplMarker("harness")
 
+import os as _os  # noqa: E402
+
+# cuBLAS reads this when CUDA starts: set it first, here and in every process that imports
+# the harness (harness.devices says why).
+_os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 from harness.api import (Corpus, Dataset, Diverged, Generator, HarnessError, Method,  # noqa: E402
                          RunContext, check_finite)
 

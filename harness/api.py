@@ -151,10 +151,11 @@ class RunContext:
                  profile: str, run_dir: Path, evaluate_curve: Callable[[Generator], dict],
                  log: logging.Logger, show_progress: bool = True, shared_dir: Path | None = None,
                  stop_requested: Callable[[], bool] = lambda: False,
-                 on_record: list[Callable[[dict], None]] | None = None):
+                 on_record: list[Callable[[dict], None]] | None = None, precision: str = "fp32"):
         self.corpus = corpus
         self.config = config
         self.device = device
+        self.precision = precision  # fp32, or on CUDA the tf32/bf16 asked for (harness.devices)
         self.seed = seed
         self.profile = profile
         self.run_dir = Path(run_dir)
@@ -212,16 +213,39 @@ class RunContext:
         """Save the training state (model, optimiser, RNG, position) atomically. Methods
         call this at least once per epoch; after SIGINT/SIGTERM the run stops here."""
         store.write_torch(self.checkpoint_path, {"state": state, "curve": self.curve,
-                                                 "notes": self.notes})
+                                                 "notes": self.notes, **self.made_on})
         if self._stop_requested():
             raise Interrupted(f"stopped by a signal; checkpoint saved in {self.checkpoint_path}")
 
+    @property
+    def made_on(self) -> dict:
+        """The device kind and precision this run computes with (checkpoints record them)."""
+        return {"device": self.device.type, "precision": self.precision}
+
     def load_checkpoint(self) -> dict | None:
         """The last saved training state of this run, or None for a fresh start. Loaded
-        as tensors and plain values only: a checkpoint cannot run code."""
+        onto the CPU as tensors and plain values only (a checkpoint cannot run code);
+        modules and optimisers move their tensors in ``load_state_dict``."""
         if not self.checkpoint_path.exists():
             return None
-        saved = store.read_torch(self.checkpoint_path, self.device)
+        saved = store.read_torch(self.checkpoint_path)
+        self.refuse_other_device(saved)
         self.curve = saved["curve"]
         self.notes = saved.get("notes", [])
         return saved["state"]
+
+    def refuse_other_device(self, saved: dict | None = None) -> None:
+        """HarnessError when the run's checkpoint was saved on another kind of device or in
+        another precision: its random streams and numbers would not continue this run's."""
+        if saved is None:
+            if not self.checkpoint_path.exists():
+                return
+            saved = store.read_torch(self.checkpoint_path)
+        then = {"device": saved.get("device", "cpu"), "precision": saved.get("precision", "fp32")}
+        if then != self.made_on:
+            raise HarnessError(
+                f"{self.checkpoint_path} was saved on {then['device']} ({then['precision']}); "
+                f"this run is on {self.device.type} ({self.precision}): resume it with "
+                f"--device {then['device']}" + (f" --precision {then['precision']}"
+                                                 if then['precision'] != "fp32" else "")
+                + ", or delete the checkpoint to start over")

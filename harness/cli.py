@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from harness import config, store
+from harness import config, devices, store
 from harness.api import HarnessError, Interrupted
 from harness.download import MIRROR_ENV
 from harness.store import RESULTS_ENV
@@ -140,7 +140,11 @@ def _summary(item) -> str:
               help="default (CPU-sized), paper (the paper's settings), or a method's own.")
 @click.option("--seed", "seeds", type=int, multiple=True, help="Seed (repeatable); default 0.")
 @click.option("--seeds", "n_seeds", type=click.IntRange(min=1), help="Use seeds 0..K-1.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (a GPU where this machine has one), cpu or cuda; part of the run id.")
+@click.option("--precision", type=click.Choice(devices.PRECISIONS), default="fp32",
+              show_default=True, help="On CUDA: fp32, or opt into tf32 or bf16 (recorded; part "
+                                      "of the run id).")
 @click.option("--threads", type=click.IntRange(min=1),
               help="torch CPU threads per run (recorded; default: torch's choice).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
@@ -160,7 +164,7 @@ def _summary(item) -> str:
               help="With an executor that hands the runs on: wait for them, then print the tables.")
 @click.pass_context
 @user_errors
-def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, threads, settings,
+def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, precision, threads, settings,
         sweep, run_id, log_to, results, data_mirror, executor_name, wait_for_jobs,
         **executor_values) -> None:
     """Train methods on data sets, evaluate them and store the results."""
@@ -177,8 +181,12 @@ def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, thread
                           [registry().dataset(d) for d in sorted({s.dataset for s in specs})],
                           parsed)
     temperatures = config.parse_temperatures(sweep) if sweep else None
-    options = RunOptions(run_id=run_id or config.run_id_for(profile, parsed, temperatures),
-                         results=results, settings=parsed, device=device, mirror=data_mirror,
+    device = devices.device_kind(device)  # auto: this machine's, so the run id can say it
+    devices.check_precision(precision, device)
+    options = RunOptions(run_id=run_id or config.run_id_for(profile, parsed, temperatures,
+                                                            device, precision),
+                         results=results, settings=parsed, device=device, precision=precision,
+                         mirror=data_mirror,
                          threads=threads, show_progress=not ctx.obj["quiet"],
                          log_to=tuple(filter(None, (log_to or "").split(","))),
                          **({"sweep": temperatures} if temperatures else {}))
@@ -310,24 +318,44 @@ def plot(results, out) -> None:
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--data-mirror", envvar=MIRROR_ENV, help="Local copy of the corpora.")
-@click.option("--device", help="Re-run on this device [default: the recorded one].")
+@click.option("--device", help="Re-run on this device [default: the recorded kind].")
+@click.option("--exact", is_flag=True, help="Demand bit-for-bit equality (the same machine and "
+                                            "threads give it).")
+@click.option("--cross-device", is_flag=True,
+              help="Allow a re-run on another kind of device than the recorded one.")
 @user_errors
-def verify(run_dir, data_mirror, device) -> None:
-    """Re-run a finished run and say, metric by metric, whether it matches (bit for bit
-    on the CPU)."""
-    import pandas as pd
-
+def verify(run_dir, data_mirror, device, exact, cross_device) -> None:
+    """Re-run a finished run and judge each metric: identical, within noise or outside
+    (exit 0 when the run verifies, 1 when it does not)."""
     from harness.verify import verify as repeat
 
-    rows = repeat(Path(run_dir), data_mirror, device)
-    frame = pd.DataFrame([{"metric": r.metric, "recorded": repr(r.recorded),
-                           "repeated": repr(r.repeated), "matches": r.matches} for r in rows])
-    click.echo(frame.to_markdown(index=False))
-    differ = [r.metric for r in rows if not r.matches]
-    if differ:
-        click.echo(f"{len(differ)} of {len(rows)} metrics differ: {', '.join(differ)}")
+    report = repeat(Path(run_dir), data_mirror, device, exact, cross_device)
+    click.echo(_verify_table(report))
+    if report.environment and not all(r.verdict == "identical" for r in report.comparisons):
+        click.echo("\nthe environments differ in: " + "; ".join(
+            f"{key}: {a} (recorded) vs {b} (here)" for key, (a, b) in report.environment.items()))
+    if report.conclusions:
+        click.echo("\nthe table's conclusions that would change with the repeated run:\n" +
+                   "\n".join(f"  {line}" for line in report.conclusions))
+    elif not exact and not report.passed or report.count("within noise"):
+        click.echo("\nno conclusion of the table (vs its baseline) changes with the repeated run")
+    click.echo(report.summary())
+    if not report.passed:
         sys.exit(1)
-    click.echo(f"all {len(rows)} metrics match")
+
+
+def _verify_table(report) -> str:
+    import pandas as pd
+
+    def units(row) -> str:
+        if row.units is None:
+            return ""
+        return f"{row.units:.2f} (limit {row.limit:.2f}; {row.basis})"
+
+    return pd.DataFrame([{"metric": r.metric, "recorded": repr(r.recorded),
+                          "repeated": repr(r.repeated), "verdict": r.verdict,
+                          "difference / noise": units(r)}
+                         for r in report.comparisons]).to_markdown(index=False)
 
 
 def _add_plugin_parts() -> None:

@@ -107,13 +107,18 @@ def check_settings(methods: Iterable[Method], settings: dict[str, str]) -> None:
                                f"{', '.join(valid)}")
 
 
-def run_id_for(profile: str, settings: dict[str, str], sweep: tuple[float, ...] | None = None
-               ) -> str:
-    """Runs with the same profile, settings (and sweep, when not the default one) share a
-    run id, so finished ones are reused."""
+def run_id_for(profile: str, settings: dict[str, str], sweep: tuple[float, ...] | None = None,
+               device: str = "cpu", precision: str = "fp32") -> str:
+    """Runs with the same profile, settings (and sweep, when not the default one), device
+    kind and precision share a run id, so finished ones are reused; a run on another
+    device is another run (other random streams, other last bits)."""
     parts = [f"{k}={v}" for k, v in sorted(settings.items())]
     if sweep is not None:
         parts.append("sweep=" + ",".join(f"{t:g}" for t in sweep))
+    if device != "cpu":  # CPU runs keep the ids they have always had
+        parts.append(f"device={device}")
+    if precision != "fp32":
+        parts.append(f"precision={precision}")
     if not parts:
         return profile
     return f"{profile}-{hashlib.sha1(','.join(parts).encode()).hexdigest()[:8]}"

@@ -10,12 +10,15 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 
 from harness import language_model, quality
 from harness.api import Corpus, Diverged, Generator, check_finite
-from harness.generator import mean_token_nll, mean_token_nlls
-from harness.metrics import BleuReferences, self_bleu
+from harness.generator import mean_token_nll, mean_token_nll_and_se, sequence_log_likelihoods
+from harness.metrics import BleuReferences, self_bleu_scores
+from harness.uncertainty import (binomial_se, jackknife_groups, jackknife_se, mean_and_se,
+                                 token_nll_se)
 
 EVAL_SEED_OFFSET = 7919  # evaluation draws its own random stream, apart from training's
 BLEU_ORDERS = (2, 3, 4, 5)
@@ -89,13 +92,26 @@ def nll_test(generator: Generator, corpus: Corpus, temperature: float = 1.0,
 def nll_tests(generator: Generator, corpus: Corpus, temperatures: tuple[float, ...],
               n: int | None = None) -> list[float]:
     """``nll_test`` at each temperature, the held-out set read once for all of them."""
+    return _held_out_nlls(generator, corpus, temperatures, n)[0]
+
+
+def nll_test_and_se(generator: Generator, corpus: Corpus, temperature: float = 1.0,
+                    n: int | None = None) -> tuple[float, float]:
+    """``nll_test`` and its standard error over the held-out sequences (NaN without a
+    likelihood). That error is the held-out set's: the value has no sampling noise."""
+    (value,), (per_sequence,) = _held_out_nlls(generator, corpus, (temperature,), n)
+    return value, token_nll_se(per_sequence, corpus.seq_len)
+
+
+def _held_out_nlls(generator: Generator, corpus: Corpus, temperatures: tuple[float, ...],
+                   n: int | None) -> tuple[list[float], list[np.ndarray]]:
     try:
-        values = mean_token_nlls(generator, corpus.test[:n], temperatures)
+        values, per_sequence = sequence_log_likelihoods(generator, corpus.test[:n], temperatures)
     except NotImplementedError:
-        return [math.nan] * len(temperatures)
+        return [math.nan] * len(temperatures), [np.zeros(0)] * len(temperatures)
     for value in values:
         check_finite(value, "the generator's NLL on the held-out set")
-    return values
+    return values, per_sequence
 
 
 @functools.lru_cache(maxsize=8)
@@ -121,8 +137,8 @@ def _samples_outside(generator: Generator, split: str, samples: torch.Tensor,
 
 def evaluate(generator: Generator, corpus: Corpus, seed: int, temperature: float = 1.0,
              n_samples: int | None = None, judge: Generator | None = None,
-             reverse_lm: bool = True, held_out_nll: float | None = None
-             ) -> tuple[dict, torch.Tensor]:
+             reverse_lm: bool = True, held_out_nll: float | None = None,
+             standard_errors: bool = False) -> tuple[dict, torch.Tensor]:
     """The final metrics of a trained generator, and the samples they were computed on.
 
     ``judge``: the LM of the training split (``language_model.reference_lm``) that gives
@@ -130,57 +146,104 @@ def evaluate(generator: Generator, corpus: Corpus, seed: int, temperature: float
     (a few seconds: the temperature sweep leaves it out). Both are for real text: on
     synthetic data the oracle is the exact judge (NLL-oracle) and NLL-test measures
     coverage. ``held_out_nll``: NLL-test already computed on as many held-out rows as
-    samples (the sweep does every temperature in one pass)."""
+    samples (the sweep does every temperature in one pass; it has no standard error then).
+
+    ``standard_errors``: also return ``metrics["standard_errors"]``, {metric: the sampling
+    standard error of its value}, for every metric computed from samples or held-out rows
+    whose error is defined (at least two units). The values come from the same code either
+    way: the cheap errors are always computed beside them, only the jackknife of distinct-n
+    and MS-Jaccard (``_jackknife_errors``) runs just when asked."""
+    errors: dict[str, float] = {}
     with _eval_mode(generator):
         samples = draw_samples(generator, corpus, seed, temperature, n_samples)
         metrics: dict = {"temperature": temperature, "n_samples": len(samples),
                          "n_references": len(corpus.test), "n_train_references": len(corpus.train),
                          "n_held_out": min(len(corpus.test), len(samples))}
         if corpus.oracle is not None:
-            metrics["nll_oracle"] = mean_token_nll(corpus.oracle, samples)
+            metrics["nll_oracle"], errors["nll_oracle"] = \
+                mean_token_nll_and_se(corpus.oracle, samples)
         # On as many held-out rows as samples, like the held-out BLEU and MS-Jaccard below.
-        metrics["nll_test"] = nll_test(generator, corpus, temperature, n=len(samples)) \
-            if held_out_nll is None else held_out_nll
+        if held_out_nll is None:
+            metrics["nll_test"], errors["nll_test"] = \
+                nll_test_and_se(generator, corpus, temperature, n=len(samples))
+        else:
+            metrics["nll_test"] = held_out_nll
         if getattr(generator, "likelihood_is_bound", False):
             metrics["nll_test_is_bound"] = 1
     sentences = corpus.sentences(samples)
     held_out = references(corpus, "test")
     for n in BLEU_ORDERS:
-        metrics[f"bleu{n}"] = held_out.score(sentences, max_n=n)
+        metrics[f"bleu{n}"], errors[f"bleu{n}"] = held_out.score_and_se(sentences, max_n=n)
     against_train = corpus.sentences(_samples_outside(generator, "train", samples, seed))
     training = references(corpus, "train")
     for n in BLEU_ORDERS:
-        metrics[f"bleu{n}_train"] = training.score(against_train, max_n=n)
+        metrics[f"bleu{n}_train"], errors[f"bleu{n}_train"] = \
+            training.score_and_se(against_train, max_n=n)
+    # A share of samples, each a copy or not: binomial.
     metrics["train_copy"] = quality.train_copy(against_train, _split_sentences(corpus, "train"))
-    metrics.update(diversity(sentences, corpus, seed, metrics))
+    errors["train_copy"] = binomial_se(metrics["train_copy"], len(against_train))
+    metrics.update(diversity(sentences, corpus, seed, metrics, errors))
     if judge is not None:
-        metrics["lm_score"] = language_model.nll(judge, samples)
+        metrics["lm_score"], errors["lm_score"] = language_model.nll_and_se(judge, samples)
     if reverse_lm and corpus.oracle is None:
-        metrics["reverse_lm_score"] = language_model.reverse_lm_score(samples, corpus, seed)
+        metrics["reverse_lm_score"], errors["reverse_lm_score"] = \
+            language_model.reverse_lm_score_and_se(samples, corpus, seed)
+    if standard_errors:
+        errors.update(_jackknife_errors(sentences, corpus))
+        metrics["standard_errors"] = {k: v for k, v in errors.items() if math.isfinite(v)}
     return metrics, samples
 
 
-def diversity(sentences: list[list[int]], corpus: Corpus, seed: int, forward: dict) -> dict:
+def diversity(sentences: list[list[int]], corpus: Corpus, seed: int, forward: dict,
+              errors: dict[str, float] | None = None) -> dict:
     """How varied the samples are, alone (Self-BLEU, distinct-n) and against the held-out
-    set (backward BLEU and its harmonic mean with the ``forward`` BLEU, MS-Jaccard)."""
+    set (backward BLEU and its harmonic mean with the ``forward`` BLEU, MS-Jaccard).
+    ``errors``: the forward BLEUs' standard errors; those of Self-BLEU, backward BLEU and
+    its harmonic mean are added to it."""
+    errors = {} if errors is None else errors
     metrics: dict = {}
     n_self = min(SELF_BLEU_HYPOTHESES, len(sentences))
     for n in BLEU_ORDERS:
-        metrics[f"self_bleu{n}"] = self_bleu(sentences, max_n=n, n_hypotheses=n_self, seed=seed)
+        metrics[f"self_bleu{n}"], errors[f"self_bleu{n}"] = mean_and_se(
+            self_bleu_scores(sentences, max_n=n, n_hypotheses=n_self, seed=seed))
     metrics["n_self_bleu_hypotheses"] = n_self
-    # As many held-out sentences as samples, so both directions of BLEU and MS-Jaccard
-    # compare sets of one size (a larger reference set alone raises the scores), unless the
-    # split is smaller than the samples (the poems', Obama's): then all of it.
-    held_out = _split_sentences(corpus, "test")[:len(sentences)]
+    held_out = _held_out_like(sentences, corpus)
     as_references = BleuReferences(sentences, max(BLEU_ORDERS))
     for n in BLEU_ORDERS:
-        metrics[f"bwd_bleu{n}"] = as_references.score(held_out, max_n=n)
+        # Over the held-out sentences: the samples, which are what a re-run redraws, are
+        # their fixed references here (a jackknife over them would rebuild the references
+        # once per group).
+        metrics[f"bwd_bleu{n}"], errors[f"bwd_bleu{n}"] = \
+            as_references.score_and_se(held_out, max_n=n)
         metrics[f"fb_bleu{n}"] = quality.fb_bleu(forward[f"bleu{n}"], metrics[f"bwd_bleu{n}"])
+        errors[f"fb_bleu{n}"] = quality.fb_bleu_se(
+            forward[f"bleu{n}"], metrics[f"bwd_bleu{n}"],
+            errors.get(f"bleu{n}", math.nan), errors[f"bwd_bleu{n}"])
     for n in MS_JACCARD_ORDERS:
         metrics[f"ms_jaccard{n}"] = quality.ms_jaccard(sentences, held_out, max_n=n)
     for n in DISTINCT_ORDERS:
         metrics[f"distinct_{n}"] = quality.distinct_n(sentences, n)
     return metrics
+
+
+def _held_out_like(sentences: list[list[int]], corpus: Corpus) -> list[list[int]]:
+    """As many held-out sentences as samples, so both directions of BLEU and MS-Jaccard
+    compare sets of one size (a larger reference set alone raises the scores), unless the
+    split is smaller than the samples (the poems', Obama's): then all of it."""
+    return _split_sentences(corpus, "test")[:len(sentences)]
+
+
+def _jackknife_errors(sentences: list[list[int]], corpus: Corpus) -> dict[str, float]:
+    """Standard errors of distinct-n and MS-Jaccard, which are not means over samples: a
+    delete-a-group jackknife over the samples (the held-out side stays whole)."""
+    if len(sentences) < 2:
+        return {}
+    groups = jackknife_groups(len(sentences))
+    distinct = quality.distinct_n_jackknife(sentences, DISTINCT_ORDERS, groups)
+    jaccard = quality.ms_jaccard_jackknife(sentences, _held_out_like(sentences, corpus),
+                                           MS_JACCARD_ORDERS, groups)
+    return {**{f"distinct_{n}": jackknife_se(r) for n, r in distinct.items()},
+            **{f"ms_jaccard{n}": jackknife_se(r) for n, r in jaccard.items()}}
 
 
 def temperature_sweep(generator: Generator, corpus: Corpus, seed: int,

@@ -8,12 +8,15 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from harness import store
 from harness.api import HarnessError
+from harness.devices import rows_per_step
+from harness.uncertainty import token_nll_se
 
 State = tuple[torch.Tensor, torch.Tensor]
 
@@ -39,7 +42,7 @@ def sample_from_logits(logits: torch.Tensor, temperature: float = 1.0,
 
 
 @torch.no_grad()
-def mean_token_nll(scorer, tokens: torch.Tensor, batch: int = 16,
+def mean_token_nll(scorer, tokens: torch.Tensor, batch: int | None = None,
                    temperature: float = 1.0) -> float:
     """Mean negative log-likelihood per token (nats) of ``tokens`` under ``scorer`` (any
     generator with ``log_likelihood``).
@@ -52,12 +55,26 @@ def mean_token_nll(scorer, tokens: torch.Tensor, batch: int = 16,
 
 @torch.no_grad()
 def mean_token_nlls(scorer, tokens: torch.Tensor, temperatures: tuple[float, ...],
-                    batch: int = 16) -> list[float]:
+                    batch: int | None = None) -> list[float]:
     """``mean_token_nll`` at each temperature. A scorer with ``log_likelihoods`` computes
     what does not depend on the temperature once per batch; it must give the figures of one
     ``log_likelihood`` call per temperature (tested for the harness's generators)."""
-    device = next(scorer.parameters()).device if isinstance(scorer, nn.Module) else "cpu"
-    totals = [0.0] * len(temperatures)
+    return sequence_log_likelihoods(scorer, tokens, temperatures, batch)[0]
+
+
+@torch.no_grad()
+def sequence_log_likelihoods(scorer, tokens: torch.Tensor, temperatures: tuple[float, ...],
+                             batch: int | None = None) -> tuple[list[float], list[np.ndarray]]:
+    """``mean_token_nlls`` and, per temperature, every sequence's log-likelihood (float64
+    [n]), for standard errors. On the CPU the means are the batches' sums accumulated one
+    by one in Python floats, the very floats ``mean_token_nlls`` has always given; on a GPU
+    the sums stay on the device and are read once (no host sync per batch)."""
+    device = next(scorer.parameters()).device if isinstance(scorer, nn.Module) else torch.device("cpu")
+    batch = batch or rows_per_step(device, 16)
+    on_host = device.type == "cpu"
+    totals = [0.0 if on_host else torch.zeros((), dtype=torch.float64, device=device)
+              for _ in temperatures]
+    rows: list[list[torch.Tensor]] = [[] for _ in temperatures]
     for start in range(0, len(tokens), batch):
         chunk = tokens[start:start + batch].to(device)
         if hasattr(scorer, "log_likelihoods"):
@@ -65,8 +82,17 @@ def mean_token_nlls(scorer, tokens: torch.Tensor, temperatures: tuple[float, ...
         else:
             values = [scorer.log_likelihood(chunk, temperature=t) for t in temperatures]
         for i, value in enumerate(values):
-            totals[i] -= value.sum().item()
-    return [total / tokens.numel() for total in totals]
+            totals[i] -= value.sum().item() if on_host else value.sum().double()
+            rows[i].append(value)
+    per_sequence = [torch.cat(r).double().cpu().numpy() if r else np.zeros(0) for r in rows]
+    return [float(total) / tokens.numel() for total in totals], per_sequence
+
+
+def mean_token_nll_and_se(scorer, tokens: torch.Tensor, temperature: float = 1.0
+                          ) -> tuple[float, float]:
+    """``mean_token_nll`` and its standard error over the sequences."""
+    (mean,), (per_sequence,) = sequence_log_likelihoods(scorer, tokens, (temperature,))
+    return mean, token_nll_se(per_sequence, tokens.shape[1])
 
 
 class TeacherForced(nn.Module):
@@ -139,12 +165,13 @@ class LSTMGenerator(TeacherForced):
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
-               return_log_probs: bool = False, chunk: int = 128):
+               return_log_probs: bool = False, chunk: int | None = None):
         """Ancestral sampling, step by step, carrying the LSTM state (h, c) forward.
 
-        Small chunks keep the [chunk, vocab] softmax in cache: 2-3x faster on a CPU.
+        Small chunks keep the [chunk, vocab] softmax in cache: 2-3x faster on a CPU (a GPU
+        takes them all at once: ``rows_per_step``).
         """
-        tokens, log_probs = [], []
+        tokens, log_probs, chunk = [], [], chunk or rows_per_step(self.device, 128)
         for start in range(0, n, chunk):
             rows = min(chunk, n - start)
             token = torch.full((rows, 1), self.start_token, dtype=torch.long, device=self.device)
@@ -182,7 +209,7 @@ def save_generator(path: Path, generator: nn.Module) -> None:
 
 def load_generator(path: Path, device: torch.device | str = "cpu") -> nn.Module:
     """A generator saved by ``save_generator``, read as tensors only (``weights_only``)."""
-    saved = store.read_torch(path, device)
+    saved = store.read_torch(path)
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         raise HarnessError(f"{path} is not a saved harness generator (a state dict and its "
                            f"constructor arguments); re-run the run to write one")

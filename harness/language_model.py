@@ -21,7 +21,7 @@ import torch
 
 from harness import store
 from harness.api import Corpus
-from harness.generator import LSTMGenerator, mean_token_nll
+from harness.generator import LSTMGenerator, mean_token_nll, mean_token_nll_and_se
 from harness.training import mle_epoch
 
 
@@ -70,6 +70,12 @@ def nll(lm: LSTMGenerator, tokens: torch.Tensor) -> float:
     return mean_token_nll(lm, tokens)
 
 
+def nll_and_se(lm: LSTMGenerator, tokens: torch.Tensor) -> tuple[float, float]:
+    """``nll`` and its standard error over the sequences of ``tokens``."""
+    lm.eval()
+    return mean_token_nll_and_se(lm, tokens)
+
+
 def reference_lm(corpus: Corpus, seed: int, shared_dir: Path | None) -> LSTMGenerator:
     """The LM of the training split (early stopping on the held-out split), trained once
     per data set, seed and settings and kept in ``shared_dir``."""
@@ -100,5 +106,16 @@ REVERSE_SAMPLES = 500
 def reverse_lm_score(samples: torch.Tensor, corpus: Corpus, seed: int) -> float:
     """The held-out split's NLL per token (its first ``REVERSE_SAMPLES``) under an LM fitted
     to the first ``REVERSE_SAMPLES`` samples."""
-    lm = fit(samples[:REVERSE_SAMPLES], corpus, seed, REVERSE)
-    return nll(lm, corpus.test[:REVERSE_SAMPLES])
+    return nll(_reverse_lm(samples, corpus, seed), corpus.test[:REVERSE_SAMPLES])
+
+
+def reverse_lm_score_and_se(samples: torch.Tensor, corpus: Corpus, seed: int
+                            ) -> tuple[float, float]:
+    """``reverse_lm_score`` and its standard error over the held-out sequences. That error
+    leaves out the noise of fitting the LM to these samples (another draw of samples gives
+    another LM): refitting it to resampled samples would cost several fits."""
+    return nll_and_se(_reverse_lm(samples, corpus, seed), corpus.test[:REVERSE_SAMPLES])
+
+
+def _reverse_lm(samples: torch.Tensor, corpus: Corpus, seed: int) -> LSTMGenerator:
+    return fit(samples[:REVERSE_SAMPLES], corpus, seed, REVERSE)

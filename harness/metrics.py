@@ -32,7 +32,9 @@ from typing import Hashable, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["BLEU_RULES", "BleuReferences", "bleu", "self_bleu"]
+from harness.uncertainty import mean_and_se
+
+__all__ = ["BLEU_RULES", "BleuReferences", "bleu", "self_bleu", "self_bleu_scores"]
 
 # nltk's SmoothingFunction().method1 default: a precision with 0 matches
 # becomes (0 + epsilon) / denominator.
@@ -270,10 +272,15 @@ class BleuReferences:
 
     def score(self, hypotheses: Iterable[Sentence], max_n: int | None = None) -> float:
         """Mean sentence BLEU over the hypotheses."""
+        return self.score_and_se(hypotheses, max_n)[0]
+
+    def score_and_se(self, hypotheses: Iterable[Sentence], max_n: int | None = None
+                     ) -> tuple[float, float]:
+        """``score`` and its standard error over the hypotheses (from one scoring pass)."""
         scores = self.sentence_scores(hypotheses, max_n)
         if len(scores) == 0:
             raise ValueError("BLEU needs at least one hypothesis")
-        return float(scores.mean())
+        return mean_and_se(scores)
 
 
 def bleu(hypotheses: Iterable[Sentence], references: Iterable[Sentence],
@@ -285,8 +292,14 @@ def bleu(hypotheses: Iterable[Sentence], references: Iterable[Sentence],
 
 def self_bleu(samples: Iterable[Sentence], max_n: int = 4,
               n_hypotheses: int | None = None, seed: int = 0) -> float:
-    """Self-BLEU (diversity; lower = more diverse): each sample's BLEU-``max_n``
-    against all the *other* samples, averaged.
+    """Self-BLEU (diversity; lower = more diverse): the mean of ``self_bleu_scores``."""
+    return float(self_bleu_scores(samples, max_n, n_hypotheses, seed).mean())
+
+
+def self_bleu_scores(samples: Iterable[Sentence], max_n: int = 4,
+                     n_hypotheses: int | None = None, seed: int = 0) -> np.ndarray:
+    """Self-BLEU's sentence scores (float64, in sample order): each scored sample's
+    BLEU-``max_n`` against all the *other* samples.
 
     Unlike Texygen, a sample is never its own reference (that made every score
     1.0-ish); a duplicate's other copy does still count.  The n-gram maxima
@@ -358,5 +371,4 @@ def self_bleu(samples: Iterable[Sentence], max_n: int = 4,
         take_lo = lo_ok & (~hi_ok | (lens - lo <= hi - lens))
         closest[alone] = np.where(take_lo, lo, hi)
 
-    scores = _scores_from_stats(numerators[chosen], lengths[chosen], closest[chosen], max_n)
-    return float(scores.mean())
+    return _scores_from_stats(numerators[chosen], lengths[chosen], closest[chosen], max_n)

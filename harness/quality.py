@@ -8,13 +8,15 @@ nothing loops in Python over n-grams.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import numpy as np
 
 from harness.metrics import BleuReferences, Sentence, _as_token_lists, _NgramIndex
 
-__all__ = ["ms_jaccard", "bwd_bleu", "fb_bleu", "distinct_n", "train_copy"]
+__all__ = ["ms_jaccard", "bwd_bleu", "fb_bleu", "distinct_n", "train_copy", "fb_bleu_se",
+           "distinct_n_jackknife", "ms_jaccard_jackknife"]
 
 
 def ms_jaccard(generated: Iterable[Sentence], reference: Iterable[Sentence],
@@ -45,19 +47,60 @@ def ms_jaccard(generated: Iterable[Sentence], reference: Iterable[Sentence],
     n_gen, n_ref = len(gen), len(ref)
     ratios = []
     for n in range(min_n, max_n + 1):
-        size = max(len(index.keys[n - 1]), 1)
-        sent, gram = index.pair_sent[n - 1], index.pair_gram[n - 1]
-        count = index.pair_count[n - 1]
-        is_gen = sent < n_gen
-        c_gen = np.bincount(gram[is_gen], weights=count[is_gen], minlength=size)
-        c_ref = np.bincount(gram[~is_gen], weights=count[~is_gen], minlength=size)
-        # min(a/|G|, b/|R|) = min(a|R|, b|G|) / (|G||R|): exact integer sums,
-        # one rounding at the end (counts are integral, so the floats are exact).
-        a = c_gen.astype(np.int64) * n_ref
-        b = c_ref.astype(np.int64) * n_gen
-        num, den = int(np.minimum(a, b).sum()), int(np.maximum(a, b).sum())
-        ratios.append(num / den if den else 1.0)
+        c_gen, c_ref = _counts_by_side(index, n, n_gen)
+        ratios.append(_multiset_jaccard(c_gen, c_ref, n_gen, n_ref))
     return float(np.prod(ratios) ** (1.0 / len(ratios)))
+
+
+def _counts_by_side(index: _NgramIndex, n: int, n_gen: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each n-gram's count over the generated sentences (the index's first ``n_gen``) and
+    over the references."""
+    size = max(len(index.keys[n - 1]), 1)
+    sent, gram, count = index.pair_sent[n - 1], index.pair_gram[n - 1], index.pair_count[n - 1]
+    is_gen = sent < n_gen
+    return (np.bincount(gram[is_gen], weights=count[is_gen], minlength=size),
+            np.bincount(gram[~is_gen], weights=count[~is_gen], minlength=size))
+
+
+def _multiset_jaccard(c_gen: np.ndarray, c_ref: np.ndarray, n_gen: int, n_ref: int) -> float:
+    """J_n from the two sets' n-gram counts (integral floats) and sizes."""
+    # min(a/|G|, b/|R|) = min(a|R|, b|G|) / (|G||R|): exact integer sums,
+    # one rounding at the end (counts are integral, so the floats are exact).
+    a = c_gen.astype(np.int64) * n_ref
+    b = c_ref.astype(np.int64) * n_gen
+    num, den = int(np.minimum(a, b).sum()), int(np.maximum(a, b).sum())
+    return num / den if den else 1.0
+
+
+def ms_jaccard_jackknife(generated: Iterable[Sentence], reference: Iterable[Sentence],
+                         max_orders: Iterable[int], groups: np.ndarray) -> dict[int, np.ndarray]:
+    """The delete-a-group jackknife's replicates of MS-Jaccard (``min_n`` 1): for each
+    ``max_n`` in ``max_orders``, the score [G] of the generated sentences without each group
+    (``groups``: each generated sentence's, 0..G-1) against the whole reference set.
+
+    One n-gram index for all groups and orders: a group's counts are subtracted from the
+    whole set's, so the cost is G dense passes over the distinct n-grams per order, not G
+    re-indexings."""
+    gen, ref = _as_token_lists(generated), _as_token_lists(reference)
+    max_orders = tuple(max_orders)
+    top, n_gen, n_ref = max(max_orders), len(gen), len(ref)
+    n_groups = int(groups.max()) + 1
+    kept = n_gen - np.bincount(groups, minlength=n_groups)
+    index = _NgramIndex(gen + ref, top)
+    ratios = np.ones((n_groups, top))
+    for n in range(1, top + 1):
+        size = max(len(index.keys[n - 1]), 1)
+        sent, gram, count = index.pair_sent[n - 1], index.pair_gram[n - 1], index.pair_count[n - 1]
+        is_gen = sent < n_gen
+        c_gen, c_ref = _counts_by_side(index, n, n_gen)
+        by_group = np.argsort(groups[sent[is_gen]], kind="stable")
+        g_gram, g_count = gram[is_gen][by_group], count[is_gen][by_group]
+        bounds = np.searchsorted(groups[sent[is_gen]][by_group], np.arange(n_groups + 1))
+        for k in range(n_groups):
+            part = slice(bounds[k], bounds[k + 1])
+            without = c_gen - np.bincount(g_gram[part], weights=g_count[part], minlength=size)
+            ratios[k, n - 1] = _multiset_jaccard(without, c_ref, int(kept[k]), n_ref)
+    return {m: np.prod(ratios[:, :m], axis=1) ** (1.0 / m) for m in max_orders}
 
 
 def bwd_bleu(generated: Iterable[Sentence], reference: Iterable[Sentence],
@@ -76,6 +119,19 @@ def fb_bleu(forward: float, backward: float) -> float:
     (quality) and backward (diversity) BLEU; 0 when both are 0."""
     total = forward + backward
     return 0.0 if total == 0 else 2.0 * forward * backward / total
+
+
+def fb_bleu_se(forward: float, backward: float, forward_se: float, backward_se: float
+               ) -> float:
+    """The delta method's standard error of ``fb_bleu`` from those of its two BLEUs, taken
+    as independent (they are not quite: both compare the same two sets); 0 when both BLEUs
+    are 0 (every sentence scored 0, so neither varies)."""
+    total = forward + backward
+    if total == 0:
+        return 0.0
+    d_forward = 2.0 * backward ** 2 / total ** 2   # d/df of 2fb/(f+b)
+    d_backward = 2.0 * forward ** 2 / total ** 2
+    return math.hypot(d_forward * forward_se, d_backward * backward_se)
 
 
 def distinct_n(sentences: Iterable[Sentence], n: int, per_token: bool = False) -> float:
@@ -97,6 +153,39 @@ def distinct_n(sentences: Iterable[Sentence], n: int, per_token: bool = False) -
     total = int(index.lengths.sum() if per_token
                 else np.maximum(index.lengths - (n - 1), 0).sum())
     return len(index.keys[n - 1]) / total if total else 0.0
+
+
+def distinct_n_jackknife(sentences: Iterable[Sentence], orders: Iterable[int],
+                         groups: np.ndarray) -> dict[int, np.ndarray]:
+    """The delete-a-group jackknife's replicates of distinct-n (per n-gram): for each n in
+    ``orders``, the score [G] of the sentences without each group (``groups``: each
+    sentence's, 0..G-1).
+
+    From one n-gram index: leaving a group out loses the n-grams no other group holds and
+    that group's n-gram count, so no group is re-indexed."""
+    sents = _as_token_lists(sentences)
+    orders = tuple(orders)
+    n_groups = int(groups.max()) + 1
+    index = _NgramIndex(sents, max(orders))
+    replicates = {}
+    for n in orders:
+        size = len(index.keys[n - 1])
+        gram, group = index.pair_gram[n - 1], groups[index.pair_sent[n - 1]].astype(np.float64)
+        # An n-gram is held by one group alone iff its sentences' groups have no variance:
+        # three bincounts instead of a unique over (n-gram, group) pairs, 5x slower. The
+        # sums are integers far below 2**53, so the test is exact.
+        pairs = np.bincount(gram, minlength=size)
+        total_group = np.bincount(gram, weights=group, minlength=size)
+        lone = (pairs > 0) & (pairs * np.bincount(gram, weights=group ** 2, minlength=size)
+                              == total_group ** 2)
+        lost = np.bincount((total_group[lone] / pairs[lone]).astype(np.int64),
+                           minlength=n_groups)
+        per_sentence = np.maximum(index.lengths - (n - 1), 0)
+        total = int(per_sentence.sum()) - np.bincount(groups, weights=per_sentence,
+                                                      minlength=n_groups).astype(np.int64)
+        distinct = size - lost
+        replicates[n] = np.where(total > 0, distinct / np.maximum(total, 1), 0.0)
+    return replicates
 
 
 def train_copy(generated: Iterable[Sentence], train: Iterable[Sentence]) -> float:

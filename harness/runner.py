@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 import harness
-from harness import config, evaluate, language_model, loggers, memory, store
+from harness import config, devices, evaluate, language_model, loggers, memory, store
 from harness.api import Dataset, HarnessError, Interrupted, RunContext, check_finite
 from harness.generator import save_generator
 from harness.plugins import load_errors, registry
@@ -52,6 +52,7 @@ class RunOptions:
     results: str | None = None                # the results directory (absolute in a plan)
     settings: dict[str, str] = field(default_factory=dict)  # --set overrides, raw strings
     device: str = "auto"                      # auto, cpu or cuda
+    precision: str = "fp32"                   # on CUDA: fp32, tf32 or bf16 (harness.devices)
     mirror: str | None = None                 # local copy of the corpora
     threads: int | None = None                # torch CPU threads per run (None: torch's default)
     sweep: tuple[float, ...] = evaluate.SWEEP_TEMPERATURES  # the quality-diversity sweep
@@ -60,16 +61,6 @@ class RunOptions:
 
     def run_dir(self, spec: RunSpec) -> Path:
         return store.run_dir(self.results, spec.key(self.run_id))
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise HarnessError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    if device not in ("cpu", "cuda"):
-        raise HarnessError(f"--device {device}: choose auto, cpu or cuda")
-    return torch.device(device)
 
 
 def plan(methods: list[str] | None, datasets: list[str] | None, seeds: list[int],
@@ -96,9 +87,14 @@ def _check_names(kind: str, names: list[str], known: dict) -> None:
             raise HarnessError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(known))}")
 
 
+def environment(device: torch.device = torch.device("cpu")) -> dict:
+    """What produced a result: versions, machine, the source commit, and what decides the
+    last bits on ``device`` (``devices.describe``)."""
+    return {**_versions(), **devices.describe(device)}
+
+
 @functools.cache
-def environment() -> dict:
-    """What produced a result: versions, machine and the source commit."""
+def _versions() -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
@@ -130,11 +126,13 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
     found = registry()
     method, dataset = found.methods[spec.method], found.dataset(spec.dataset)
     run_dir = options.run_dir(spec)
+    refuse_other_device(run_dir, devices.device_kind(options.device), options.precision)
     if (run_dir / store.METRICS).exists():
         log.info("%s/%s seed %d: finished earlier, skipped (%s)", spec.dataset, spec.method,
                  spec.seed, run_dir)
         return store.read_json(run_dir / store.METRICS)
-    torch_device = resolve_device(options.device)
+    torch_device = devices.resolve_device(options.device)
+    devices.configure(torch_device, options.precision)
     if options.threads:
         torch.set_num_threads(options.threads)
     memory_kept = memory.keep_freed_memory()
@@ -155,13 +153,14 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
         for name, error in load_errors.items():
             log.warning("plugin %s %s", name, error)
         record = {**dataclasses.asdict(spec), "run_id": options.run_id,
-                  "plugin": plugin, "device": str(torch_device), "settings": options.settings,
+                  "plugin": plugin, "device": str(torch_device), "precision": options.precision,
+                  "settings": options.settings,
                   "config": dataclasses.asdict(cfg), "corpus": corpus.info,
                   "dataset_config": dataclasses.asdict(dataset_config(dataset, spec, options))
                   if dataset.Config else None,
                   "torch_threads": torch.get_num_threads(), "freed_memory_kept": memory_kept,
                   "sweep": list(options.sweep),
-                  "started": store.now(), "environment": environment()}
+                  "started": store.now(), "environment": environment(torch_device)}
         store.write_json(run_dir / store.CONFIG, record)
         store.write_status(run_dir, "running", pid=os.getpid(), host=platform.node())
         trackers = loggers.open_trackers(tuple(options.log_to), options.results,
@@ -170,11 +169,14 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
                          profile=spec.profile, run_dir=run_dir, log=log,
                          evaluate_curve=lambda g: evaluate.curve_metrics(g, corpus, spec.seed),
                          show_progress=options.show_progress, stop_requested=stop_requested,
-                         shared_dir=store.shared_dir(options.results, spec.dataset, spec.seed),
-                         on_record=[tracker.curve for tracker in trackers])
+                         shared_dir=store.shared_dir(options.results, spec.dataset, spec.seed,
+                                                     torch_device.type, options.precision),
+                         on_record=[tracker.curve for tracker in trackers],
+                         precision=options.precision)
         log.info("%s/%s seed %d on %s -> %s", spec.dataset, spec.method, spec.seed, torch_device, run_dir)
         try:
-            metrics = _train_and_evaluate(method, ctx, tuple(options.sweep))
+            with devices.autocast(torch_device, options.precision):
+                metrics = _train_and_evaluate(method, ctx, tuple(options.sweep))
         except (Interrupted, KeyboardInterrupt) as error:
             store.write_status(run_dir, "interrupted", reason=str(error) or "KeyboardInterrupt")
             raise
@@ -195,6 +197,24 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
     finally:
         log.removeHandler(handler)
         handler.close()
+
+
+def refuse_other_device(run_dir: Path, kind: str, precision: str) -> None:
+    """HarnessError, before anything is written, when ``run_dir`` holds a run (finished or
+    checkpointed) computed on another kind of device or in another precision: it is
+    neither to be skipped as done nor resumed (another device draws other random streams)."""
+    if (run_dir / store.METRICS).exists():
+        recorded = store.read_json(run_dir / store.CONFIG)
+        then = (str(recorded.get("device", "cpu")).partition(":")[0],
+                recorded.get("precision", "fp32"))
+        if then != (kind, precision):
+            raise HarnessError(f"{run_dir} holds a run made on {then[0]} ({then[1]}), not on "
+                               f"{kind} ({precision}); choose another --run-id")
+    elif (run_dir / store.CHECKPOINT).exists():
+        probe = RunContext(corpus=None, config=None, device=torch.device(kind), seed=0,
+                           profile="", run_dir=run_dir, evaluate_curve=None, log=log,
+                           precision=precision)
+        probe.refuse_other_device()
 
 
 def load_corpus(dataset: Dataset, profile: str, seed: int, mirror: str | None,
@@ -234,7 +254,8 @@ def _train_and_evaluate(method, ctx: RunContext, sweep: tuple[float, ...]) -> di
     judge = None if ctx.corpus.oracle is not None else \
         language_model.reference_lm(ctx.corpus, ctx.seed, ctx.shared_dir)
     judged = time.perf_counter()
-    metrics, samples = evaluate.evaluate(generator, ctx.corpus, ctx.seed, judge=judge)
+    metrics, samples = evaluate.evaluate(generator, ctx.corpus, ctx.seed, judge=judge,
+                                         standard_errors=True)
     store.write_text(ctx.run_dir / store.SAMPLES,
                      "\n\n".join(ctx.corpus.show(samples[:SHOWN_SAMPLES])) + "\n")
     store.write_csv(ctx.run_dir / store.SWEEP,
@@ -289,7 +310,8 @@ def preflight(specs: list[RunSpec], options: RunOptions, check_device: bool = Tr
     device (where the runs will run here), each method's settings, the results directory,
     every data set's files."""
     if check_device:
-        resolve_device(options.device)
+        devices.resolve_device(options.device)
+    devices.check_precision(options.precision, devices.device_kind(options.device))
     loggers.check(tuple(options.log_to))
     found = registry()
     for method, dataset, profile in sorted({(s.method, s.dataset, s.profile) for s in specs}):

@@ -6,7 +6,9 @@ Layout under the results directory (``./results``, ``--results`` or ``HARNESS_RE
     <run-id>/plan.json                               the plan of the runs (executors)
     <run-id>/jobs/                                   cluster jobs' logs
     <run-id>/<dataset>/<method>/seed-<n>/            one run: the files named below
-    _shared/<dataset>/seed-<n>/                      work shared between runs (pre-training)
+    _shared/<dataset>/seed-<n>/<device>/             work shared between runs (pre-training,
+                                                     the judge LM) on one device kind and
+                                                     precision: cpu, cuda, cuda-tf32, ...
     tensorboard/<run-id>/..., mlflow/                 what --log-to trackers write
     plots/                                           harness plot's figures
 
@@ -85,8 +87,12 @@ def jobs_dir(results: str | Path | None, run_id: str) -> Path:
     return run_id_dir(results, run_id) / "jobs"
 
 
-def shared_dir(results: str | Path | None, dataset: str, seed: int) -> Path:
-    return results_dir(results) / SHARED / dataset_dir_name(dataset) / f"seed-{seed}"
+def shared_dir(results: str | Path | None, dataset: str, seed: int, device: str = "cpu",
+               precision: str = "fp32") -> Path:
+    """Work shared by the runs of one data set and seed, computed on one kind of device in
+    one precision (a snapshot trained on a GPU is not a CPU run's pre-training)."""
+    made_on = device if precision == "fp32" else f"{device}-{precision}"
+    return results_dir(results) / SHARED / dataset_dir_name(dataset) / f"seed-{seed}" / made_on
 
 
 def tracker_dir(results: str | Path | None, tracker: str, key: RunKey | None = None) -> Path:
@@ -120,6 +126,37 @@ def runs(results: str | Path | None, finished_only: bool = False) -> Iterator[tu
         except (OSError, ValueError, KeyError):
             continue  # not a run's config
         yield key, path.parent
+
+
+def other_seeds(run_dir: Path) -> list[Path]:
+    """The finished runs beside ``run_dir`` that differ from it by their seed only (the
+    other seeds of its table row)."""
+    run_dir = Path(run_dir)
+    mine = _row_of(read_json(run_dir / CONFIG))
+    found = []
+    for other in sorted(run_dir.parent.glob("seed-*")):
+        if other.resolve() == run_dir.resolve() or not (other / METRICS).exists():
+            continue
+        try:
+            if _row_of(read_json(other / CONFIG)) == mine:
+                found.append(other)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _row_of(config: dict) -> str:
+    """What a run shares with the other seeds of its row (runs made before the precision
+    was recorded were fp32)."""
+    return json.dumps({**{key: config.get(key) for key in
+                          ("run_id", "method", "dataset", "profile", "settings", "sweep")},
+                       "device": str(config.get("device", "cpu")).partition(":")[0],
+                       "precision": config.get("precision") or "fp32"}, sort_keys=True)
+
+
+def run_id_dir_of(run_dir: Path) -> Path:
+    """The run id's directory that holds a run's directory."""
+    return Path(run_dir).parents[2]
 
 
 def find_run(results: str | Path | None, method: str, dataset: str, seed: int = 0,
@@ -187,10 +224,12 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def read_torch(path: Path, device: torch.device | str = "cpu") -> Any:
-    """A file written by ``write_torch``, read as tensors and plain values only
-    (``weights_only``): a file from someone else cannot run code."""
-    return torch.load(path, map_location=device, weights_only=True)
+def read_torch(path: Path) -> Any:
+    """A file written by ``write_torch``, read onto the CPU as tensors and plain values only
+    (``weights_only``): a file from someone else cannot run code. Modules and optimisers
+    move their tensors to their own device in ``load_state_dict``; random states must stay
+    on the CPU (a torch.Generator's state is a CPU byte tensor whatever its device)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def read_json(path: Path) -> Any:

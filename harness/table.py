@@ -16,7 +16,7 @@ from harness import store
 from harness.api import Dataset, HarnessError, method_info
 from harness.evaluate import CURVE_METRICS, lower_is_better
 
-COLUMNS = ["run_id", "dataset", "data", "method", "seed", "metric", "value"]
+COLUMNS = ["run_id", "dataset", "data", "device", "method", "seed", "metric", "value"]
 PUBLISHED_COLUMNS = ["dataset", "method", "metric", "value", "protocol", "note", "source"]
 
 
@@ -27,12 +27,21 @@ def collect(results: Path | str | None) -> pd.DataFrame:
     for key, directory in store.runs(results, finished_only=True):
         config = store.read_json(directory / store.CONFIG)
         data = config.get("corpus", {}).get("variant", "")
+        device = made_on(config)
         for metric, value in store.read_json(directory / store.METRICS).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 rows.append({"run_id": key.run_id, "dataset": key.dataset, "data": data,
-                             "method": key.method, "seed": key.seed,
+                             "device": device, "method": key.method, "seed": key.seed,
                              "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def made_on(config: dict) -> str:
+    """What computed a run, as a table shows it: the device kind, and the precision where
+    it is not fp32 (e.g. ``cpu``, ``cuda``, ``cuda/tf32``)."""
+    kind = str(config.get("device", "cpu")).partition(":")[0]
+    precision = config.get("precision", "fp32")
+    return kind if precision == "fp32" else f"{kind}/{precision}"
 
 
 def collect_files(results: Path | str | None, name: str) -> pd.DataFrame:
@@ -271,7 +280,7 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
         metrics += table_metrics(dataset_view(dataset, present), present)
     metrics = list(dict.fromkeys(metrics))
     rows = rows[rows.metric.isin(metrics)].dropna(subset=["value"])
-    keys = ["run_id", "dataset", "data", "method"]
+    keys = ["run_id", "dataset", "data", "device", "method"]
     table = rows.pivot_table(index=keys, columns="metric", values="value", aggfunc=mean_pm_stderr)
     table = table.join(rows.groupby(keys).seed.nunique().rename("seeds"))
     return table[[m for m in metrics if m in table.columns] + ["seeds"]].reset_index()
@@ -297,7 +306,8 @@ def render(rows: pd.DataFrame, fmt: str = "markdown", baseline: str | None = Non
     sections = []
     for (run_id, dataset), part in rows.groupby(["run_id", "dataset"], sort=True):
         data = ", ".join(sorted(set(part.data) - {""}))
-        title = f"{dataset} ({run_id})" + (f" — data: {data}" if data else "")
+        title = f"{dataset} ({run_id}; computed on {', '.join(sorted(set(part.device)))})" + \
+            (f" — data: {data}" if data else "")
         blocks = [f"### {title}", _format(comparison(part, dataset, baseline), fmt)]
         matched = matched_diversity(sweeps[sweeps.run_id == run_id] if not sweeps.empty
                                     else sweeps, dataset, baseline)

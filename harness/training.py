@@ -60,8 +60,10 @@ def rng_states() -> dict:
               "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
                         "position": position, "has_gauss": has_gauss, "gauss": gauss},
               "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        # The current GPU's state only: a resumed run may be given another GPU of the
+        # pool (--jobs), and it is this stream, not that GPU's, which it continues.
+        states["cuda"] = torch.cuda.get_rng_state()
     return states
 
 
@@ -72,7 +74,7 @@ def set_rng_states(states: dict) -> None:
                          numpy["position"], numpy["has_gauss"], numpy["gauss"]))
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state(states["cuda"])
 
 
 # --- checkpoints ------------------------------------------------------------------------

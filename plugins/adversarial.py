@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.api import RunContext
+from harness.devices import rows_per_step
 from harness.generator import LSTMGenerator, State, sample_from_logits
 from harness.training import Checkpoint, new_generator, train_step
 from harness_plugins.mle import MleSettings, pretrain_mle
@@ -321,7 +322,7 @@ class Rollout:
     @torch.no_grad()
     def rewards(self, sequences: torch.Tensor, n_rollouts: int, score: Score,
                 generator: torch.Generator | None = None, greedy: bool = False,
-                chunk: int = 256, score_batch: int = 1 << 16) -> torch.Tensor:
+                chunk: int | None = None, score_batch: int = 1 << 16) -> torch.Tensor:
         """Q [B, T] for ``sequences`` [B, T], every completion advanced in one batch.
 
         All completed rows and ``sequences`` go to ``score`` together, ``score_batch`` rows
@@ -331,6 +332,7 @@ class Rollout:
         """
         tokens = sequences.to(self.policy.device)
         n_seq, length = tokens.shape
+        chunk = chunk or rows_per_step(tokens.device, 256)
         completed = self._complete(tokens, n_rollouts, generator, greedy, chunk)
         scores = _score_in_chunks(score, torch.cat([completed, tokens]), score_batch)
         rows = len(completed)  # ordered (prefix length, rollout, sequence)

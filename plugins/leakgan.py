@@ -46,6 +46,7 @@ from torch import nn
 from harness import hookimpl
 from harness.api import Corpus, RunContext, check_finite
 from harness.config import require
+from harness.devices import rows_per_step
 from harness.generator import State, TeacherForced, sample_from_logits
 from harness.training import Checkpoint
 from harness_plugins import adversarial as adv
@@ -280,8 +281,9 @@ class LeakGanGenerator(TeacherForced):
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
-               chunk: int = 256) -> torch.Tensor:
+               chunk: int | None = None) -> torch.Tensor:
         blank = torch.zeros(n, self.seq_len, dtype=torch.long, device=self.device)
+        chunk = chunk or rows_per_step(self.device, 256)
         return torch.cat([self.complete(rows, torch.zeros(len(rows), dtype=torch.long,
                                                           device=self.device),
                                         temperature, generator)

@@ -85,7 +85,8 @@ def snapshot_path(ctx: RunContext, settings: MleSettings, epoch: int) -> Path:
     """Where MLE training with these settings (the number of epochs aside) keeps its
     generator after ``epoch`` epochs, for the runs that start from it."""
     key = json.dumps({"settings": {**asdict(settings), "epochs": None}, "corpus": ctx.corpus.info,
-                      "dataset": ctx.corpus.name, "seed": ctx.seed}, sort_keys=True, default=str)
+                      "dataset": ctx.corpus.name, "seed": ctx.seed, **ctx.made_on},
+                     sort_keys=True, default=str)
     return ctx.shared_dir / f"mle-{hashlib.sha1(key.encode()).hexdigest()[:12]}-epoch-{epoch}.pt"
 
 
@@ -97,10 +98,16 @@ def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
     the first k epochs of a longer run are exactly a k-epoch run."""
     cached = snapshot_path(ctx, settings, settings.epochs)
     generator = new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim, ctx.device)
+    # That draw advances the caller's random state as it always has (so results that
+    # reused a snapshot stay as they were); the weights themselves are drawn from the run's
+    # seed, as the MLE run draws them, whatever the caller drew first (SeqGAN builds its
+    # discriminator first). A run that trains the pre-training itself then starts from the
+    # very generator it would have reused.
+    generator.load_state_dict(initial_weights(ctx, settings))
     if settings.shuffle:
         ctx.rngs["mle_shuffle"] = ctx.seed  # train_mle's order; recorded when reused too
     if cached.exists():
-        saved = store.read_torch(cached, ctx.device)
+        saved = store.read_torch(cached)
         generator.load_state_dict(saved["generator"])
         ctx.curve.clear()  # a resumed run may hold the rows already: pre-training comes first
         for row in saved["curve"]:
@@ -114,6 +121,15 @@ def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
     train_mle(ctx, generator, settings)
     set_rng_states(states)
     return generator
+
+
+def initial_weights(ctx: RunContext, settings: MleSettings) -> dict:
+    """The shared generator's initial weights for the run's seed (the global random state
+    left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.seed)
+        return new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim,
+                             torch.device("cpu")).state_dict()
 
 
 def train_mle(ctx: RunContext, generator: torch.nn.Module, settings: MleSettings,

@@ -34,6 +34,7 @@ from torch import nn
 from harness import hookimpl
 from harness.api import Corpus, RunContext
 from harness.config import require
+from harness.devices import rows_per_step
 from harness.generator import TeacherForced, sample_from_logits
 from harness.training import Checkpoint, train_step
 from harness_plugins import adversarial as adv
@@ -234,9 +235,9 @@ class RelGanGenerator(TeacherForced):
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
-               chunk: int = 128) -> torch.Tensor:
+               chunk: int | None = None) -> torch.Tensor:
         """Ancestral sampling, step by step (small chunks keep the softmax in cache)."""
-        rows_out = []
+        rows_out, chunk = [], chunk or rows_per_step(self.device, 128)
         for start in range(0, n, chunk):
             rows = min(chunk, n - start)
             token = torch.full((rows, 1), self.start_token, dtype=torch.long, device=self.device)

@@ -23,6 +23,7 @@ import click
 from harness import hookimpl, store
 from harness.api import Corpus, HarnessError, RunContext
 from harness.config import require
+from harness.devices import rows_per_step
 from harness.generator import State, load_generator, log_probs_of_tokens, sample_from_logits
 from harness.training import Checkpoint, train_step
 
@@ -182,9 +183,9 @@ class VaeGenerator(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
-               chunk: int = 128) -> torch.Tensor:
+               chunk: int | None = None) -> torch.Tensor:
         """z ~ N(0, I), then ancestral decoding; small chunks keep the softmax in cache."""
-        samples = []
+        samples, chunk = [], chunk or rows_per_step(self.device, 128)
         for start in range(0, n, chunk):
             z = torch.randn(min(chunk, n - start), self.latent_dim, device=self.device,
                             generator=generator)

@@ -28,7 +28,7 @@ SETTINGS = {
                "adv_eval_every=1", "n_rollouts=2", "disc_pretrain_rounds=2",
                "disc_negatives=64", "disc_batch_size=32"],
 }
-TIMINGS = ("train_seconds", "eval_seconds")
+TIMINGS = ("train_seconds", "eval_seconds", "judge_lm_seconds")
 
 
 def harness_args(method: str, results: Path, settings: list[str] | None = None) -> list[str]:
@@ -39,14 +39,15 @@ def harness_args(method: str, results: Path, settings: list[str] | None = None) 
     return args
 
 
-def drive(fault: str, method: str, results: Path,
-          settings: list[str] | None = None) -> subprocess.CompletedProcess:
+def drive(fault: str, method: str, results: Path, settings: list[str] | None = None,
+          options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """``harness run`` of ``method`` on the tiny data in a process of its own, with
-    ``fault`` injected (``settings``: its ``--set`` values, default SETTINGS[method])."""
+    ``fault`` injected (``settings``: its ``--set`` values, default SETTINGS[method];
+    ``options``: more of ``harness run``'s, e.g. ``--device cuda``)."""
     env = {**os.environ, plugins.PLUGINS_ENV: "harness_tiny",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(DRIVER.parent),
                                                        os.environ.get("PYTHONPATH")]))}
-    args = harness_args(method, results, settings)
+    args = harness_args(method, results, settings) + list(options)
     return subprocess.run([sys.executable, str(DRIVER), fault, *args],
                           capture_output=True, text=True, env=env, timeout=300)
 

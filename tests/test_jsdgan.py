@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import plugins
+from harness import plugins, store
 from harness.generator import LSTMGenerator
 from harness_plugins.jsdgan import batch_jsd, batch_jsd_loss, jsd_surrogate
 
@@ -115,7 +115,7 @@ def test_jsdgan_runs_after_the_shared_mle_pretraining(cli, tiny_dataset):
                  *args)
     assert result.exit_code == 0, result.output
     results = Path(os.environ["HARNESS_RESULTS"])
-    assert len(list(results.glob("_shared/tiny/seed-0/mle-*.pt"))) == 1  # trained once
+    assert len(list(store.shared_dir(results, "tiny", 0).glob("mle-*.pt"))) == 1  # trained once
     directory = next(results.glob("*/tiny/jsdgan/seed-0"))
     curve = pd.read_csv(directory / "curve.csv")
     assert set(curve.phase) == {"mle", "jsd"}

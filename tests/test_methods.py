@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from harness import store
 from harness.generator import LSTMGenerator
 from harness_plugins.adversarial import policy_gradient_step
 from harness_plugins.scheduled_sampling import (ScheduledSamplingConfig, scheduled_sampling_loss,
@@ -25,7 +26,7 @@ def test_seqgan_and_pg_bleu_reuse_the_mle_pretraining(cli, tiny_dataset, caplog)
     result = cli("-q", "run", "-m", "mle", "-m", "seqgan", "-m", "pg-bleu", "-d", "tiny",
                  "--set", "epochs=3", *ADVERSARIAL)
     assert result.exit_code == 0, result.output
-    shared = list(Path(os.environ["HARNESS_RESULTS"]).glob("_shared/tiny/seed-0/mle-*.pt"))
+    shared = list(store.shared_dir(None, "tiny", 0).glob("mle-*.pt"))
     assert len(shared) == 1  # trained once, by the mle run, then reused twice
     mle_curve = pd.read_csv(run_dir("mle") / "curve.csv")
     for method in ("seqgan", "pg-bleu"):
@@ -39,6 +40,29 @@ def test_seqgan_and_pg_bleu_reuse_the_mle_pretraining(cli, tiny_dataset, caplog)
         assert metrics["nll_oracle_best_so_far"] <= metrics["nll_oracle"]
         assert metrics["nll_oracle_best_so_far"] == pytest.approx(curve.nll_oracle.min())
     assert "discriminator" in set(pd.read_csv(run_dir("seqgan") / "curve.csv").phase)
+
+
+def test_a_run_that_trains_its_pretraining_itself_equals_one_that_reuses_it(cli, tiny_dataset,
+                                                                           tmp_path):
+    """The discriminator is built before the pre-training: the generator's initial weights
+    still come from the run's seed, so `harness verify` (a scratch directory, no snapshot)
+    repeats a run that reused the MLE run's snapshot."""
+    def outcome(results: Path, *before: str) -> tuple:
+        for method in before:
+            assert cli("-q", "run", "-m", method, "-d", "tiny", "--results", str(results),
+                       "--run-id", "x", "--set", "epochs=3", "--set", "lr=0.02",
+                       "--set", "eval_every=3").exit_code == 0
+        assert cli("-q", "run", "-m", "seqgan", "-d", "tiny", "--results", str(results),
+                   "--run-id", "x", *ADVERSARIAL).exit_code == 0
+        directory = results / "x" / "tiny" / "seqgan" / "seed-0"
+        metrics = json.loads((directory / "metrics.json").read_text())
+        return ({k: v for k, v in metrics.items() if not k.endswith("_seconds")},
+                (directory / "curve.csv").read_text())
+
+    alone, after = outcome(tmp_path / "alone"), outcome(tmp_path / "after", "mle")
+    # One snapshot: the MLE run's, reused by SeqGAN (the run alone trained its own).
+    assert len(list(store.shared_dir(tmp_path / "after", "tiny", 0).glob("mle-*.pt"))) == 1
+    assert alone == after
 
 
 def test_scheduled_sampling_runs_and_lowers_the_true_token_rate(cli, tiny_dataset):
@@ -216,7 +240,7 @@ def test_a_data_sets_method_settings_apply_under_the_default_profile_only(cli, r
     # SeqGAN starts from the MLE run's generator: the same 2 epochs, reused.
     assert epochs("seqgan", "--set", "adv_batches=1", "--set", "n_rollouts=1",
                   "--set", "disc_negatives=64", "--set", "disc_pretrain_rounds=1")[0] == 2
-    assert len(list(Path(os.environ["HARNESS_RESULTS"]).glob("_shared/short/seed-0/mle-*-epoch-2.pt"))) == 1
+    assert len(list(store.shared_dir(None, "short", 0).glob("mle-*-epoch-2.pt"))) == 1
 
 
 def test_a_data_sets_method_settings_leave_other_profiles_and_unknown_keys_alone():

@@ -66,11 +66,11 @@ def test_one_seed_gives_no_p_value():
 def test_render_markdown_latex_csv(results):
     rows = table.collect(results)
     markdown = table.render(rows, results=results)
-    assert markdown.startswith("### oracle (paper)") and "| seqgan" in markdown
+    assert markdown.startswith("### oracle (paper; computed on cpu)") and "| seqgan" in markdown
     assert "Beside the published figures" in markdown and "Welch" in markdown
     assert "\\begin{tabular}" in table.render(rows, "latex")
     assert table.render(rows, "csv").splitlines()[0] == (
-        "run_id,dataset,data,method,nll_oracle,nll_oracle_best_so_far,nll_test,seeds")
+        "run_id,dataset,data,device,method,nll_oracle,nll_oracle_best_so_far,nll_test,seeds")
 
 
 def test_published_figures_are_package_data():

@@ -1,0 +1,108 @@
+"""The device-dependent paths, exercised without a GPU: checkpoints read onto the CPU
+whatever the run's device, a resume on another kind of device refused, the device kind and
+precision in the run id, the shared snapshots' key and the table, the precision flags."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness import config, devices, store
+from harness.api import HarnessError, RunContext
+from harness.runner import refuse_other_device
+from harness.training import Checkpoint
+from harness_plugins.mle import MleSettings, snapshot_path
+
+
+def context(run_dir: Path, device: str, precision: str = "fp32", corpus=None) -> RunContext:
+    return RunContext(corpus=corpus, config=None, device=torch.device(device), seed=0,
+                      profile="default", run_dir=run_dir, evaluate_curve=lambda g: {},
+                      log=logging.getLogger("test"), show_progress=False, precision=precision)
+
+
+def parts() -> dict:
+    module = torch.nn.Linear(3, 2)
+    return {"model": module, "optimizer": torch.optim.Adam(module.parameters(), lr=0.1),
+            "stream": torch.Generator().manual_seed(5)}
+
+
+def test_a_checkpoint_resumes_through_the_device_path_with_its_random_states_on_the_cpu(tmp_path):
+    """The run's device stands in as "meta": tensors mapped there hold no values, so a
+    checkpoint read onto the run's device (as before) could not restore a random stream or
+    a weight; read onto the CPU, every part resumes exactly."""
+    saved = parts()
+    saved["model"](torch.ones(1, 3)).sum().backward()
+    saved["optimizer"].step()
+    torch.rand(3, generator=saved["stream"])
+    Checkpoint(context(tmp_path, "meta"), "phase", **saved).save(epoch=2)
+    resumed = parts()
+    position = Checkpoint(context(tmp_path, "meta"), "phase", **resumed).resume()
+    assert position["epoch"] == 2 and position["rng"]["torch"].device.type == "cpu"
+    assert torch.equal(resumed["model"].weight, saved["model"].weight)
+    assert torch.equal(torch.rand(4, generator=resumed["stream"]), torch.rand(4, generator=saved["stream"]))
+    assert resumed["optimizer"].state_dict()["state"][0]["exp_avg"].equal(
+        saved["optimizer"].state_dict()["state"][0]["exp_avg"])
+
+
+def test_a_resume_on_another_kind_of_device_or_precision_is_refused(tmp_path):
+    Checkpoint(context(tmp_path, "cpu"), "phase", **parts()).save(epoch=1)
+    for device, precision in (("cuda", "fp32"), ("cpu", "bf16")):
+        with pytest.raises(HarnessError, match="was saved on cpu .fp32.; this run is on"):
+            context(tmp_path, device, precision).load_checkpoint()
+    with pytest.raises(HarnessError, match="resume it with --device cpu"):
+        refuse_other_device(tmp_path, "cuda", "fp32")
+    refuse_other_device(tmp_path, "cpu", "fp32")  # the same device: resumes
+    assert context(tmp_path, "cpu").load_checkpoint()["epoch"] == 1
+
+
+def test_a_finished_run_of_another_device_is_neither_skipped_nor_reused(tmp_path):
+    store.write_json(tmp_path / store.CONFIG, {"device": "cpu"})
+    store.write_json(tmp_path / store.METRICS, {"nll_oracle": 9.0})
+    with pytest.raises(HarnessError, match="holds a run made on cpu .fp32., not on cuda"):
+        refuse_other_device(tmp_path, "cuda", "fp32")
+    refuse_other_device(tmp_path, "cpu", "fp32")
+
+
+def test_the_device_kind_and_precision_are_part_of_the_run_id():
+    cpu = config.run_id_for("default", {})
+    assert cpu == "default"  # CPU runs keep their ids
+    ids = {cpu, config.run_id_for("default", {}, device="cuda"),
+           config.run_id_for("default", {}, device="cuda", precision="tf32"),
+           config.run_id_for("default", {}, device="cuda", precision="bf16")}
+    assert len(ids) == 4
+    assert config.run_id_for("default", {"epochs": "2"}, device="cuda") != \
+        config.run_id_for("default", {"epochs": "2"})
+
+
+def test_shared_work_and_the_mle_snapshot_key_depend_on_the_device(tmp_path):
+    paths = {store.shared_dir(tmp_path, "oracle", 0, device, precision)
+             for device, precision in (("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "tf32"))}
+    assert len(paths) == 3
+    corpus = type("Corpus", (), {"info": {}, "name": "tiny"})()
+    settings = MleSettings(2, 64, 0.01, 5.0, 32, 32, True, 1)
+    snapshots = {snapshot_path(context(tmp_path, device, precision, corpus), settings, 2).name
+                 for device, precision in (("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "bf16"))}
+    assert len(snapshots) == 3
+
+
+def test_precision_is_for_cuda_and_recorded(cli, tiny_dataset):
+    refused = cli("run", "-m", "mle", "-d", "tiny", "--device", "cpu", "--precision", "tf32")
+    assert refused.exit_code == 2 and "applies to CUDA only" in refused.output
+    assert not Path(os.environ["HARNESS_RESULTS"]).exists()  # nothing written
+    with pytest.raises(HarnessError):
+        devices.check_precision("fp16", "cuda")
+    assert cli("-q", "run", "-m", "mle", "-d", "tiny", "--device", "cpu", "--set", "epochs=1"
+               ).exit_code == 0
+    run_dir = store.find_run(None, "mle", "tiny")[0]
+    assert store.read_json(run_dir / store.CONFIG)["precision"] == "fp32"
+    table = cli("table")
+    assert "tiny (default-" in table.output and "computed on cpu)" in table.output
+
+
+def test_the_cublas_workspace_is_set_before_cuda_starts():
+    assert os.environ.get(devices.CUBLAS_WORKSPACE[0]) == devices.CUBLAS_WORKSPACE[1]
+    cpu = devices.describe(torch.device("cpu"))
+    assert cpu["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
