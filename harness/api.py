@@ -229,23 +229,22 @@ class RunContext:
         if not self.checkpoint_path.exists():
             return None
         saved = store.read_torch(self.checkpoint_path)
-        self.refuse_other_device(saved)
+        refuse_other_device(saved, self.checkpoint_path, self.made_on)
         self.curve = saved["curve"]
         self.notes = saved.get("notes", [])
         return saved["state"]
 
-    def refuse_other_device(self, saved: dict | None = None) -> None:
-        """HarnessError when the run's checkpoint was saved on another kind of device or in
-        another precision: its random streams and numbers would not continue this run's."""
-        if saved is None:
-            if not self.checkpoint_path.exists():
-                return
-            saved = store.read_torch(self.checkpoint_path)
-        then = {"device": saved.get("device", "cpu"), "precision": saved.get("precision", "fp32")}
-        if then != self.made_on:
-            raise HarnessError(
-                f"{self.checkpoint_path} was saved on {then['device']} ({then['precision']}); "
-                f"this run is on {self.device.type} ({self.precision}): resume it with "
-                f"--device {then['device']}" + (f" --precision {then['precision']}"
-                                                 if then['precision'] != "fp32" else "")
-                + ", or delete the checkpoint to start over")
+
+def refuse_other_device(checkpoint: dict, path: Path, made_on: dict) -> None:
+    """HarnessError when ``checkpoint`` (read from ``path``) was saved on another kind of
+    device or in another precision than ``made_on`` (``RunContext.made_on``): its random
+    streams and numbers would not continue this run's."""
+    then = {"device": checkpoint.get("device", "cpu"),
+            "precision": checkpoint.get("precision", "fp32")}
+    if then != made_on:
+        raise HarnessError(
+            f"{path} was saved on {then['device']} ({then['precision']}); this run is on "
+            f"{made_on['device']} ({made_on['precision']}): resume it with --device "
+            f"{then['device']}" + (f" --precision {then['precision']}"
+                                   if then['precision'] != "fp32" else "")
+            + ", or delete the checkpoint to start over")

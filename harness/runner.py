@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 import harness
-from harness import config, devices, evaluate, language_model, loggers, memory, store
+from harness import api, config, devices, evaluate, language_model, loggers, memory, store
 from harness.api import Dataset, HarnessError, Interrupted, RunContext, check_finite
 from harness.generator import save_generator
 from harness.plugins import load_errors, registry
@@ -211,10 +211,8 @@ def refuse_other_device(run_dir: Path, kind: str, precision: str) -> None:
             raise HarnessError(f"{run_dir} holds a run made on {then[0]} ({then[1]}), not on "
                                f"{kind} ({precision}); choose another --run-id")
     elif (run_dir / store.CHECKPOINT).exists():
-        probe = RunContext(corpus=None, config=None, device=torch.device(kind), seed=0,
-                           profile="", run_dir=run_dir, evaluate_curve=None, log=log,
-                           precision=precision)
-        probe.refuse_other_device()
+        api.refuse_other_device(store.read_torch(run_dir / store.CHECKPOINT),
+                                run_dir / store.CHECKPOINT, {"device": kind, "precision": precision})
 
 
 def load_corpus(dataset: Dataset, profile: str, seed: int, mirror: str | None,

@@ -179,7 +179,7 @@ def compare(recorded: dict, repeated: dict, seeds: dict[str, list[float]] | None
             recorded_errors: dict | None = None, repeated_errors: dict | None = None
             ) -> list[Comparison]:
     """Metric by metric (timings and nested values aside). Without ``seeds`` or standard
-    errors, a metric is identical or outside (the bit-for-bit check)."""
+    errors, a metric is identical, missing or without a noise estimate."""
     rows = []
     for metric in sorted(set(recorded) | set(repeated)):
         a, b = recorded.get(metric), repeated.get(metric)

@@ -97,13 +97,9 @@ def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
     settings serves too: training keeps its generator at every learning-curve point, and
     the first k epochs of a longer run are exactly a k-epoch run."""
     cached = snapshot_path(ctx, settings, settings.epochs)
+    # This draw advances the caller's random state as it always has, so results that reused
+    # a snapshot stay as they were.
     generator = new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim, ctx.device)
-    # That draw advances the caller's random state as it always has (so results that
-    # reused a snapshot stay as they were); the weights themselves are drawn from the run's
-    # seed, as the MLE run draws them, whatever the caller drew first (SeqGAN builds its
-    # discriminator first). A run that trains the pre-training itself then starts from the
-    # very generator it would have reused.
-    generator.load_state_dict(initial_weights(ctx, settings))
     if settings.shuffle:
         ctx.rngs["mle_shuffle"] = ctx.seed  # train_mle's order; recorded when reused too
     if cached.exists():
@@ -117,6 +113,10 @@ def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
     # Whatever follows (dropout in SeqGAN's discriminator) draws from the global random
     # state: leave it as it was, so a run that trains the pre-training here and one that
     # reuses it (or resumes after it) go on identically.
+    # The weights MLE starts from are drawn from the run's seed, as the MLE run draws them,
+    # whatever the caller drew first (SeqGAN builds its discriminator first): a run that
+    # trains the pre-training itself starts from the very generator it would have reused.
+    generator.load_state_dict(initial_weights(ctx, settings))
     states = rng_states()
     train_mle(ctx, generator, settings)
     set_rng_states(states)
