@@ -13,9 +13,10 @@ from harness.api import (Corpus, Dataset, Diverged, Generator, HarnessError, Met
                          RunContext, check_finite)
 
 
-def load_generator(run_dir, device="cpu"):
+def load_generator(run_dir, device="cpu", corpus=None):
     """The trained generator of a finished run (``generator.pt``), loaded as tensors only:
-    it samples (``sample(n, temperature)``) and scores (``log_likelihood(tokens)``)."""
+    it samples (``sample(n, temperature)``) and scores (``log_likelihood(tokens)``). Given
+    the run's ``corpus``, its sizes must be the generator's."""
     from pathlib import Path
 
     from harness import generator, store
@@ -23,7 +24,7 @@ def load_generator(run_dir, device="cpu"):
     path = Path(run_dir) / store.GENERATOR
     if not path.exists():
         raise HarnessError(f"{run_dir} kept no trained generator ({store.GENERATOR})")
-    return generator.load_generator(path, device)
+    return generator.load_generator(path, device, corpus)
 
 
 __all__ = ["hookimpl", "Corpus", "Dataset", "Diverged", "Generator", "HarnessError", "Method",

@@ -11,18 +11,7 @@ from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 import torch
 
 from harness import store
-
-
-class HarnessError(Exception):
-    """A problem the user can fix (bad name, bad value, bad file); shown as one line."""
-
-
-class Diverged(RuntimeError):
-    """Training produced a NaN or infinite loss, weight or likelihood: the run has failed."""
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; the run saved its checkpoint and stopped to resume later."""
+from harness.errors import Diverged, HarnessError, Interrupted, StorageError  # noqa: F401
 
 
 def check_finite(value: float | torch.Tensor, what: str) -> None:
@@ -169,6 +158,7 @@ class RunContext:
         self._stop_requested = stop_requested
         self._on_record = on_record or []  # experiment trackers (--log-to)
         self.rngs: dict[str, int] = {}  # every named random stream and its seed, for config.json
+        self.shared_files: dict[str, str] = {}  # shared file -> sha256, for config.json
 
     def rng(self, name: str, offset: int = 0, device: torch.device | str | None = None
             ) -> torch.Generator:
@@ -205,6 +195,22 @@ class RunContext:
         self.log.info("curve: %s", shown)
         return row
 
+    def write_shared(self, path: Path, obj: Any) -> None:
+        """Keep ``obj`` in a shared file (under ``shared_dir``) for the runs that reuse it,
+        with its sha256, which this run's config.json records."""
+        self.shared_files[self._shared_name(path)] = store.write_shared(path, obj)
+
+    def read_shared(self, path: Path) -> Any:
+        """A shared file another run made, after checking its sha256 (HarnessError naming a
+        tampered or damaged one); config.json records the digest."""
+        obj, self.shared_files[self._shared_name(path)] = store.read_shared(path)
+        return obj
+
+    def _shared_name(self, path: Path) -> str:
+        path = Path(path)
+        return str(path.relative_to(self.shared_dir)) if path.is_relative_to(self.shared_dir) \
+            else path.name
+
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / store.CHECKPOINT
@@ -228,11 +234,37 @@ class RunContext:
         modules and optimisers move their tensors in ``load_state_dict``."""
         if not self.checkpoint_path.exists():
             return None
-        saved = store.read_torch(self.checkpoint_path)
+        saved = read_checkpoint(self.checkpoint_path)
         refuse_other_device(saved, self.checkpoint_path, self.made_on)
         self.curve = saved["curve"]
         self.notes = saved.get("notes", [])
         return saved["state"]
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A run's checkpoint.pt, checked to be one (tensors and plain values, the parts every
+    checkpoint has, of the right types); HarnessError naming the file otherwise."""
+    fix = "delete it to start the run over"
+    saved = store.read_torch(path, fix)
+    problem = _checkpoint_problem(saved)
+    if problem:
+        raise HarnessError(f"{path} is not a valid checkpoint ({problem}); {fix}")
+    return saved
+
+
+def _checkpoint_problem(saved: Any) -> str:
+    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict):
+        return "no training state"
+    if not isinstance(saved.get("curve"), list) or \
+            not all(isinstance(row, dict) for row in saved["curve"]):
+        return "its learning curve is not a list of rows"
+    if not all(isinstance(note, str) for note in saved.get("notes", [])):
+        return "its notes are not text"
+    if not all(isinstance(saved.get(key, ""), str) for key in ("device", "precision")):
+        return "its device is not a name"
+    if not isinstance(saved["state"].get("phase"), str):
+        return "no phase name"
+    return ""
 
 
 def refuse_other_device(checkpoint: dict, path: Path, made_on: dict) -> None:

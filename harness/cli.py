@@ -71,7 +71,7 @@ def finished_run(results, method: str, dataset: str, seed: int, run_id: str | No
                            f"{store.results_dir(results)}; run `harness run -m {method} -d "
                            f"{dataset}` first")
     if len(found) > 1:
-        ids = ", ".join(store.read_json(p / store.CONFIG)["run_id"] for p in found)
+        ids = ", ".join(store.key_of(p).run_id for p in found)
         raise HarnessError(f"several runs of {method} on {dataset}: {ids}; choose with --run-id")
     return found[0]
 
@@ -82,7 +82,7 @@ def run_corpus(run_dir: Path, mirror: str | None):
     from harness.plugins import registry
     from harness.runner import load_corpus
 
-    recorded = store.read_json(run_dir / store.CONFIG)
+    recorded = store.read_config(run_dir)
     return load_corpus(registry().dataset(recorded["dataset"]), recorded["profile"],
                        recorded["seed"], mirror, recorded.get("settings", {}))
 
@@ -293,7 +293,7 @@ def generate(run_dir, count, temperature, seed, data_mirror) -> None:
     from harness import load_generator
 
     corpus = run_corpus(Path(run_dir), data_mirror)
-    generator = load_generator(run_dir)
+    generator = load_generator(run_dir, corpus=corpus)
     with torch.no_grad():
         drawn = generator.sample(count, temperature, torch.Generator().manual_seed(seed))
     click.echo("\n\n".join(corpus.show(drawn)))

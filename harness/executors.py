@@ -61,18 +61,28 @@ class Plan:
         return self.options.run_dir(spec)
 
     def save(self) -> None:
-        store.write_json(self.path, {
-            "run_id": self.run_id, "executor": self.executor,
-            "options": dataclasses.asdict(self.options),
+        """plan.json, without the results directory: that is where the file lies, so a
+        copied results directory reads as itself, not as the original."""
+        options = {k: v for k, v in dataclasses.asdict(self.options).items()
+                   if k not in ("run_id", "results")}
+        store.write_record(self.path, {
+            "run_id": self.run_id, "executor": self.executor, "options": options,
             "runs": [dataclasses.asdict(s) for s in self.runs], "jobs": self.jobs})
 
     @classmethod
     def load(cls, path: Path) -> "Plan":
-        data = store.read_json(path)
-        options = {"run_id": data["run_id"], **data["options"]}
-        known = {f.name for f in dataclasses.fields(RunOptions)}
+        """A plan.json, checked against its schema; its results directory and run id are
+        where it lies (a path recorded inside, as older plans did, is not used)."""
+        data = store.read_record(path, "plan")
+        run_id_dir = Path(path).absolute().parent
+        options = {k: v for k, v in data["options"].items()
+                   if k in {f.name for f in dataclasses.fields(RunOptions)}}
+        options.update(run_id=store.check_name("run id", run_id_dir.name),
+                       results=str(run_id_dir.parent))
+        if "sweep" in options:
+            options["sweep"] = tuple(options["sweep"])
         return cls(data["executor"], [RunSpec(**r) for r in data["runs"]],
-                   RunOptions(**{k: v for k, v in options.items() if k in known}), data["jobs"])
+                   RunOptions(**options), data["jobs"])
 
 
 def key(spec: RunSpec) -> str:
@@ -139,11 +149,7 @@ def past_seconds(options: RunOptions) -> dict[tuple[str, str, str], float]:
     the same ``--set`` settings: what a run is expected to take."""
     seconds: dict[tuple[str, str, str], list[float]] = {}
     for _, directory in store.runs(options.results, finished_only=True):
-        try:
-            config = store.read_json(directory / store.CONFIG)
-            metrics = store.read_json(directory / store.METRICS)
-        except (OSError, ValueError):
-            continue
+        config, metrics = store.read_config(directory), store.read_metrics(directory)
         if config.get("settings", {}) != options.settings:
             continue
         took = sum(metrics.get(part, 0.0) for part in ("train_seconds", "judge_lm_seconds",

@@ -5,15 +5,18 @@ paper; the synthetic oracle is one too, with the authors' weights.
 """
 from __future__ import annotations
 
-import importlib
+import inspect
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import store
+from harness import hookimpl, store
 from harness.api import HarnessError
 from harness.devices import rows_per_step
 from harness.uncertainty import token_nll_se
@@ -191,45 +194,103 @@ class LSTMGenerator(TeacherForced):
 # --- saved generators: a state dict plus the constructor's arguments -----------------
 
 FORMAT = "harness-generator/1"
-# A saved generator's class must live in one of these packages (or in a plugin's), so a
-# results directory received from someone else cannot name arbitrary code to run.
-TRUSTED_PACKAGES = ("harness", "harness_plugins", "harness_datasets")
+
+
+@hookimpl
+def register_generators(register):
+    register(LSTMGenerator)
+
+
+def class_name(kind: type) -> str:
+    """How a saved generator names its class: ``module:QualifiedName``."""
+    return f"{kind.__module__}:{kind.__qualname__}"
 
 
 def save_generator(path: Path, generator: nn.Module) -> None:
     """Write ``generator`` as its class name, constructor arguments and state dict.
 
     A generator class that can be saved sets ``self.constructor_args`` (plain values) in
-    its ``__init__``; nothing is pickled."""
-    kind = type(generator)
-    store.write_torch(path, {"format": FORMAT, "class": f"{kind.__module__}:{kind.__qualname__}",
+    its ``__init__`` and is registered (``register_generators``); nothing is pickled."""
+    store.write_torch(path, {"format": FORMAT, "class": class_name(type(generator)),
                              "args": generator.constructor_args,
                              "state_dict": generator.state_dict()})
 
 
-def load_generator(path: Path, device: torch.device | str = "cpu") -> nn.Module:
-    """A generator saved by ``save_generator``, read as tensors only (``weights_only``)."""
-    saved = store.read_torch(path)
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+def load_generator(path: Path, device: torch.device | str = "cpu", corpus=None) -> nn.Module:
+    """A generator saved by ``save_generator``, read as tensors only (``weights_only``).
+
+    Only a registered generator class is built, and only after its constructor arguments
+    are checked: their types against the constructor's signature, the sizes against
+    ``corpus`` (when given), and the shapes the arguments make (built on the meta device,
+    which allocates nothing) against the saved tensors."""
+    fix = "re-run the run to write it again"
+    saved = store.read_torch(path, fix)
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT or \
+            not isinstance(saved.get("args"), dict) or not isinstance(saved.get("state_dict"), dict):
         raise HarnessError(f"{path} is not a saved harness generator (a state dict and its "
-                           f"constructor arguments); re-run the run to write one")
-    generator = _trusted_class(saved["class"], path)(**saved["args"])
+                           f"constructor arguments); {fix}")
+    kind = _registered_class(saved.get("class"), path)
+    _check_arguments(kind, saved["args"], path, corpus)
+    with torch.device("meta"):
+        shapes = {name: tuple(t.shape) for name, t in kind(**saved["args"]).state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in saved["state_dict"].items()
+             if isinstance(t, torch.Tensor)}
+    if shapes != found:
+        raise HarnessError(f"{path}: the saved weights do not have the shapes its constructor "
+                           f"arguments make; {fix}")
+    generator = kind(**saved["args"])
     generator.load_state_dict(saved["state_dict"])
     return generator.to(device).eval()
 
 
-def _trusted_class(name: str, path: Path) -> type:
-    from harness.plugins import plugin_manager
+def _registered_class(name: Any, path: Path) -> type:
+    from harness.plugins import registry
 
-    module, _, qualname = name.partition(":")
-    plugins = {plugin.__name__.split(".")[0] for plugin in plugin_manager().get_plugins()
-               if hasattr(plugin, "__name__")}
-    if module.split(".")[0] not in set(TRUSTED_PACKAGES) | plugins:
-        raise HarnessError(f"{path}: generator class {name} is not from the harness or an "
-                           f"installed plugin; refusing to load it")
-    kind = importlib.import_module(module)
-    for part in qualname.split("."):
-        kind = getattr(kind, part)
-    if not (isinstance(kind, type) and issubclass(kind, nn.Module)):
-        raise HarnessError(f"{path}: {name} is not a generator module")
-    return kind
+    known = registry().generators
+    if name not in known:
+        raise HarnessError(f"{path}: generator class {str(name)[:100]!r} is not one the harness "
+                           f"or an installed plugin registers; refusing to load it")
+    return known[name]
+
+
+# Constructor arguments a data set fixes: a generator of another vocabulary or length
+# cannot score or show this data set's sequences.
+CORPUS_SIZES = {"vocab_size": "vocab_size", "seq_len": "seq_len", "start_token": "start_token"}
+
+
+def _check_arguments(kind: type, args: dict, path: Path, corpus) -> None:
+    """Every argument a parameter of ``kind``'s constructor, of its annotated type."""
+    hints = typing.get_type_hints(kind.__init__)
+    parameters = inspect.signature(kind.__init__).parameters
+    for name, value in args.items():
+        if name not in parameters or name == "self":
+            raise HarnessError(f"{path}: {class_name(kind)} takes no argument {name!r}")
+        if name in hints and not _is_instance(value, hints[name]):
+            raise HarnessError(f"{path}: {class_name(kind)} argument {name}={value!r} is not "
+                               f"of type {hints[name]}")
+        if corpus is not None and name in CORPUS_SIZES and \
+                value != getattr(corpus, CORPUS_SIZES[name]):
+            raise HarnessError(f"{path}: {name}={value!r}, but the data set {corpus.name} has "
+                               f"{getattr(corpus, CORPUS_SIZES[name])}")
+
+
+def _is_instance(value: Any, hint: Any) -> bool:
+    """``isinstance`` for the plain types of constructor arguments: int, float, bool, str,
+    None, unions of them, and lists or tuples of them."""
+    if hint is Any:
+        return True
+    if hint is type(None) or hint is None:
+        return value is None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_instance(value, option) for option in typing.get_args(hint))
+    if origin in (list, tuple):
+        inner = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return isinstance(value, (list, tuple)) and all(
+            any(_is_instance(item, option) for option in inner) if inner else True
+            for item in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(hint, type) and isinstance(value, hint)

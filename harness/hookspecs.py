@@ -15,6 +15,11 @@ def register_datasets(register):
 
 
 @hookspec
+def register_generators(register):
+    """Register the generator classes a saved generator.pt may name (and nothing else loads)."""
+
+
+@hookspec
 def register_executors(register):
     """Register executors (objects with name, Options, runs_here, launch and live)."""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from harness import store
-from harness.api import Corpus
+from harness.api import Corpus, HarnessError
 from harness.generator import LSTMGenerator, mean_token_nll, mean_token_nll_and_se
 from harness.training import mle_epoch
 
@@ -76,9 +76,11 @@ def nll_and_se(lm: LSTMGenerator, tokens: torch.Tensor) -> tuple[float, float]:
     return mean_token_nll_and_se(lm, tokens)
 
 
-def reference_lm(corpus: Corpus, seed: int, shared_dir: Path | None) -> LSTMGenerator:
+def reference_lm(corpus: Corpus, seed: int, shared_dir: Path | None,
+                 shared_files: dict[str, str] | None = None) -> LSTMGenerator:
     """The LM of the training split (early stopping on the held-out split), trained once
-    per data set, seed and settings and kept in ``shared_dir``."""
+    per data set, seed and settings and kept in ``shared_dir`` with its sha256 (checked
+    when reused; ``shared_files`` gets file name -> digest, for the run's config.json)."""
     settings = LmSettings()
     key = json.dumps({"settings": asdict(settings), "corpus": corpus.info, "seed": seed,
                       "dataset": corpus.name}, sort_keys=True, default=str)
@@ -87,12 +89,19 @@ def reference_lm(corpus: Corpus, seed: int, shared_dir: Path | None) -> LSTMGene
     path = Path(shared_dir) / f"lm-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"
     with store.locked(path.with_suffix(".lock")):  # runs beside each other train it once
         if path.exists():
+            saved, digest = store.read_shared(path)
             lm = _new_lm(corpus, settings, seed)
-            lm.load_state_dict(store.read_torch(path)["lm"])
-            return lm.eval()
-        lm = fit(corpus.train, corpus, seed, settings, valid=corpus.test)
-        store.write_torch(path, {"lm": lm.state_dict(), "key": key})
-    return lm
+            try:
+                lm.load_state_dict(saved["lm"])
+            except (KeyError, TypeError, RuntimeError):
+                raise HarnessError(f"{path} is not this data set's judge LM; delete it and "
+                                   f"run the command again to make it anew") from None
+        else:
+            lm = fit(corpus.train, corpus, seed, settings, valid=corpus.test)
+            digest = store.write_shared(path, {"lm": lm.state_dict(), "key": key})
+    if shared_files is not None:
+        shared_files[path.name] = digest
+    return lm.eval()
 
 
 # The reverse LM is fitted at every evaluation: 500 samples, as many as a sweep temperature

@@ -50,7 +50,7 @@ def learning_curves(results: Path | str | None, out: Path) -> list[Path]:
         ax.set(xlabel="epoch (adversarial: batches after pre-training)", ylabel=metric)
         ax.set_title(f"{dataset} ({run_id}): learning curves", fontsize=9)
         ax.legend(fontsize=7)
-        written.append(_save(fig, out / f"curves-{run_id}-{dataset}.png"))
+        written.append(_save(fig, store.plot_path(out, "curves", run_id, dataset)))
     return written
 
 
@@ -117,7 +117,7 @@ def quality_diversity(results: Path | str | None, out: Path) -> list[Path]:
                      f"{part.temperature.min():g}-{part.temperature.max():g} (star: matched)",
                      fontsize=9)
         ax.legend(fontsize=7)
-        written.append(_save(fig, out / f"quality-diversity-{run_id}-{dataset}.png"))
+        written.append(_save(fig, store.plot_path(out, "quality-diversity", run_id, dataset)))
     return written
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
+import torch
 
 from harness import hookspecs
 from harness.api import Dataset, HarnessError, Method
@@ -24,6 +25,7 @@ from harness.api import Dataset, HarnessError, Method
 log = logging.getLogger("harness")
 
 BUILTIN_PLUGINS = (
+    "harness.generator",
     "harness.executors",
     "harness.slurm",
     "harness.loggers",
@@ -92,6 +94,7 @@ class Registry:
     datasets: dict[str, Dataset] = field(default_factory=dict)
     executors: dict[str, Any] = field(default_factory=dict)
     loggers: dict[str, Any] = field(default_factory=dict)
+    generators: dict[str, type] = field(default_factory=dict)  # "module:Class" -> the class
     plugin_of: dict[str, str] = field(default_factory=dict)  # "method:mle" -> plugin name
 
     def dataset(self, name: str) -> Dataset:
@@ -119,21 +122,34 @@ def registry() -> Registry:
     pm = plugin_manager()
     found = Registry()
     for kind, table in (("method", found.methods), ("dataset", found.datasets),
-                        ("executor", found.executors), ("logger", found.loggers)):
+                        ("executor", found.executors), ("logger", found.loggers),
+                        ("generator", found.generators)):
         hook = getattr(pm.hook, f"register_{kind}s")
         for impl in hook.get_hookimpls():
             def register(item, plugin=impl.plugin_name, kind=kind, table=table):
-                if item.name in table:
+                name = _name_of(kind, item)
+                if name in table:
                     raise HarnessError(
-                        f"{kind} {item.name!r} from plugin {plugin} is already registered "
-                        f"by plugin {found.plugin_of[f'{kind}:{item.name}']}")
-                table[item.name] = item
-                found.plugin_of[f"{kind}:{item.name}"] = plugin
+                        f"{kind} {name!r} from plugin {plugin} is already registered "
+                        f"by plugin {found.plugin_of[f'{kind}:{name}']}")
+                table[name] = item
+                found.plugin_of[f"{kind}:{name}"] = plugin
             try:
                 impl.function(register=register)
             except Exception as error:
                 _report(impl.plugin_name, f"failed in register_{kind}s: {error!r}")
     return found
+
+
+def _name_of(kind: str, item: Any) -> str:
+    """What a registered item is known by: its name; a generator class, ``module:Class``."""
+    if kind != "generator":
+        return item.name
+    from harness.generator import class_name
+
+    if not (isinstance(item, type) and issubclass(item, torch.nn.Module)):
+        raise HarnessError(f"register_generators: {item!r} is not a torch.nn.Module class")
+    return class_name(item)
 
 
 def reset() -> None:

@@ -130,7 +130,7 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
     if (run_dir / store.METRICS).exists():
         log.info("%s/%s seed %d: finished earlier, skipped (%s)", spec.dataset, spec.method,
                  spec.seed, run_dir)
-        return store.read_json(run_dir / store.METRICS)
+        return store.read_metrics(run_dir)
     torch_device = devices.resolve_device(options.device)
     devices.configure(torch_device, options.precision)
     if options.threads:
@@ -161,7 +161,7 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
                   "torch_threads": torch.get_num_threads(), "freed_memory_kept": memory_kept,
                   "sweep": list(options.sweep),
                   "started": store.now(), "environment": environment(torch_device)}
-        store.write_json(run_dir / store.CONFIG, record)
+        store.write_record(run_dir / store.CONFIG, record)
         store.write_status(run_dir, "running", pid=os.getpid(), host=platform.node())
         trackers = loggers.open_trackers(tuple(options.log_to), options.results,
                                          spec.key(options.run_id), record)
@@ -180,14 +180,19 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
         except (Interrupted, KeyboardInterrupt) as error:
             store.write_status(run_dir, "interrupted", reason=str(error) or "KeyboardInterrupt")
             raise
+        except HarnessError as error:  # a file of the run or the store: the user's to fix
+            with contextlib.suppress(HarnessError):  # the disk may be full
+                store.write_status(run_dir, "failed", reason=str(error))
+            raise
         except Exception as error:
             reason = f"plugin {plugin}: {type(error).__name__}: {error}"
             store.write_status(run_dir, "failed", reason=reason)
             raise RunFailed(reason) from error
-        store.write_json(run_dir / store.CONFIG, {**record, "notes": ctx.notes, "random_streams": {
-            "python, numpy and torch global state": spec.seed, **ctx.rngs,
-            "evaluation": spec.seed + evaluate.EVAL_SEED_OFFSET}})
-        store.write_json(run_dir / store.METRICS, metrics)  # marks the run finished
+        store.write_record(run_dir / store.CONFIG, {
+            **record, "notes": ctx.notes, "shared_files": ctx.shared_files, "random_streams": {
+                "python, numpy and torch global state": spec.seed, **ctx.rngs,
+                "evaluation": spec.seed + evaluate.EVAL_SEED_OFFSET}})
+        store.write_record(run_dir / store.METRICS, metrics)  # marks the run finished
         store.write_status(run_dir, "finished")
         for tracker in trackers:
             tracker.close(metrics)
@@ -204,14 +209,14 @@ def refuse_other_device(run_dir: Path, kind: str, precision: str) -> None:
     checkpointed) computed on another kind of device or in another precision: it is
     neither to be skipped as done nor resumed (another device draws other random streams)."""
     if (run_dir / store.METRICS).exists():
-        recorded = store.read_json(run_dir / store.CONFIG)
+        recorded = store.read_config(run_dir)
         then = (str(recorded.get("device", "cpu")).partition(":")[0],
                 recorded.get("precision", "fp32"))
         if then != (kind, precision):
             raise HarnessError(f"{run_dir} holds a run made on {then[0]} ({then[1]}), not on "
                                f"{kind} ({precision}); choose another --run-id")
     elif (run_dir / store.CHECKPOINT).exists():
-        api.refuse_other_device(store.read_torch(run_dir / store.CHECKPOINT),
+        api.refuse_other_device(api.read_checkpoint(run_dir / store.CHECKPOINT),
                                 run_dir / store.CHECKPOINT, {"device": kind, "precision": precision})
 
 
@@ -250,7 +255,7 @@ def _train_and_evaluate(method, ctx: RunContext, sweep: tuple[float, ...]) -> di
                 check_finite(weight, f"the trained generator's {name}")
     # Real text's judge, an LM of the training split: trained once per data set and seed.
     judge = None if ctx.corpus.oracle is not None else \
-        language_model.reference_lm(ctx.corpus, ctx.seed, ctx.shared_dir)
+        language_model.reference_lm(ctx.corpus, ctx.seed, ctx.shared_dir, ctx.shared_files)
     judged = time.perf_counter()
     metrics, samples = evaluate.evaluate(generator, ctx.corpus, ctx.seed, judge=judge,
                                          standard_errors=True)
@@ -307,6 +312,8 @@ def preflight(specs: list[RunSpec], options: RunOptions, check_device: bool = Tr
     """Every check that can fail on the user's input, before anything is written: the
     device (where the runs will run here), each method's settings, the results directory,
     every data set's files."""
+    for spec in specs:
+        options.run_dir(spec)  # every name it is made of checked (the run id above all)
     if check_device:
         devices.resolve_device(options.device)
     devices.check_precision(options.precision, devices.device_kind(options.device))

@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import errno
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -27,10 +29,13 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
+
+from harness.errors import HarnessError, StorageError
 
 RESULTS_ENV = "HARNESS_RESULTS"
 CONFIG, METRICS, STATUS = "config.json", "metrics.json", "status.json"
@@ -38,6 +43,14 @@ CURVE, SWEEP, SAMPLES = "curve.csv", "sweep.csv", "samples.txt"
 CHECKPOINT, GENERATOR, LOG = "checkpoint.pt", "generator.pt", "run.log"
 PLAN = "plan.json"
 SHARED = "_shared"
+PLOTS = "plots"
+# The version written into config.json, metrics.json, status.json and plan.json; a file
+# without one was written before versions were recorded and reads as version 1.
+VERSION = 1
+# Names the store makes directories of (run ids, methods): a safe character set and a
+# length limit, so a name can never climb out of the results directory.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+RESERVED = (SHARED, PLOTS, "tensorboard", "mlflow", "jobs")
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,22 @@ class RunKey:
 
     def __str__(self) -> str:
         return f"{self.method}/{self.dataset}/seed-{self.seed}"
+
+
+def check_name(kind: str, name: Any) -> str:
+    """``name`` when it is safe as one directory name of the results (HarnessError otherwise,
+    raised before anything is written)."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or name in RESERVED:
+        raise HarnessError(f"{kind} {name!r} is not a valid name: use 1 to 100 letters, digits, "
+                           f"'.', '_' or '-', starting with a letter or digit (and none of "
+                           f"{', '.join(RESERVED)})")
+    return name
+
+
+def check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise HarnessError(f"seed {seed!r} must be an integer of 0 or more")
+    return seed
 
 
 def dataset_dir_name(dataset: str) -> str:
@@ -67,12 +96,12 @@ def results_dir(results: str | Path | None = None) -> Path:
 
 
 def run_dir(results: str | Path | None, key: RunKey) -> Path:
-    return (results_dir(results) / key.run_id / dataset_dir_name(key.dataset) / key.method
-            / f"seed-{key.seed}")
+    return (run_id_dir(results, key.run_id) / dataset_dir_name(key.dataset)
+            / check_name("method", key.method) / f"seed-{check_seed(key.seed)}")
 
 
 def run_id_dir(results: str | Path | None, run_id: str) -> Path:
-    return results_dir(results) / run_id
+    return results_dir(results) / check_name("run id", run_id)
 
 
 def plan_path(results: str | Path | None, run_id: str) -> Path:
@@ -105,12 +134,18 @@ def tracker_dir(results: str | Path | None, tracker: str, key: RunKey | None = N
 
 
 def plots_dir(results: str | Path | None) -> Path:
-    return results_dir(results) / "plots"
+    return results_dir(results) / PLOTS
+
+
+def plot_path(out: Path, kind: str, run_id: str, dataset: str) -> Path:
+    """Where ``harness plot`` writes one figure (``kind``: curves, quality-diversity)."""
+    return Path(out) / f"{kind}-{check_name('run id', run_id)}-{dataset_dir_name(dataset)}.png"
 
 
 def runs(results: str | Path | None, finished_only: bool = False) -> Iterator[tuple[RunKey, Path]]:
     """Every run under ``results`` (a results directory, one run id's directory or one
-    run's directory), with its key as its config.json records it."""
+    run's directory), with its key. The key comes from where the run lies (a run id, a
+    method and a seed are directory names); its config.json must agree."""
     root = results_dir(results)
     if (root / CONFIG).exists():
         candidates = [root / CONFIG]
@@ -120,29 +155,32 @@ def runs(results: str | Path | None, finished_only: bool = False) -> Iterator[tu
     for path in candidates:
         if finished_only and not path.with_name(METRICS).exists():
             continue
-        try:
-            config = read_json(path)
-            key = RunKey(config["run_id"], config["dataset"], config["method"], int(config["seed"]))
-        except (OSError, ValueError, KeyError):
-            continue  # not a run's config
-        yield key, path.parent
+        yield key_of(path.parent), path.parent
+
+
+def key_of(run_dir: Path) -> RunKey:
+    """A run directory's key: its run id, method and seed from the directory names, the
+    data set from config.json; HarnessError naming the file when the two disagree."""
+    run_dir = Path(run_dir).absolute()
+    config = read_config(run_dir)
+    expected = Path(dataset_dir_name(config["dataset"]), config["method"], f"seed-{config['seed']}")
+    if len(run_dir.parents) < 3 or run_dir.relative_to(run_dir.parents[2]) != expected:
+        raise HarnessError(f"{run_dir / CONFIG} describes {config['method']} on "
+                           f"{config['dataset']}, seed {config['seed']}, which lies in "
+                           f"<run-id>/{expected}, not in {run_dir}; move it there or delete it")
+    run_id = run_dir.parents[2].name
+    return RunKey(check_name("run id", run_id), config["dataset"],
+                  check_name("method", config["method"]), config["seed"])
 
 
 def other_seeds(run_dir: Path) -> list[Path]:
     """The finished runs beside ``run_dir`` that differ from it by their seed only (the
     other seeds of its table row)."""
     run_dir = Path(run_dir)
-    mine = _row_of(read_json(run_dir / CONFIG))
-    found = []
-    for other in sorted(run_dir.parent.glob("seed-*")):
-        if other.resolve() == run_dir.resolve() or not (other / METRICS).exists():
-            continue
-        try:
-            if _row_of(read_json(other / CONFIG)) == mine:
-                found.append(other)
-        except (OSError, ValueError):
-            continue
-    return found
+    mine = _row_of(read_config(run_dir))
+    return [other for other in sorted(run_dir.parent.glob("seed-*"))
+            if other.resolve() != run_dir.resolve() and (other / METRICS).exists()
+            and _row_of(read_config(other)) == mine]
 
 
 def _row_of(config: dict) -> str:
@@ -169,19 +207,31 @@ def find_run(results: str | Path | None, method: str, dataset: str, seed: int = 
 
 # --- atomic writes -----------------------------------------------------------------
 
-def _write_atomic(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all: a crash, a full disk or a refused
+    permission leaves the previous file (the last good checkpoint) as it was. An OSError
+    becomes a StorageError naming the path and the system's reason."""
+    path, tmp = Path(path), None
     try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as error:
+        raise StorageError(f"cannot write {path}: {_reason(error)}; the files written before "
+                           f"are intact: free space or fix the permissions, then run the "
+                           f"command again") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _reason(error: OSError) -> str:
+    code = errno.errorcode.get(error.errno or 0, "")
+    return f"{error.strerror or error} ({code})" if code else str(error.strerror or error)
 
 
 def remove_temporaries(directory: Path) -> None:
@@ -191,11 +241,16 @@ def remove_temporaries(directory: Path) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    _write_atomic(path, lambda f: json.dump(data, f, indent=2, sort_keys=True, default=str))
+    _write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str).encode())
+
+
+def write_record(path: Path, data: dict) -> None:
+    """config.json, metrics.json, status.json or plan.json, with the format's version."""
+    write_json(path, {**data, "version": VERSION})
 
 
 def write_text(path: Path, text: str) -> None:
-    _write_atomic(path, lambda f: f.write(text))
+    _write_atomic(path, text.encode())
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -207,8 +262,16 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     write_text(path, buffer.getvalue())
 
 
+def _torch_bytes(obj: Any) -> bytes:
+    # Serialised in memory first: torch's writer turns a full disk into an obscure
+    # RuntimeError, a plain write gives the OSError that says what happened.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
 def write_torch(path: Path, obj: Any) -> None:
-    _write_atomic(path, lambda f: torch.save(obj, f), mode="wb")
+    _write_atomic(path, _torch_bytes(obj))
 
 
 @contextlib.contextmanager
@@ -224,16 +287,114 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def read_torch(path: Path) -> Any:
+# --- reading: every file checked, a bad one is one line naming it --------------------
+
+def read_torch(path: Path, fix: str = "delete it and run the command again") -> Any:
     """A file written by ``write_torch``, read onto the CPU as tensors and plain values only
-    (``weights_only``): a file from someone else cannot run code. Modules and optimisers
-    move their tensors to their own device in ``load_state_dict``; random states must stay
-    on the CPU (a torch.Generator's state is a CPU byte tensor whatever its device)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    (``weights_only``): a file from someone else cannot run code, and one that is not the
+    harness's is a HarnessError naming it and ``fix``. Modules and optimisers move their
+    tensors to their own device in ``load_state_dict``; random states must stay on the CPU
+    (a torch.Generator's state is a CPU byte tensor whatever its device)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as error:
+        raise StorageError(f"cannot read {path}: {_reason(error)}") from None
+    except Exception as error:  # torch's own message may suggest unsafe loading: not shown
+        raise HarnessError(f"{path} is damaged or was not written by the harness "
+                           f"({type(error).__name__}); {fix}") from None
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    try:
+        return json.loads(Path(path).read_bytes())
+    except OSError as error:
+        raise StorageError(f"cannot read {path}: {_reason(error)}") from None
+    except ValueError as error:
+        raise HarnessError(f"{path} is not valid JSON ({error})") from None
+
+
+@functools.cache
+def _schema(kind: str) -> Any:
+    from jsonschema import Draft202012Validator
+
+    text = resources.files("harness").joinpath(f"schemas/{kind}.schema.json").read_text()
+    return Draft202012Validator(json.loads(text))
+
+
+def read_record(path: Path, kind: str) -> dict:
+    """``path`` (a ``kind`` file: config, metrics, status or plan) checked against its
+    schema (harness/schemas/), without its version field; HarnessError naming the file and
+    what is wrong with it."""
+    from jsonschema.exceptions import best_match
+
+    data = read_json(path)
+    error = best_match(_schema(kind).iter_errors(data))
+    if error is not None:
+        where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        raise HarnessError(f"{path} is not a valid {kind}.json: {where.lstrip('.') or 'the file'}"
+                           f": {_shortened(error.message)}")
+    version = data.pop("version", 1)
+    if version > VERSION:
+        raise HarnessError(f"{path} was written by a newer harness ({kind}.json version "
+                           f"{version}; this one reads up to {VERSION}): upgrade the harness")
+    return data
+
+
+def _shortened(message: str, limit: int = 160) -> str:
+    return message if len(message) <= limit else message[:limit] + "..."
+
+
+def read_config(run_dir: Path) -> dict:
+    return read_record(Path(run_dir) / CONFIG, "config")
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return read_record(Path(run_dir) / METRICS, "metrics")
+
+
+def read_csv(path: Path):
+    """A curve.csv or sweep.csv as a DataFrame; HarnessError naming a file pandas cannot read."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except OSError as error:
+        raise StorageError(f"cannot read {path}: {_reason(error)}") from None
+    except (ValueError, pd.errors.ParserError) as error:
+        raise HarnessError(f"{path} is not a valid CSV file ({str(error).splitlines()[0]})") from None
+
+
+# --- shared files: made by one run, reused by others, checked by their digest --------
+
+def digest_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".sha256")
+
+
+def write_shared(path: Path, obj: Any) -> str:
+    """Write a shared file (a pre-trained generator, a judge LM) with its sha256 beside it;
+    the digest (written first, so a file is never without one) is returned."""
+    data = _torch_bytes(obj)
+    digest = hashlib.sha256(data).hexdigest()
+    _write_atomic(digest_path(path), f"{digest}  {Path(path).name}\n".encode())
+    _write_atomic(path, data)
+    return digest
+
+
+def read_shared(path: Path) -> tuple[Any, str]:
+    """A file ``write_shared`` wrote and its sha256, after checking that digest: a shared
+    file that was edited, damaged or has no digest is a HarnessError naming it (delete it
+    and the next run makes it again)."""
+    fix = f"delete {path} and run the command again to make it anew"
+    try:
+        data = Path(path).read_bytes()
+        recorded = digest_path(path).read_text().split()[0] if digest_path(path).exists() else None
+    except (OSError, IndexError) as error:
+        raise HarnessError(f"cannot read {path} or its digest ({error}); {fix}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != recorded:
+        raise HarnessError(f"{path} does not match its sha256 in {digest_path(path).name} "
+                           f"({'none recorded' if recorded is None else 'edited or damaged'}); {fix}")
+    return read_torch(io.BytesIO(data), fix), digest
 
 
 def now() -> str:
@@ -242,7 +403,7 @@ def now() -> str:
 
 def write_status(run_dir: Path, status: str, **details) -> None:
     """running, failed (with the reason), interrupted or finished: status.json."""
-    write_json(Path(run_dir) / STATUS, {"status": status, "updated": now(), **details})
+    write_record(Path(run_dir) / STATUS, {"status": status, "updated": now(), **details})
 
 
 def run_status(run_dir: Path) -> dict:
@@ -251,9 +412,8 @@ def run_status(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     if (run_dir / METRICS).exists():
         return {"status": "finished"}
-    try:
-        status = read_json(run_dir / STATUS)
-    except (OSError, ValueError):
+    if not (run_dir / STATUS).exists():
         return {"status": "unfinished"}
+    status = read_record(run_dir / STATUS, "status")
     # "finished" without metrics.json: the metrics were deleted, the run is to be redone.
     return {"status": "unfinished"} if status.get("status") == "finished" else status

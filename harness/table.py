@@ -25,10 +25,10 @@ def collect(results: Path | str | None) -> pd.DataFrame:
     ones (no metrics.json: running, failed, killed) are left out (see ``unfinished``)."""
     rows = []
     for key, directory in store.runs(results, finished_only=True):
-        config = store.read_json(directory / store.CONFIG)
+        config = store.read_config(directory)
         data = config.get("corpus", {}).get("variant", "")
         device = made_on(config)
-        for metric, value in store.read_json(directory / store.METRICS).items():
+        for metric, value in store.read_metrics(directory).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 rows.append({"run_id": key.run_id, "dataset": key.dataset, "data": data,
                              "device": device, "method": key.method, "seed": key.seed,
@@ -50,7 +50,7 @@ def collect_files(results: Path | str | None, name: str) -> pd.DataFrame:
     frames = []
     for key, directory in store.runs(results, finished_only=True):
         if (directory / name).exists():
-            frame = pd.read_csv(directory / name)
+            frame = store.read_csv(directory / name)
             frame["run_id"], frame["dataset"] = key.run_id, key.dataset
             frame["method"], frame["seed"] = key.method, key.seed
             frames.append(frame)
@@ -72,7 +72,7 @@ def run_notes(results: Path | str | None) -> dict[tuple[str, str], list[str]]:
     """(run id, data set) -> what the runs asked the table to say (``ctx.note``)."""
     notes: dict[tuple[str, str], list[str]] = {}
     for key, directory in store.runs(results, finished_only=True):
-        config = store.read_json(directory / store.CONFIG)
+        config = store.read_config(directory)
         overrides = ", ".join(f"{k}={v}" for k, v in sorted(config.get("settings", {}).items()))
         said = [f"{key.method}: run with --set {overrides}"] if overrides else []
         for note in said + config.get("notes", []):

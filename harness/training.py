@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.api import Corpus, RunContext, check_finite
+from harness.api import Corpus, HarnessError, RunContext, check_finite
 from harness.generator import LSTMGenerator
 
 
@@ -112,16 +112,27 @@ class Checkpoint:
         saved = self.ctx.load_checkpoint() if saved is None else saved
         if saved is None or saved.get("phase") != self.phase:
             return None
-        for name, part in self.parts.items():
-            _restore(part, saved[name])
-        set_rng_states(saved["rng"])
+        try:
+            for name, part in self.parts.items():
+                _restore(part, saved[name])
+            set_rng_states(saved["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+            raise self._invalid(f"its {self.phase} state does not fit this run: "
+                                f"{type(error).__name__}: {str(error).splitlines()[0][:160]}")
         self.position = saved
         return saved
+
+    def _invalid(self, problem: str) -> HarnessError:
+        return HarnessError(f"{self.ctx.checkpoint_path} is not a valid checkpoint ({problem}); "
+                            f"delete it to start the run over")
 
     def loop(self, total: int, desc: str, unit: str = "epoch") -> Iterator[int]:
         """0-based step numbers (epochs, batches, rounds: ``unit``) from where ``resume``
         left off, with a checkpoint after each step."""
-        first = self.position[unit] if self.position else 0
+        first = self.position.get(unit) if self.position else 0
+        if isinstance(first, bool) or not isinstance(first, int) or not 0 <= first <= total:
+            raise self._invalid(f"its {unit} is {first!r}, not one of 0 to {total}, the "
+                                f"{unit}s this run's settings plan")
         for step in self.ctx.progress(range(first, total), total=total - first, desc=desc):
             yield step
             self.save(**{unit: step + 1})

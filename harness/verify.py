@@ -35,7 +35,7 @@ import torch
 
 from harness import devices, store
 from harness.api import HarnessError
-from harness.runner import RunOptions, RunSpec, run_one
+from harness.runner import RunOptions, plan, run_one
 
 TIMINGS = ("train_seconds", "eval_seconds", "judge_lm_seconds")
 LEVEL = 0.05          # a metric is outside when beyond its 95% interval
@@ -135,9 +135,14 @@ def verify(run_dir: Path, mirror: str | None = None, device: str | None = None,
     if not (run_dir / store.METRICS).exists():
         raise HarnessError(f"{run_dir} holds no finished run (no {store.METRICS}); give a run's "
                            f"directory, e.g. results/<run-id>/<dataset>/<method>/seed-0")
-    config = store.read_json(run_dir / store.CONFIG)
+    store.key_of(run_dir)  # config.json checked, and where the run lies agrees with it
+    config, recorded = store.read_config(run_dir), store.read_metrics(run_dir)
     kind = _device_to_use(run_dir, config, device, cross_device)
-    spec = RunSpec(config["method"], config["dataset"], config["seed"], config["profile"])
+    found = plan([config["method"]], [config["dataset"]], [config["seed"]], config["profile"])
+    if not found:
+        raise HarnessError(f"{run_dir}: {config['method']} does not run on {config['dataset']} "
+                           f"with the plugins installed here")
+    spec = found[0]
     threads = config.get("torch_threads") or config.get("environment", {}).get("torch_threads")
     sweep = {"sweep": tuple(config["sweep"])} if "sweep" in config else {}
     with tempfile.TemporaryDirectory(prefix="harness-verify-") as scratch:
@@ -146,8 +151,7 @@ def verify(run_dir: Path, mirror: str | None = None, device: str | None = None,
                              precision=config.get("precision") or "fp32", mirror=mirror,
                              threads=threads, show_progress=False, **sweep)
         repeated = run_one(spec, options)
-        repeated_config = store.read_json(options.run_dir(spec) / store.CONFIG)
-    recorded = store.read_json(run_dir / store.METRICS)
+        repeated_config = store.read_config(options.run_dir(spec))
     if exact:
         rows = [row if row.verdict == "identical" else Comparison(
             row.metric, row.recorded, row.repeated, "differs") for row in compare(recorded, repeated)]
@@ -227,7 +231,7 @@ def _other_seed_values(run_dir: Path) -> dict[str, list[float]]:
     """Each metric's values in the other seeds of the run's row."""
     values: dict[str, list[float]] = {}
     for other in store.other_seeds(run_dir):
-        for metric, value in store.read_json(other / store.METRICS).items():
+        for metric, value in store.read_metrics(other).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 values.setdefault(metric, []).append(float(value))
     return values

@@ -59,6 +59,11 @@ def register_methods(register):
     register(LeakGan())
 
 
+@hookimpl
+def register_generators(register):
+    register(LeakGanGenerator)
+
+
 @dataclass
 class LeakGanConfig:
     emb_dim: int = 32                 # worker embedding (authors: 32 at length 20, 64 at 40)

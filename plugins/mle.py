@@ -103,7 +103,7 @@ def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
     if settings.shuffle:
         ctx.rngs["mle_shuffle"] = ctx.seed  # train_mle's order; recorded when reused too
     if cached.exists():
-        saved = store.read_torch(cached)
+        saved = ctx.read_shared(cached)
         generator.load_state_dict(saved["generator"])
         ctx.curve.clear()  # a resumed run may hold the rows already: pre-training comes first
         for row in saved["curve"]:
@@ -151,6 +151,6 @@ def train_mle(ctx: RunContext, generator: torch.nn.Module, settings: MleSettings
         if (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.epochs:
             ctx.record(generator, phase=PHASE, epoch=epoch + 1, train_nll=loss)
             if keep_snapshots:
-                store.write_torch(snapshot_path(ctx, settings, epoch + 1), {
+                ctx.write_shared(snapshot_path(ctx, settings, epoch + 1), {
                     "generator": generator.state_dict(),
                     "curve": [row for row in ctx.curve if row.get("phase") == PHASE]})

@@ -52,6 +52,11 @@ def register_methods(register):
     register(RelGan())
 
 
+@hookimpl
+def register_generators(register):
+    register(RelGanGenerator)
+
+
 @dataclass
 class RelGanConfig:
     generator: str = "rmc"          # "rmc" (the paper) or "lstm" (the shared LSTM generator)

@@ -40,6 +40,11 @@ def register_methods(register):
     register(Vae())
 
 
+@hookimpl
+def register_generators(register):
+    register(VaeGenerator)
+
+
 @dataclass
 class VaeConfig:
     epochs: int = 8               # passes over the training set: MLE's 8 (at 3, NLL-test on
@@ -370,7 +375,7 @@ def register_commands(cli):
         """Decode along the latent line between held-out sequences (a VAE's run)."""
         run_dir = finished_run(results, method, dataset, seed, run_id)
         corpus = run_corpus(run_dir, data_mirror)
-        generator = load_generator(run_dir / store.GENERATOR)
+        generator = load_generator(run_dir / store.GENERATOR, corpus=corpus)
         for number, line in enumerate(interpolations(generator, corpus, steps, pairs, seed), 1):
             click.echo(f"--- pair {number}: held-out A -> B")
             click.echo("\n\n".join(line))
