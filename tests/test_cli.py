@@ -64,7 +64,8 @@ def test_table_skips_unfinished_runs(cli, unigram_plugin, tiny_dataset):
     half = results() / "default" / "tiny" / "mle" / "seed-0"
     half.mkdir(parents=True)
     (half / "config.json").write_text(json.dumps({"run_id": "default", "dataset": "tiny",
-                                                  "method": "mle", "seed": 0}))
+                                                  "method": "mle", "seed": 0,
+                                                  "profile": "default"}))
     assert set(table.collect(results()).method) == {"unigram"}
 
 

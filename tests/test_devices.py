@@ -59,7 +59,9 @@ def test_a_resume_on_another_kind_of_device_or_precision_is_refused(tmp_path):
 
 
 def test_a_finished_run_of_another_device_is_neither_skipped_nor_reused(tmp_path):
-    store.write_json(tmp_path / store.CONFIG, {"device": "cpu"})
+    store.write_json(tmp_path / store.CONFIG, {"device": "cpu", "run_id": "default", "seed": 0,
+                                               "dataset": "tiny", "method": "mle",
+                                               "profile": "default"})
     store.write_json(tmp_path / store.METRICS, {"nll_oracle": 9.0})
     with pytest.raises(HarnessError, match="holds a run made on cpu .fp32., not on cuda"):
         refuse_other_device(tmp_path, "cuda", "fp32")

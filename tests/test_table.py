@@ -26,7 +26,8 @@ def results(tmp_path):
         for seed, value in enumerate(values):
             run = tmp_path / "paper" / "oracle" / method / f"seed-{seed}"
             store.write_json(run / "config.json", {"run_id": "paper", "dataset": "oracle",
-                                                   "method": method, "seed": seed, "corpus": {}})
+                                                   "method": method, "seed": seed, "corpus": {},
+                                                   "profile": "paper"})
             store.write_json(run / "metrics.json", {"nll_oracle": value, "nll_test": value - 1,
                                                     "nll_oracle_best_so_far": value - 0.05})
     return tmp_path

@@ -128,7 +128,8 @@ def test_verify_says_which_conclusions_of_the_table_a_repeated_run_would_change(
         for seed, value in enumerate(values):
             run = tmp_path / "paper" / "oracle" / method / f"seed-{seed}"
             store.write_json(run / "config.json", {"run_id": "paper", "dataset": "oracle",
-                                                   "method": method, "seed": seed})
+                                                   "method": method, "seed": seed,
+                                                   "profile": "paper"})
             store.write_json(run / "metrics.json", {"nll_oracle": value, "nll_test": value - 1})
     run = tmp_path / "paper" / "oracle" / "seqgan" / "seed-0"
     config = store.read_json(run / "config.json")
