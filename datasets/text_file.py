@@ -16,6 +16,7 @@ import click
 import torch
 
 import harness
+from harness import memory
 from harness.api import Corpus, Dataset, HarnessError
 from harness.config import require
 from harness.download import sha256_of
@@ -23,6 +24,9 @@ from harness.text import (EOS, EVAL_SAMPLES, UNK, build_vocab, encode, format_te
                           lines_sha256, rows_also_in, split_by_text, unk_rate)
 
 LONGEST_LINE = 100_000  # characters: a longer line is no sentence (a binary file, a dump)
+# Memory a token takes while a file is encoded: its pointer in the row's Python list, its
+# place in the int64 tensor of all rows, and its copy in the training or held-out rows.
+BYTES_PER_TOKEN = 24
 
 
 @dataclass
@@ -36,6 +40,9 @@ class TextFileConfig:
     def __post_init__(self):
         require(self, choices={"tokens": ("words", "chars")}, fractions=("test_share",),
                 at_least_one=("max_len",))
+        if self.max_len > LONGEST_LINE:  # a longer sequence would be nothing but padding
+            raise ValueError(f"max_len must be at most {LONGEST_LINE:,} (the longest line "
+                             f"read, in characters), not {self.max_len:,}")
         if self.vocab_size < 3:
             raise ValueError(f"vocab_size must be at least 3 (<eos>, <unk> and a token), "
                              f"not {self.vocab_size}")
@@ -82,8 +89,10 @@ def _corpus(path: str, sha256: str, settings: tuple) -> Corpus:
     lines = read_lines(path)
     train, test = split_by_text(lines, cfg.test_share, cfg.split_seed)
     if not train or not test:
-        raise HarnessError(f"text:{path}: {len(lines)} distinct sequence(s) cannot be split "
-                           f"into a training and a held-out part; give more lines")
+        raise _unsplittable(path, lines, cfg.test_share, no_training=not train)
+    memory.check_fits(len(lines) * cfg.max_len * BYTES_PER_TOKEN,
+                      f"text:{path}: max_len={cfg.max_len:,} ({len(lines):,} sequences of "
+                      f"{cfg.max_len:,} tokens)", "lower max_len")
     tokens = [tokenize(line, cfg.tokens) for line in lines]
     vocab = build_vocab((tokens[i] for i in train), cfg.vocab_size)
     index = {tok: i for i, tok in enumerate(vocab)}
@@ -103,6 +112,19 @@ def _corpus(path: str, sha256: str, settings: tuple) -> Corpus:
               "unk_rate_test": round(unk_rate(rows[test]), 5),
               "test_rows_also_in_train": rows_also_in(rows[test], rows[train]),
               "special_tokens": {EOS: 0, UNK: 1}, "eos": "start input, end marker and padding"})
+
+
+def _unsplittable(path: str, lines: list[str], test_share: float,
+                  no_training: bool) -> HarnessError:
+    """Why ``lines`` make no training and held-out parts, and the fix."""
+    distinct = len(set(lines))
+    if distinct < 2:  # every copy of a sequence falls on one side
+        return HarnessError(f"text:{path}: {distinct} distinct sequence in {len(lines):,} "
+                            f"line(s) cannot be split into a training and a held-out part; "
+                            f"give more distinct lines")
+    empty = "training" if no_training else "held-out"
+    return HarnessError(f"text:{path}: test_share={test_share} leaves the {empty} part "
+                        f"empty; choose a test_share above 0 and below 1")
 
 
 def _show(row: list[int], vocab: list[str], joiner: str) -> str:

@@ -26,6 +26,9 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+SEED = click.IntRange(0, config.MAX_SEED)  # numpy's seeds, with room for the harness's offsets
+
+
 def user_errors(command):
     """Show a HarnessError as one line and exit with code 2, no traceback."""
     @functools.wraps(command)
@@ -49,7 +52,8 @@ def run_options(method: str | None = None):
                 click.option("-m", "--method", required=method is None, default=method,
                              help="The run's method."),
                 click.option("-d", "--dataset", required=True, help="The run's data set."),
-                click.option("--seed", default=0, show_default=True, help="The run's seed."),
+                click.option("--seed", default=0, show_default=True, type=SEED,
+                             help="The run's seed."),
                 click.option("--run-id", help="The run id, when several runs match."),
                 results_option]):
             command = option(command)
@@ -138,8 +142,9 @@ def _summary(item) -> str:
 @click.option("--all", "run_all", is_flag=True, help="Every method on every data set it supports.")
 @click.option("--profile", default="default", show_default=True,
               help="default (CPU-sized), paper (the paper's settings), or a method's own.")
-@click.option("--seed", "seeds", type=int, multiple=True, help="Seed (repeatable); default 0.")
-@click.option("--seeds", "n_seeds", type=click.IntRange(min=1), help="Use seeds 0..K-1.")
+@click.option("--seed", "seeds", type=SEED, multiple=True, help="Seed (repeatable); default 0.")
+@click.option("--seeds", "n_seeds", type=click.IntRange(1, config.MAX_SEED_COUNT),
+              help="Use seeds 0..K-1.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (a GPU where this machine has one), cpu or cuda; part of the run id.")
 @click.option("--precision", type=click.Choice(devices.PRECISIONS), default="fp32",
@@ -282,8 +287,9 @@ def samples(method, dataset, seed, run_id, results, count) -> None:
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-n", "count", default=10, show_default=True, help="How many sequences to draw.")
-@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0.01))
-@click.option("--seed", default=0, show_default=True, help="Seed of the draw.")
+@click.option("--temperature", default=1.0, show_default=True,
+              help=f"From {config.MIN_TEMPERATURE:g} to {config.MAX_TEMPERATURE:g}.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the draw.")
 @click.option("--data-mirror", envvar=MIRROR_ENV, help="Local copy of the corpora.")
 @user_errors
 def generate(run_dir, count, temperature, seed, data_mirror) -> None:
@@ -292,6 +298,7 @@ def generate(run_dir, count, temperature, seed, data_mirror) -> None:
 
     from harness import load_generator
 
+    config.check_temperature(temperature)
     corpus = run_corpus(Path(run_dir), data_mirror)
     generator = load_generator(run_dir, corpus=corpus)
     with torch.no_grad():

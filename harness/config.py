@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from typing import Any, Iterable
 
 from harness.api import Dataset, HarnessError, Method, method_info
@@ -10,6 +11,35 @@ from harness.api import Dataset, HarnessError, Method, method_info
 # "default" is the CPU-sized profile (each Config's defaults); "paper" the paper's settings.
 # Other profiles (e.g. a paper's code as first published) exist where methods declare them.
 BASE_PROFILES = ("default", "paper")
+
+# Upper bounds on the numbers a setting may take. They catch a typo (three zeros too many)
+# before it becomes days of work or an allocation the machine cannot make; every default
+# and profile of the built-in methods lies far inside them (tests/test_input_checks.py).
+# Sizes that decide memory are checked against the memory itself (harness.memory).
+#
+# Any other integer setting: 100x the largest value a profile uses (disc_negatives=10,000),
+# so no real size or count is refused, and far below 2**31, where int32 indices end.
+MAX_INTEGER = 1_000_000
+# A count of training work (a setting named like *epochs, *batches, *steps, *rounds,
+# *cycles): the longest profiles run 350 epochs or 3,000 adversarial steps; 100,000 of
+# them would take more than a day even at a second each.
+MAX_TRAINING_WORK = 100_000
+WORK_COUNTS = ("epochs", "batches", "steps", "rounds", "cycles")
+# Float settings (rates, weights, clips) scale a computation and size nothing: they need
+# only be finite. A huge one is either meant (grad_clip=1e9: no clipping) or diverges,
+# and a run that diverges fails and says so.
+
+# Sampling temperatures (--sweep, generate --temperature): at 0.01 sampling is already
+# all but greedy (a logit gap of 0.1 becomes a factor of e^10), at 100 all but uniform
+# (a gap of 10 becomes e^0.1); beyond either end it shows nothing of the model.
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
+
+# Seeds (--seed, and settings named *seed): numpy takes seeds below 2**32, and the harness
+# adds small offsets to a run's seed (its evaluation draws from seed + 7,919): 2**31 - 1.
+MAX_SEED = 2**31 - 1
+# Seeds of one plan (--seeds K: seeds 0..K-1): each is a run of every method on every
+# data set; papers report 1 to 10.
+MAX_SEED_COUNT = 1_000
 
 
 def known_profiles(methods: Iterable[Method]) -> list[str]:
@@ -54,8 +84,9 @@ def resolve(method: Method, profile: str, settings: dict[str, str],
     """The method's Config for ``profile`` with ``settings`` applied (keys it lacks ignored);
     under the default profile, ``dataset``'s ``method_settings`` come first.
 
-    Numbers may not be negative; a Config checks tighter ranges in ``__post_init__``
-    (raising ValueError, e.g. through ``require``)."""
+    Numbers may not be negative, and every number given (by ``settings``, the profile or
+    the data set) must pass ``check_number``; a Config checks tighter ranges in
+    ``__post_init__`` (raising ValueError, e.g. through ``require``)."""
     defaults = method.Config()
     own = dataset.method_settings if dataset is not None and profile == "default" else {}
     values = {key: value for key, value in own.items() if hasattr(defaults, key)}
@@ -66,7 +97,10 @@ def resolve(method: Method, profile: str, settings: dict[str, str],
             if _is_number(values[key]) and values[key] < 0 <= getattr(defaults, key):
                 raise HarnessError(f"--set {key}={raw}: must not be negative")
     try:
-        return dataclasses.replace(defaults, **values)
+        resolved = dataclasses.replace(defaults, **values)
+        for key in values:  # a plugin's own defaults are its author's choice
+            check_number(key, getattr(resolved, key))
+        return resolved
     except ValueError as error:
         given = ", ".join(f"{k}={v}" for k, v in settings.items() if hasattr(defaults, k))
         raise HarnessError(f"{method.name} settings ({given or profile + ' profile'}): "
@@ -75,6 +109,30 @@ def resolve(method: Method, profile: str, settings: dict[str, str],
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def upper_bound(name: str) -> tuple[int, str]:
+    """The largest integer a setting may take, and what the bound is, by the last word of
+    its name: a count of training work (``pretrain_epochs``, ``adv_batches``), a seed
+    (``split_seed``), or any other integer."""
+    last_word = name.rpartition("_")[2]
+    if last_word in WORK_COUNTS:
+        return MAX_TRAINING_WORK, "a count of training work"
+    if last_word == "seed":
+        return MAX_SEED, "a seed"
+    return MAX_INTEGER, "the bound on any integer setting"
+
+
+def check_number(name: str, value: Any) -> None:
+    """ValueError naming the setting and its bound unless a number is finite and, for an
+    integer, at most its ``upper_bound``."""
+    if not _is_number(value):
+        return
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {value}")
+    bound, what = upper_bound(name)
+    if isinstance(value, int) and value > bound:
+        raise ValueError(f"{name} must be at most {bound:,} ({what}), not {value:,}")
 
 
 def require(config: Any, *, at_least_one: Iterable[str] = (), fractions: Iterable[str] = (),
@@ -125,12 +183,26 @@ def run_id_for(profile: str, settings: dict[str, str], sweep: tuple[float, ...] 
 
 
 def parse_temperatures(text: str) -> tuple[float, ...]:
-    """``--sweep 0.3,0.5,1,2`` as a sorted tuple of positive temperatures."""
+    """``--sweep 0.3,0.5,1,2`` as a sorted tuple of temperatures, each within
+    MIN_TEMPERATURE..MAX_TEMPERATURE."""
     try:
         values = tuple(sorted(float(t) for t in text.split(",") if t.strip()))
     except ValueError:
         values = ()
-    if not values or min(values) <= 0:
-        raise HarnessError(f"--sweep {text}: expected positive temperatures separated by "
-                           f"commas, e.g. --sweep 0.3,0.5,0.7,1,1.5,2")
+    if not values or not all(map(is_temperature, values)):
+        raise HarnessError(f"--sweep {text}: expected temperatures from {MIN_TEMPERATURE:g} to "
+                           f"{MAX_TEMPERATURE:g} separated by commas, e.g. --sweep "
+                           f"0.3,0.5,0.7,1,1.5,2")
     return values
+
+
+def check_temperature(value: float) -> None:
+    """HarnessError unless ``value`` (``generate --temperature``) is a temperature worth
+    sampling at."""
+    if not is_temperature(value):
+        raise HarnessError(f"--temperature {value}: expected a temperature from "
+                           f"{MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g}")
+
+
+def is_temperature(value: float) -> bool:
+    return MIN_TEMPERATURE <= value <= MAX_TEMPERATURE  # False for nan

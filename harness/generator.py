@@ -157,6 +157,14 @@ class LSTMGenerator(TeacherForced):
             for p in self.parameters():
                 nn.init.normal_(p, 0.0, init_std)
 
+    @staticmethod
+    def parameter_count(vocab_size: int, emb_dim: int, hidden_dim: int) -> int:
+        """The weights of a generator of these sizes, counted without building it: the
+        embedding, the LSTM's four gates (input and hidden weights, two biases each), the
+        output layer."""
+        lstm = 4 * hidden_dim * (emb_dim + hidden_dim) + 8 * hidden_dim
+        return vocab_size * emb_dim + lstm + hidden_dim * vocab_size + vocab_size
+
     def forward(self, inputs: torch.Tensor, state: State | None = None
                 ) -> tuple[torch.Tensor, State]:
         """Logits [n, steps, vocab] for a batch of input tokens, and the final state."""

@@ -185,7 +185,8 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
                 store.write_status(run_dir, "failed", reason=str(error))
             raise
         except Exception as error:
-            reason = f"plugin {plugin}: {type(error).__name__}: {error}"
+            reason = (memory.out_of_memory(error) or
+                      f"plugin {plugin}: {type(error).__name__}: {error}")
             store.write_status(run_dir, "failed", reason=reason)
             raise RunFailed(reason) from error
         store.write_record(run_dir / store.CONFIG, {
@@ -234,14 +235,15 @@ def dataset_config(dataset: Dataset, spec: RunSpec, options: RunOptions):
 
 def _load_corpus(dataset: Dataset, spec: RunSpec, options: RunOptions):
     """The data set's corpus; a user's bad file is a HarnessError, a broken data-set
-    plugin fails only the runs that need it."""
+    plugin (or a corpus too big for the memory) fails only the runs that need it."""
     try:
         return load_corpus(dataset, spec.profile, spec.seed, options.mirror, options.settings)
     except HarnessError:
         raise
     except Exception as error:
         plugin = registry().plugin_of.get(f"dataset:{dataset.name.partition(':')[0]}")
-        raise RunFailed(f"data set plugin {plugin}: {type(error).__name__}: {error}") from error
+        raise RunFailed(memory.out_of_memory(error) or
+                        f"data set plugin {plugin}: {type(error).__name__}: {error}") from error
 
 
 def _train_and_evaluate(method, ctx: RunContext, sweep: tuple[float, ...]) -> dict:
@@ -301,8 +303,11 @@ def run_plan(specs: list[RunSpec], options: RunOptions) -> list[tuple[RunSpec, s
             try:
                 run_one(spec, options, stop_requested=stop_requested)
             except RunFailed as error:
+                # A plugin's error shows where it arose; running out of memory is the
+                # sizes' fault, and its line says all there is.
+                cause = None if memory.out_of_memory(error.__cause__) else error.__cause__
                 log.error("%s on %s, seed %d failed: %s", spec.method, spec.dataset, spec.seed,
-                          error, exc_info=error.__cause__)
+                          error, exc_info=cause)
                 failures.append((spec, str(error)))
     log.info("all %d runs done in %.1f min", len(specs), (time.perf_counter() - started) / 60)
     return failures
@@ -310,25 +315,43 @@ def run_plan(specs: list[RunSpec], options: RunOptions) -> list[tuple[RunSpec, s
 
 def preflight(specs: list[RunSpec], options: RunOptions, check_device: bool = True) -> None:
     """Every check that can fail on the user's input, before anything is written: the
-    device (where the runs will run here), each method's settings, the results directory,
-    every data set's files."""
+    device and, where the runs will run here, that each generator fits in its memory; each
+    method's settings; the results directory; every data set's files."""
     for spec in specs:
         options.run_dir(spec)  # every name it is made of checked (the run id above all)
-    if check_device:
-        devices.resolve_device(options.device)
+    device = devices.resolve_device(options.device) if check_device else None
     devices.check_precision(options.precision, devices.device_kind(options.device))
     loggers.check(tuple(options.log_to))
     found = registry()
+    configs = {}
     for method, dataset, profile in sorted({(s.method, s.dataset, s.profile) for s in specs}):
-        config.resolve(found.methods[method], profile, options.settings, found.dataset(dataset))
+        configs[dataset, profile, method] = config.resolve(
+            found.methods[method], profile, options.settings, found.dataset(dataset))
     check_writable(store.results_dir(options.results))
+    vocab_sizes = {}
     for name, profile, seed in sorted({(s.dataset, s.profile, s.seed) for s in specs}):
-        try:
-            load_corpus(found.dataset(name), profile, seed, options.mirror, options.settings)
-        except HarnessError:
-            raise
-        except Exception:  # a broken data-set plugin: its runs fail and say why
-            pass
+        corpus = _try_loading(found.dataset(name), profile, seed, options)
+        if corpus is not None:
+            vocab_sizes[name, profile] = corpus.vocab_size
+    if device is not None:
+        for (dataset, profile, _), cfg in configs.items():
+            if (dataset, profile) in vocab_sizes:
+                memory.check_generator_fits(cfg, vocab_sizes[dataset, profile], device)
+
+
+def _try_loading(dataset: Dataset, profile: str, seed: int, options: RunOptions):
+    """The corpus, or None from a broken data-set plugin (its runs fail and say why); a
+    corpus too big for the memory is the settings' fault: a HarnessError."""
+    try:
+        return load_corpus(dataset, profile, seed, options.mirror, options.settings)
+    except HarnessError:
+        raise
+    except Exception as error:
+        reason = memory.out_of_memory(error)
+        if reason is None:
+            return None
+        raise HarnessError(f"data set {dataset.name}: {reason} while loading it; lower its "
+                           f"sizes (--set) or free memory") from None
 
 
 def check_writable(path: Path) -> None:
