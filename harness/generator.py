@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from harness import hookimpl, store
 from harness.api import HarnessError
@@ -239,8 +240,7 @@ def load_generator(path: Path, device: torch.device | str = "cpu", corpus=None) 
                            f"constructor arguments); {fix}")
     kind = _registered_class(saved.get("class"), path)
     _check_arguments(kind, saved["args"], path, corpus)
-    with torch.device("meta"):
-        shapes = {name: tuple(t.shape) for name, t in kind(**saved["args"]).state_dict().items()}
+    shapes = {name: tuple(t.shape) for name, t in _shapes_only(kind, saved["args"]).items()}
     found = {name: tuple(t.shape) for name, t in saved["state_dict"].items()
              if isinstance(t, torch.Tensor)}
     if shapes != found:
@@ -249,6 +249,27 @@ def load_generator(path: Path, device: torch.device | str = "cpu", corpus=None) 
     generator = kind(**saved["args"])
     generator.load_state_dict(saved["state_dict"])
     return generator.to(device).eval()
+
+
+class _NoInitialisation(TorchFunctionMode):
+    """In-place operations on meta tensors (``normal_``, ``zero_``: initialisers) left
+    undone: there is nothing to fill, and torch's meta ``normal_`` alone imports its
+    compiler (two seconds)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), None)
+        if name.endswith("_") and not name.startswith("_") and target is not None and target.is_meta:
+            return target
+        return func(*args, **kwargs)
+
+
+def _shapes_only(kind: type, args: dict) -> dict:
+    """The state dict ``kind(**args)`` would have, built on the meta device: shapes without
+    memory, however large the arguments."""
+    with torch.device("meta"), _NoInitialisation():
+        return kind(**args).state_dict()
 
 
 def _registered_class(name: Any, path: Path) -> type:

@@ -212,7 +212,7 @@ def test_a_damaged_or_hostile_checkpoint_is_refused_and_runs_nothing(cli, tiny_d
                                                                      tmp_path):
     run_dir = _checkpointed_run(cli)
     marker = tmp_path / "payload-ran"
-    for content in (b"not a checkpoint", pickle.dumps({"state": Payload(marker)})):
+    for content in (b"not a checkpoint", pickle.dumps({"state": Payload(marker)}, protocol=2)):
         (run_dir / "checkpoint.pt").write_bytes(content)
         result = cli("-q", "run", "-m", "mle", "-d", "tiny", "--run-id", "mine", *TINY)
         line = one_line_error(result, str(run_dir / "checkpoint.pt"), "damaged")
@@ -257,7 +257,7 @@ def test_harness_generate_refuses_a_hostile_generator_in_one_line(cli, tiny_data
           saved["state_dict"])
     one_line_error(cli("generate", str(run_dir)), "vocab_size=1000000000", "tiny")
     marker = tmp_path / "payload-ran"
-    (run_dir / "generator.pt").write_bytes(pickle.dumps(Payload(marker)))
+    (run_dir / "generator.pt").write_bytes(pickle.dumps(Payload(marker), protocol=2))
     line = one_line_error(cli("generate", str(run_dir)), "generator.pt")
     assert "weights_only" not in line and not marker.exists()
 
