@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -196,42 +195,26 @@ def run_states(plan: Plan) -> list[dict]:
         status = store.run_status(plan.run_dir(spec))
         job = plan.jobs.get(key(spec))
         state, reason = _state(status, live.get(key(spec)), job is not None)
-        if state == "failed" and not reason:
-            reason = _job_log_tail(plan, job) or "the job ended without a result"
+        if state == "failed" and reason in ("", store.DIED):  # the job's log may say why
+            reason = _job_log_tail(plan, job) or reason or "the job ended without a result"
         rows.append({"method": spec.method, "dataset": spec.dataset, "seed": spec.seed,
                      "state": state, "job": job or "", "reason": reason})
     return rows
 
 
 def _state(status: dict, live: str | None, submitted: bool) -> tuple[str, str]:
+    """A run's state from its ``store.run_status`` and the executor's word on its job."""
     if status["status"] == "finished":
         return "done", ""
-    if status["status"] == "failed":
-        return "failed", status.get("reason", "")
-    if live is not None:
+    if live is not None:  # the job is in the executor's hands (a requeued one, too)
         return live, ""
-    if status["status"] == "interrupted":
-        return "interrupted", status.get("reason", "")
-    if status["status"] == "running" and status.get("host", platform.node()) == platform.node() \
-            and alive(status.get("pid")):
+    if status["status"] in ("failed", "interrupted"):
+        return status["status"], status.get("reason", "")
+    if submitted:
+        return "failed", ""  # the job ended without a result: killed, timed out, lost
+    if status["status"] == "running":  # its process lives (or runs on another machine)
         return "running", ""
-    if status["status"] == "running" or submitted:
-        return "failed", ""  # the process died without saying why: killed, timed out, lost
     return "missing", ""
-
-
-def alive(pid: int | None) -> bool:
-    """Whether process ``pid`` runs on this machine (a zombie has finished)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:  # no /proc: trust kill
-        return True
 
 
 def _job_log_tail(plan: Plan, job: str | None, lines: int = 3) -> str:

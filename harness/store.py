@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 import re
 import tempfile
 from dataclasses import dataclass
@@ -245,9 +246,14 @@ def write_status(run_dir: Path, status: str, **details) -> None:
     write_json(Path(run_dir) / STATUS, {"status": status, "updated": now(), **details})
 
 
+DIED = "the process ended without saying why (killed?)"
+
+
 def run_status(run_dir: Path) -> dict:
     """A run directory's state: finished when metrics.json exists (written last), else what
-    status.json says (a run killed outright still says ``running``), else unfinished."""
+    status.json says, else unfinished. A run killed outright still says ``running``: when
+    its process on this machine has ended, it is reported failed (``DIED``); a process on
+    another machine cannot be checked from here."""
     run_dir = Path(run_dir)
     if (run_dir / METRICS).exists():
         return {"status": "finished"}
@@ -256,4 +262,25 @@ def run_status(run_dir: Path) -> dict:
     except (OSError, ValueError):
         return {"status": "unfinished"}
     # "finished" without metrics.json: the metrics were deleted, the run is to be redone.
-    return {"status": "unfinished"} if status.get("status") == "finished" else status
+    if status.get("status") == "finished":
+        return {"status": "unfinished"}
+    if status.get("status") == "running" and status.get("host", platform.node()) == \
+            platform.node() and not alive(status.get("pid")):
+        return {**status, "status": "failed", "reason": DIED}
+    return status
+
+
+def alive(pid: int | None) -> bool:
+    """Whether process ``pid`` runs on this machine (a zombie has finished)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive all the same
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:  # no /proc: trust kill
+        return True
