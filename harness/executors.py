@@ -29,7 +29,7 @@ import click
 from harness import hookimpl, store
 from harness.api import HarnessError, method_info
 from harness.plugins import registry
-from harness.runner import RunOptions, RunSpec, preflight, run_plan
+from harness.runner import RunOptions, RunSpec, holding, preflight, run_in_use, run_plan
 
 log = logging.getLogger("harness")
 
@@ -251,12 +251,17 @@ def submit(specs: list[RunSpec], executor: Executor, executor_options: Any,
     runs = list(dict.fromkeys((previous.runs if previous else []) + specs))
     plan = Plan(executor.name, runs, options, jobs=dict(previous.jobs) if same else {})
     states = {(r["method"], r["dataset"], r["seed"]): r["state"] for r in run_states(plan)}
+    if executor.runs_here:  # handed-on runs: the same command again resubmits the failed
+        for spec in specs:
+            if states[(spec.method, spec.dataset, spec.seed)] == "running":
+                raise run_in_use(spec.key(options.run_id), plan.run_dir(spec))
     pending = [s for s in specs
                if states[(s.method, s.dataset, s.seed)] in ("missing", "failed", "interrupted")]
     for spec in pending:
         plan.jobs.pop(key(spec), None)
         if plan.run_dir(spec).exists():  # an earlier failure must not be read as this attempt's
-            store.write_status(plan.run_dir(spec), "submitted", executor=executor.name)
+            with holding(plan.run_dir(spec), spec.key(options.run_id)):  # nor overwrite a run
+                store.write_status(plan.run_dir(spec), "submitted", executor=executor.name)
     plan.save()
     failures = executor.launch(plan, in_dependency_order(pending), executor_options)
     plan.save()

@@ -37,6 +37,7 @@ RESULTS_ENV = "HARNESS_RESULTS"
 CONFIG, METRICS, STATUS = "config.json", "metrics.json", "status.json"
 CURVE, SWEEP, SAMPLES = "curve.csv", "sweep.csv", "samples.txt"
 CHECKPOINT, GENERATOR, LOG = "checkpoint.pt", "generator.pt", "run.log"
+RUN_LOCK = "run.lock"  # held by the process running the run
 PLAN = "plan.json"
 SHARED = "_shared"
 
@@ -219,6 +220,26 @@ def locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class RunInUse(Exception):
+    """Another process holds the run directory's lock: it is running that run."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock while its run runs; RunInUse at once, with nothing written,
+    when another process holds it. The system drops the lock when its holder ends, however
+    it ends, so a killed run never leaves its directory locked."""
+    with open(Path(run_dir) / RUN_LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInUse(run_dir) from None
         try:
             yield
         finally:
