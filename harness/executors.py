@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import signal
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,9 +314,8 @@ def run_in_parallel(pending: list[RunSpec], options: RunOptions,
     starts from have ended, the longest chains of work first (timed by earlier runs). A
     SIGINT from the terminal reaches every process, a SIGTERM to this one is passed on:
     each run stops at its next checkpoint, no new one starts, and api.Interrupted is raised
-    once they all have."""
+    once they all have. A kill -9 of this process ends the workers too (``_end_with``)."""
     import multiprocessing
-    import signal
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait as wait_for
 
     from harness.api import Interrupted
@@ -328,7 +329,8 @@ def run_in_parallel(pending: list[RunSpec], options: RunOptions,
         gpus.put(index % max(_gpu_count(), 1))
     with stop_on_signals() as stop_requested, \
             ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                initializer=_take_a_gpu, initargs=(gpus,)) as pool:
+                                initializer=_start_worker,
+                                initargs=(gpus, os.getpid())) as pool:
         while waiting or running:
             ended = set(pending) - set(waiting) - set(running.values())
             for spec in [s for s in waiting if set(waits_for(s, pending)) <= ended]:
@@ -362,6 +364,30 @@ def _gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def _start_worker(gpus, parent: int) -> None:
+    """A worker's start: it ends with ``parent``, the pool's process, then takes a GPU."""
+    threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
+    _take_a_gpu(gpus)
+
+
+_between_runs = threading.Event()  # in a worker: set while no run is in progress
+_between_runs.set()
+
+
+def _end_with(parent: int) -> None:
+    """End this worker once ``parent`` (the pool's process) has ended, kill -9 included:
+    nobody would hand it a run or read a result again. One SIGTERM ends an idle worker, or
+    stops its run at the next checkpoint (a second would stop it at once), and then it
+    exits. Polled, not Linux's parent-death signal: that cannot wait for the run to stop,
+    and polling works everywhere. ``parent`` comes from the pool, so a parent gone before
+    this thread starts counts too."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os.kill(os.getpid(), signal.SIGTERM)
+    _between_runs.wait()
+    os._exit(1)
+
+
 def _take_a_gpu(gpus) -> None:
     """A worker's start: use the GPU it drew (round robin over the machine's GPUs)."""
     index = gpus.get()
@@ -380,10 +406,13 @@ def _run_one_here(spec: RunSpec, options: RunOptions) -> tuple[str, str]:
 
     logging.getLogger("harness").setLevel(logging.INFO)  # run.log keeps everything
     with stop_on_signals() as stop_requested:
+        _between_runs.clear()
         try:
             run_one(spec, options, stop_requested)
         except RunFailed as error:
             return "failed", str(error)
         except (Interrupted, KeyboardInterrupt) as error:
             return "interrupted", str(error)
+        finally:
+            _between_runs.set()
     return "finished", ""

@@ -1,11 +1,12 @@
 """Runs beside each other: real `harness run` processes started twice on the same run,
-or dead without a word, and what the harness says then. Runs are held at a checkpoint by
-tests/harness_hold.py while the test acts."""
+killed under their ``--jobs`` workers, or dead without a word, and what the harness says
+then. Runs are held at a checkpoint by tests/harness_hold.py while the test acts."""
 from __future__ import annotations
 
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -137,6 +138,47 @@ def test_a_run_locked_by_another_process_is_refused_before_anything_is_written(
     # The lock ended with its holder: the run is free to run.
     run_one(spec, options)
     assert store.run_status(directory) == {"status": "finished"}
+
+
+def group(leader: int) -> list[int]:
+    """The live (not zombie) processes of process group ``leader``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[2]) == leader and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_workers_end_when_their_parent_is_killed_and_the_command_resumes(cli, tiny_dataset,
+                                                                         tmp_path):
+    results = tmp_path / "jobs"
+    released = hold(run_dir(results, seed=0))  # seed 1 finishes, its worker waits idle
+    args = ("--seed", "0", "--seed", "1", "--jobs", "2")
+    with open(tmp_path / "stderr", "w") as stderr:  # read by no one once the parent is gone
+        parent = start(results, *args, stderr=stderr, start_new_session=True)
+    try:
+        until(lambda: (run_dir(results, 0) / "held").exists()
+              and (run_dir(results, 1) / store.METRICS).exists(), parent)
+        assert len(group(parent.pid)) >= 4  # it, two workers, multiprocessing's resource tracker
+
+        parent.kill()
+        parent.wait()
+
+        until(lambda: not group(parent.pid), seconds=20)
+    finally:
+        if group(parent.pid):  # what the test leaves, the test ends
+            os.killpg(parent.pid, signal.SIGKILL)
+    # The held run was asked to stop: it saved its checkpoint and said so.
+    assert store.read_json(run_dir(results, 0) / store.STATUS)["status"] == "interrupted"
+    released.unlink()
+    again = cli(*harness_args(results, *args))
+    assert again.exit_code == 0, again.output
+    assert store.run_status(run_dir(results, 0)) == {"status": "finished"}
 
 
 @pytest.mark.parametrize("pid, host, expected", [
