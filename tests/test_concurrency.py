@@ -37,8 +37,8 @@ def command(results: Path, *args: str) -> list[str]:
 
 def environment() -> dict:
     """The tiny data set and the hold (tests/harness_hold.py) in every process started."""
-    return {**os.environ, plugins.PLUGINS_ENV: "harness_tiny,harness_hold",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, plugins.PLUGINS_ENV: "harness_tiny,harness_hold", "PYTHONPATH": path}
 
 
 def start(results: Path, *args: str, **popen) -> subprocess.Popen:
@@ -199,6 +199,7 @@ def test_table_and_status_agree_on_a_run_that_says_it_is_running(pid, host, expe
     plan.save()
 
     reason = store.DIED if expected == "failed" else ""
-    assert table.unfinished(tmp_path) == [f"{directory}: {expected}" + (f" ({reason})" if reason else "")]
+    shown = f"{directory}: {expected}" + (f" ({reason})" if reason else "")
+    assert table.unfinished(tmp_path) == [shown]
     row = executors.run_states(plan)[0]
     assert (row["state"], row["reason"]) == (expected, reason)
