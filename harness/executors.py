@@ -16,8 +16,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import platform
+import signal
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ import click
 from harness import hookimpl, store
 from harness.api import HarnessError, method_info
 from harness.plugins import registry
-from harness.runner import RunOptions, RunSpec, preflight, run_plan
+from harness.runner import RunOptions, RunSpec, holding, preflight, run_in_use, run_plan
 
 log = logging.getLogger("harness")
 
@@ -202,42 +203,26 @@ def run_states(plan: Plan) -> list[dict]:
         status = store.run_status(plan.run_dir(spec))
         job = plan.jobs.get(key(spec))
         state, reason = _state(status, live.get(key(spec)), job is not None)
-        if state == "failed" and not reason:
-            reason = _job_log_tail(plan, job) or "the job ended without a result"
+        if state == "failed" and reason in ("", store.DIED):  # the job's log may say why
+            reason = _job_log_tail(plan, job) or reason or "the job ended without a result"
         rows.append({"method": spec.method, "dataset": spec.dataset, "seed": spec.seed,
                      "state": state, "job": job or "", "reason": reason})
     return rows
 
 
 def _state(status: dict, live: str | None, submitted: bool) -> tuple[str, str]:
+    """A run's state from its ``store.run_status`` and the executor's word on its job."""
     if status["status"] == "finished":
         return "done", ""
-    if status["status"] == "failed":
-        return "failed", status.get("reason", "")
-    if live is not None:
+    if live is not None:  # the job is in the executor's hands (a requeued one, too)
         return live, ""
-    if status["status"] == "interrupted":
-        return "interrupted", status.get("reason", "")
-    if status["status"] == "running" and status.get("host", platform.node()) == platform.node() \
-            and alive(status.get("pid")):
+    if status["status"] in ("failed", "interrupted"):
+        return status["status"], status.get("reason", "")
+    if submitted:
+        return "failed", ""  # the job ended without a result: killed, timed out, lost
+    if status["status"] == "running":  # its process lives (or runs on another machine)
         return "running", ""
-    if status["status"] == "running" or submitted:
-        return "failed", ""  # the process died without saying why: killed, timed out, lost
     return "missing", ""
-
-
-def alive(pid: int | None) -> bool:
-    """Whether process ``pid`` runs on this machine (a zombie has finished)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:  # no /proc: trust kill
-        return True
 
 
 def _job_log_tail(plan: Plan, job: str | None, lines: int = 3) -> str:
@@ -274,12 +259,17 @@ def submit(specs: list[RunSpec], executor: Executor, executor_options: Any,
     runs = list(dict.fromkeys((previous.runs if previous else []) + specs))
     plan = Plan(executor.name, runs, options, jobs=dict(previous.jobs) if same else {})
     states = {(r["method"], r["dataset"], r["seed"]): r["state"] for r in run_states(plan)}
+    if executor.runs_here:  # handed-on runs: the same command again resubmits the failed
+        for spec in specs:
+            if states[(spec.method, spec.dataset, spec.seed)] == "running":
+                raise run_in_use(spec.key(options.run_id), plan.run_dir(spec))
     pending = [s for s in specs
                if states[(s.method, s.dataset, s.seed)] in ("missing", "failed", "interrupted")]
     for spec in pending:
         plan.jobs.pop(key(spec), None)
         if plan.run_dir(spec).exists():  # an earlier failure must not be read as this attempt's
-            store.write_status(plan.run_dir(spec), "submitted", executor=executor.name)
+            with holding(plan.run_dir(spec), spec.key(options.run_id)):  # nor overwrite a run
+                store.write_status(plan.run_dir(spec), "submitted", executor=executor.name)
     plan.save()
     failures = executor.launch(plan, in_dependency_order(pending), executor_options)
     plan.save()
@@ -330,9 +320,8 @@ def run_in_parallel(pending: list[RunSpec], options: RunOptions,
     starts from have ended, the longest chains of work first (timed by earlier runs). A
     SIGINT from the terminal reaches every process, a SIGTERM to this one is passed on:
     each run stops at its next checkpoint, no new one starts, and api.Interrupted is raised
-    once they all have."""
+    once they all have. A kill -9 of this process ends the workers too (``_end_with``)."""
     import multiprocessing
-    import signal
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait as wait_for
 
     from harness.api import Interrupted
@@ -346,7 +335,8 @@ def run_in_parallel(pending: list[RunSpec], options: RunOptions,
         gpus.put(index % max(_gpu_count(), 1))
     with stop_on_signals() as stop_requested, \
             ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                initializer=_take_a_gpu, initargs=(gpus,)) as pool:
+                                initializer=_start_worker,
+                                initargs=(gpus, os.getpid())) as pool:
         while waiting or running:
             ended = set(pending) - set(waiting) - set(running.values())
             for spec in [s for s in waiting if set(waits_for(s, pending)) <= ended]:
@@ -380,6 +370,30 @@ def _gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def _start_worker(gpus, parent: int) -> None:
+    """A worker's start: it ends with ``parent``, the pool's process, then takes a GPU."""
+    threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
+    _take_a_gpu(gpus)
+
+
+_between_runs = threading.Event()  # in a worker: set while no run is in progress
+_between_runs.set()
+
+
+def _end_with(parent: int) -> None:
+    """End this worker once ``parent`` (the pool's process) has ended, kill -9 included:
+    nobody would hand it a run or read a result again. One SIGTERM ends an idle worker, or
+    stops its run at the next checkpoint (a second would stop it at once), and then it
+    exits. Polled, not Linux's parent-death signal: that cannot wait for the run to stop,
+    and polling works everywhere. ``parent`` comes from the pool, so a parent gone before
+    this thread starts counts too."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os.kill(os.getpid(), signal.SIGTERM)
+    _between_runs.wait()
+    os._exit(1)
+
+
 def _take_a_gpu(gpus) -> None:
     """A worker's start: use the GPU it drew (round robin over the machine's GPUs)."""
     index = gpus.get()
@@ -398,10 +412,13 @@ def _run_one_here(spec: RunSpec, options: RunOptions) -> tuple[str, str]:
 
     logging.getLogger("harness").setLevel(logging.INFO)  # run.log keeps everything
     with stop_on_signals() as stop_requested:
+        _between_runs.clear()
         try:
             run_one(spec, options, stop_requested)
         except RunFailed as error:
             return "failed", str(error)
         except (Interrupted, KeyboardInterrupt) as error:
             return "interrupted", str(error)
+        finally:
+            _between_runs.set()
     return "finished", ""

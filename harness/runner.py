@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -121,7 +122,8 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
 
     A run whose metrics.json exists is finished and is not repeated; an unfinished one
     resumes from its checkpoint. Raises RunFailed (status ``failed``) when the method
-    raises or diverges, api.Interrupted (status ``interrupted``) after SIGINT/SIGTERM.
+    raises or diverges, api.Interrupted (status ``interrupted``) after SIGINT/SIGTERM,
+    HarnessError (nothing written) when another process is running it.
     """
     found = registry()
     method, dataset = found.methods[spec.method], found.dataset(spec.dataset)
@@ -144,12 +146,9 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
     # the run's random streams.
     seed_everything(spec.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    store.remove_temporaries(run_dir)  # left by a process killed while writing
-    handler = logging.FileHandler(run_dir / store.LOG)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
     plugin = found.plugin_of[f"method:{spec.method}"]
-    try:
+    with holding(run_dir, spec.key(options.run_id)), _logging_to(run_dir / store.LOG):
+        store.remove_temporaries(run_dir)  # left by a process killed while writing
         for name, error in load_errors.items():
             log.warning("plugin %s %s", name, error)
         record = {**dataclasses.asdict(spec), "run_id": options.run_id,
@@ -200,6 +199,38 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
         log.info("%s/%s seed %d: %s", spec.dataset, spec.method, spec.seed,
                  ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
         return metrics
+
+
+@contextlib.contextmanager
+def holding(run_dir: Path, key: store.RunKey) -> Iterator[None]:
+    """``run_dir`` for this process alone while the block runs; a HarnessError naming the
+    process that runs the run, before anything is written, when another one does."""
+    try:
+        with store.run_lock(run_dir):
+            yield
+    except store.RunInUse:
+        raise run_in_use(key, run_dir) from None
+
+
+def run_in_use(key: store.RunKey, run_dir: Path) -> HarnessError:
+    """The error for a run that another process is running: which, where, since when."""
+    status = store.run_status(run_dir)
+    holder = "another process"  # until it has written its status.json
+    if status["status"] == "running":
+        holder = f"process {status.get('pid')} on host {status.get('host')} " \
+                 f"(since {status.get('updated')})"
+    return HarnessError(f"{key} of run id {key.run_id} is being run by {holder}; wait for it "
+                        f"to end or stop it, then run the command again")
+
+
+@contextlib.contextmanager
+def _logging_to(path: Path) -> Iterator[None]:
+    """The harness log also written to ``path`` (a run's run.log) while the block runs."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    try:
+        yield
     finally:
         log.removeHandler(handler)
         handler.close()

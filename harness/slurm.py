@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import hookimpl, store
-from harness.executors import Plan, alive, key, option, waits_for
+from harness.executors import Plan, key, option, waits_for
 from harness.runner import RunOptions, RunSpec, run_one, stop_on_signals
 
 log = logging.getLogger("harness")
@@ -97,7 +97,7 @@ class Submitit:
         if not ids:
             return {}
         if self.cluster != "slurm":  # a local submitit job's id is its process id
-            return {ids[j]: "running" for j in ids if alive(int(j))}
+            return {ids[j]: "running" for j in ids if store.alive(int(j))}
         try:
             out = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(ids)],
                                  capture_output=True, text=True, timeout=30).stdout

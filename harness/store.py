@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 import re
 import tempfile
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ RESULTS_ENV = "HARNESS_RESULTS"
 CONFIG, METRICS, STATUS = "config.json", "metrics.json", "status.json"
 CURVE, SWEEP, SAMPLES = "curve.csv", "sweep.csv", "samples.txt"
 CHECKPOINT, GENERATOR, LOG = "checkpoint.pt", "generator.pt", "run.log"
+RUN_LOCK = "run.lock"  # held by the process running the run
 PLAN = "plan.json"
 SHARED = "_shared"
 PLOTS = "plots"
@@ -287,6 +289,26 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class RunInUse(Exception):
+    """Another process holds the run directory's lock: it is running that run."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock while its run runs; RunInUse at once, with nothing written,
+    when another process holds it. The system drops the lock when its holder ends, however
+    it ends, so a killed run never leaves its directory locked."""
+    with open(Path(run_dir) / RUN_LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInUse(run_dir) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 # --- reading: every file checked, a bad one is one line naming it --------------------
 
 def read_torch(path: Path, fix: str = "delete it and run the command again") -> Any:
@@ -406,9 +428,14 @@ def write_status(run_dir: Path, status: str, **details) -> None:
     write_record(Path(run_dir) / STATUS, {"status": status, "updated": now(), **details})
 
 
+DIED = "the process ended without saying why (killed?)"
+
+
 def run_status(run_dir: Path) -> dict:
     """A run directory's state: finished when metrics.json exists (written last), else what
-    status.json says (a run killed outright still says ``running``), else unfinished."""
+    status.json says, else unfinished. A run killed outright still says ``running``: when
+    its process on this machine has ended, it is reported failed (``DIED``); a process on
+    another machine cannot be checked from here."""
     run_dir = Path(run_dir)
     if (run_dir / METRICS).exists():
         return {"status": "finished"}
@@ -416,4 +443,25 @@ def run_status(run_dir: Path) -> dict:
         return {"status": "unfinished"}
     status = read_record(run_dir / STATUS, "status")
     # "finished" without metrics.json: the metrics were deleted, the run is to be redone.
-    return {"status": "unfinished"} if status.get("status") == "finished" else status
+    if status.get("status") == "finished":
+        return {"status": "unfinished"}
+    if status.get("status") == "running" and status.get("host", platform.node()) == \
+            platform.node() and not alive(status.get("pid")):
+        return {**status, "status": "failed", "reason": DIED}
+    return status
+
+
+def alive(pid: int | None) -> bool:
+    """Whether process ``pid`` runs on this machine (a zombie has finished)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive all the same
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:  # no /proc: trust kill
+        return True

@@ -92,13 +92,18 @@ def test_local_runs_record_a_plan_that_status_reads(cli, tiny_dataset, unigram_p
     assert status.exit_code == 0 and "### default (local): 2 done" in status.output
 
 
+KILLED = {"status": "failed", "reason": store.DIED}  # store.run_status of a killed run
+
+
 @pytest.mark.parametrize("status, live, submitted, expected", [
     ({"status": "finished"}, None, True, ("done", "")),
     ({"status": "failed", "reason": "Diverged"}, None, True, ("failed", "Diverged")),
     ({"status": "unfinished"}, "queued", True, ("queued", "")),
     ({"status": "running"}, "running", True, ("running", "")),
     ({"status": "running", "pid": os.getpid()}, None, False, ("running", "")),
-    ({"status": "running", "pid": 2 ** 22 + 1}, None, False, ("failed", "")),  # killed
+    (KILLED, None, False, ("failed", store.DIED)),
+    (KILLED, "queued", True, ("queued", "")),  # the job requeued after its process died
+    ({"status": "running", "host": "elsewhere"}, None, True, ("failed", "")),  # job gone
     ({"status": "interrupted", "reason": "signal"}, None, False, ("interrupted", "signal")),
     ({"status": "unfinished"}, None, True, ("failed", "")),  # job gone without a result
     ({"status": "unfinished"}, None, False, ("missing", "")),

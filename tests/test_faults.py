@@ -127,4 +127,5 @@ def test_table_reports_a_killed_run_instead_of_reading_it(tmp_path):
                             "table", "--results", str(tmp_path)], capture_output=True, text=True)
     assert table.returncode == 2 and "no finished runs" in table.stderr
     assert "1 unfinished runs left out of the table" in table.stderr
-    assert f"{run_dir(tmp_path, 'mle')}: running" in table.stderr
+    assert f"{run_dir(tmp_path, 'mle')}: failed (the process ended without saying why" \
+        in table.stderr

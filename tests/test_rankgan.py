@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from harness import executors, store
+from harness import store
 from harness.oracle import random_oracle
 from harness_plugins.rankgan import (RankGanConfig, Ranker, log_rank, rank_reward, ranker_loss,
                                      train_ranker)
@@ -144,7 +144,7 @@ def test_a_run_killed_in_each_phase_resumes_to_identical_metrics(cli, tiny_datas
 
     assert run(tmp_path / "clean").exit_code == 0
     # The killed run's status names this (live) process: say it died, as a SIGKILL would.
-    monkeypatch.setattr(executors, "alive", lambda pid: False)
+    monkeypatch.setattr(store, "alive", lambda pid: False)
     killed = tmp_path / "killed"
     kills = [("ranker", 1), ("adversarial", 2)]
     phases = checkpoints_killing_at(monkeypatch, kills)
