@@ -26,7 +26,15 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
-SEED = click.IntRange(0, config.MAX_SEED)  # numpy's seeds, with room for the harness's offsets
+class Bounded(click.IntRange):
+    """An integer range whose refusal is one line with exit code 2, like every other
+    mistake (Click's own would print the usage above it)."""
+
+    def fail(self, message, param=None, ctx=None):
+        raise UserError(f"{param.get_error_hint(ctx) if param else 'value'}: {message}")
+
+
+SEED = Bounded(0, config.MAX_SEED)  # numpy's seeds, with room for the harness's offsets
 
 
 def user_errors(command):
@@ -143,14 +151,14 @@ def _summary(item) -> str:
 @click.option("--profile", default="default", show_default=True,
               help="default (CPU-sized), paper (the paper's settings), or a method's own.")
 @click.option("--seed", "seeds", type=SEED, multiple=True, help="Seed (repeatable); default 0.")
-@click.option("--seeds", "n_seeds", type=click.IntRange(1, config.MAX_SEED_COUNT),
+@click.option("--seeds", "n_seeds", type=Bounded(1, config.MAX_SEED_COUNT),
               help="Use seeds 0..K-1.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (a GPU where this machine has one), cpu or cuda; part of the run id.")
 @click.option("--precision", type=click.Choice(devices.PRECISIONS), default="fp32",
               show_default=True, help="On CUDA: fp32, or opt into tf32 or bf16 (recorded; part "
                                       "of the run id).")
-@click.option("--threads", type=click.IntRange(min=1),
+@click.option("--threads", type=Bounded(min=1),
               help="torch CPU threads per run (recorded; default: torch's choice).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Override a hyper-parameter (repeatable).")

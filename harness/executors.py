@@ -308,7 +308,8 @@ class Local:
             return run_plan(pending, plan.options)
         threads = plan.options.threads or max(1, (os.cpu_count() or 1) // options.jobs)
         return run_in_parallel(pending, dataclasses.replace(
-            plan.options, threads=threads, show_progress=False), options.jobs)
+            plan.options, threads=threads, show_progress=False),
+            min(options.jobs, len(pending)))  # no more workers than runs
 
     def live(self, plan):
         return {}

@@ -209,6 +209,12 @@ def find_run(results: str | Path | None, method: str, dataset: str, seed: int = 
 
 # --- atomic writes -----------------------------------------------------------------
 
+# The process's umask, read once (reading it means setting it): a results file gets the
+# permissions any new file would, not mkstemp's owner-only ones, so a shared results
+# directory stays readable to the group.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all: a crash, a full disk or a refused
     permission leaves the previous file (the last good checkpoint) as it was. An OSError
@@ -217,6 +223,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -193,7 +193,8 @@ def test_table_and_status_agree_on_a_run_that_says_it_is_running(pid, host, expe
     spec, options = RunSpec("mle", "tiny", 0), RunOptions("killed", str(tmp_path))
     directory = options.run_dir(spec)
     store.write_json(directory / store.CONFIG, {"run_id": "killed", "dataset": "tiny",
-                                                "method": "mle", "seed": 0})
+                                                "method": "mle", "seed": 0,
+                                                "profile": "default"})
     store.write_status(directory, "running", pid=pid, host=host)
     plan = executors.Plan("local", [spec], options)
     plan.save()

@@ -363,3 +363,10 @@ def test_a_file_that_cannot_be_read_is_one_line_naming_it(tmp_path):
     path.mkdir()  # reading a directory fails with an OSError
     with pytest.raises(StorageError, match="cannot read"):
         store.read_json(path)
+
+
+def test_results_files_get_the_permissions_of_any_new_file(tmp_path):
+    store.write_json(tmp_path / "config.json", {"run_id": "x"})
+    plain = tmp_path / "plain"
+    plain.touch()
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
