@@ -255,7 +255,7 @@ def _print_table(results, fmt: str, baseline: str | None) -> None:
     if rows.empty:
         raise HarnessError(f"no finished runs under {store.results_dir(results)}; "
                            f"run `harness run` first")
-    click.echo(render(rows, fmt, baseline, results))
+    click.echo(render(rows, fmt, baseline, store.results_dir(results)))  # ./results by default
 
 
 @main.command()

@@ -142,3 +142,15 @@ def test_generate_draws_fresh_samples_from_a_saved_generator(cli, tiny_dataset):
     assert len(first.output.strip().split("\n\n")) == 4
     assert cli("generate", str(run_dir), "-n", "4", "--seed", "5").output == first.output
     assert cli("generate", str(run_dir), "-n", "4", "--seed", "6").output != first.output
+
+
+def test_the_table_of_the_default_results_directory_has_every_section(
+        cli, unigram_plugin, tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.delenv("HARNESS_RESULTS")
+    monkeypatch.chdir(tmp_path)  # ./results, the default
+    ran = cli("-q", "run", "-m", "mle", "-m", "unigram", "-d", "tiny", "--set", "epochs=1")
+    assert ran.exit_code == 0, ran.output
+    shown = cli("table", "--baseline", "mle")
+    for output in (ran.output, shown.output):
+        assert "- mle: run with --set epochs=1" in output
+    assert "At matched diversity" in shown.output
