@@ -26,6 +26,7 @@ all, so the levels are a guide, not exact.)
 """
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from dataclasses import dataclass, field
@@ -238,10 +239,13 @@ def _other_seed_values(run_dir: Path) -> dict[str, list[float]]:
 
 
 def environment_differences(recorded: dict, repeated: dict) -> dict[str, tuple]:
-    """What differs between the two runs' environments (and torch threads): what may
-    explain a difference in the last bits."""
+    """What differs between the two runs' environments, torch threads and data (the
+    corpus's provenance: a data file that changed makes another run): what may explain a
+    difference."""
     def described(config: dict) -> dict:
-        return {**config.get("environment", {}), "torch_threads": config.get("torch_threads")}
+        data = json.loads(json.dumps(config.get("corpus", {}), default=str))  # as recorded
+        return {**config.get("environment", {}), "torch_threads": config.get("torch_threads"),
+                **{f"data {key}": value for key, value in data.items()}}
 
     a, b = described(recorded), described(repeated)
     return {key: (a.get(key), b.get(key)) for key in sorted(set(a) | set(b))

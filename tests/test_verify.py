@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from harness import store
-from harness.verify import LEVEL, Report, changed_conclusions, judge
+from harness.verify import LEVEL, Report, changed_conclusions, environment_differences, judge
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference-cpu-2026-12-02"
 
@@ -169,3 +169,9 @@ def test_a_committed_reference_run_verifies_here(cli, mirror):
     assert result.output.splitlines()[-1].startswith(("identical", "within noise"))
     config = json.loads((run_dir / "config.json").read_text())
     assert config["torch_threads"] == 1 and config["device"] == "cpu"
+
+
+def test_verify_names_data_that_differ_from_the_recorded_data():
+    recorded = {"environment": {"torch": "2.13.0"}, "corpus": {"sha256": "a" * 64, "n_lines": 300}}
+    repeated = {"environment": {"torch": "2.13.0"}, "corpus": {"sha256": "b" * 64, "n_lines": 300}}
+    assert environment_differences(recorded, repeated) == {"data sha256": ("a" * 64, "b" * 64)}
