@@ -95,6 +95,10 @@ def run_corpus(run_dir: Path, mirror: str | None):
     from harness.runner import load_corpus
 
     recorded = store.read_config(run_dir)
+    profiles = config.known_profiles(registry().methods.values())
+    if recorded["profile"] not in profiles:
+        raise HarnessError(f"{run_dir / store.CONFIG}: profile {recorded['profile']!r} is none "
+                           f"of this harness's ({', '.join(profiles)})")
     return load_corpus(registry().dataset(recorded["dataset"]), recorded["profile"],
                        recorded["seed"], mirror, recorded.get("settings", {}))
 
@@ -226,7 +230,7 @@ def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, precis
     _print_table(results, "markdown", None)
     if len(specs) == 1:  # one run: where it is, and what it writes
         run_dir = options.run_dir(specs[0])
-        shown = (run_dir / store.SAMPLES).read_text().strip("\n").split("\n\n")[:3]
+        shown = store.read_samples(run_dir, 3)
         click.echo(f"\n{run_dir} (samples.txt, generator.pt, ...); three of its samples:\n\n"
                    + "\n\n".join(shown))
 
@@ -288,7 +292,7 @@ def status(results, run_id) -> None:
 def samples(method, dataset, seed, run_id, results, count) -> None:
     """Print generated sequences of a finished run (poems as four lines of five)."""
     run_dir = finished_run(results, method, dataset, seed, run_id)
-    shown = (run_dir / store.SAMPLES).read_text().strip("\n").split("\n\n")[:count]
+    shown = store.read_samples(run_dir, count)
     click.echo("\n\n".join(shown))
 
 

@@ -381,6 +381,16 @@ def read_metrics(run_dir: Path) -> dict:
     return read_record(Path(run_dir) / METRICS, "metrics")
 
 
+def read_samples(run_dir: Path, count: int) -> list[str]:
+    """The first ``count`` sequences of a run's samples.txt, as text."""
+    path = Path(run_dir) / SAMPLES
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise StorageError(f"cannot read {path}: {_reason(error)}") from None
+    return text.strip("\n").split("\n\n")[:count]
+
+
 def read_csv(path: Path):
     """A curve.csv or sweep.csv as a DataFrame; HarnessError naming a file pandas cannot read."""
     import pandas as pd

@@ -370,3 +370,13 @@ def test_results_files_get_the_permissions_of_any_new_file(tmp_path):
     plain = tmp_path / "plain"
     plain.touch()
     assert (tmp_path / "config.json").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+def test_a_missing_samples_file_or_unknown_profile_is_one_line(cli, tiny_dataset):
+    run_dir = finished(cli)
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "profile": "nonexistent"}))
+    one_line_error(cli("generate", str(run_dir)), "profile 'nonexistent'")
+    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / "samples.txt").unlink()
+    one_line_error(cli("samples", "-m", "mle", "-d", "tiny"), "samples.txt", "cannot read")
