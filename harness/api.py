@@ -85,6 +85,9 @@ class Dataset:
     # The default profile's method settings on this data set, e.g. more epochs where an
     # epoch is short (applied like --set under that profile only; --set overrides them).
     method_settings: dict[str, Any] = field(default_factory=dict)
+    # What decides whether a published figure compares with ours on this data set, e.g.
+    # {"oracle": "seqgan-target-params"}: matched against the figures' ``conditions``.
+    conditions: dict[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -108,8 +111,9 @@ class Method(Protocol):
     Optional metadata (see ``method_info``): ``starts_from`` names the methods whose result
     it starts from (executors run those first; plots mark where that phase ends);
     ``reference`` is ``"ceiling"`` or ``"floor"`` for the rows that frame a table;
-    ``published`` holds CSV files of its paper's figures; ``supports(dataset)`` declines a
-    data set."""
+    ``published`` holds CSV files of its paper's figures; ``conditions`` what a published
+    figure must have been made with to compare with its rows (see harness/table.py);
+    ``supports(dataset)`` declines a data set."""
 
     name: str
     Config: type
@@ -125,12 +129,16 @@ class MethodInfo:
     starts_from: tuple[str, ...] = ()
     reference: str | None = None
     published: tuple[Traversable, ...] = ()
+    # What a published figure must have been made with to compare with this method's rows,
+    # where the method differs from the code that made it, e.g. {"algorithm": "..."}.
+    conditions: dict[str, str] = field(default_factory=dict)
 
 
 def method_info(method: Any) -> MethodInfo:
     return MethodInfo(tuple(getattr(method, "starts_from", ())),
                       getattr(method, "reference", None),
-                      tuple(getattr(method, "published", ())))
+                      tuple(getattr(method, "published", ())),
+                      dict(getattr(method, "conditions", {})))
 
 
 class RunContext:

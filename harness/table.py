@@ -7,6 +7,7 @@ data. Nothing here knows a method or data set by name.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -16,8 +17,13 @@ from harness import store
 from harness.api import Dataset, HarnessError, method_info
 from harness.evaluate import CURVE_METRICS, lower_is_better
 
-COLUMNS = ["run_id", "dataset", "data", "device", "method", "seed", "metric", "value"]
-PUBLISHED_COLUMNS = ["dataset", "method", "metric", "value", "protocol", "note", "source"]
+COLUMNS = ["run_id", "dataset", "data", "device", "profile", "method", "seed", "metric", "value"]
+PUBLISHED_COLUMNS = ["dataset", "method", "metric", "value", "protocol", "conditions", "note",
+                     "source"]
+# How the harness evaluates every generator, whatever its method: samples drawn from the
+# softmax of its logits as they are (temperature 1), NLL-oracle of those samples. A figure
+# made otherwise (LeakGAN's authors scale the logits by 1.5) says so in its conditions.
+EVALUATION = {"logits": "unscaled"}
 
 
 def collect(results: Path | str | None) -> pd.DataFrame:
@@ -27,11 +33,12 @@ def collect(results: Path | str | None) -> pd.DataFrame:
     for key, directory in store.runs(results, finished_only=True):
         config = store.read_config(directory)
         data = config.get("corpus", {}).get("variant", "")
-        device = made_on(config)
+        device, profile = made_on(config), config["profile"]
         for metric, value in store.read_metrics(directory).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 rows.append({"run_id": key.run_id, "dataset": key.dataset, "data": data,
-                             "device": device, "method": key.method, "seed": key.seed,
+                             "device": device, "profile": profile, "method": key.method,
+                             "seed": key.seed,
                              "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -94,8 +101,7 @@ def dataset_view(name: str, present: set[str]) -> Dataset:
     except HarnessError:  # results of a data set no plugin here registers
         found = Dataset(name, load=None)
     curve = next((m for m in CURVE_METRICS if m in present), CURVE_METRICS[0])
-    return Dataset(found.name, found.load, found.description, found.headline or (curve,),
-                   found.diversity, found.baseline, found.published, found.lower_is_better)
+    return dataclasses.replace(found, headline=found.headline or (curve,))
 
 
 def method_order(methods: set[str]) -> list[str]:
@@ -125,7 +131,8 @@ def published_figures(dataset: str | None = None) -> pd.DataFrame:
     frames = [pd.read_csv(f.open(encoding="utf-8")) for f in files.values()]
     figures = pd.concat(frames, ignore_index=True).drop_duplicates() if frames else \
         pd.DataFrame(columns=PUBLISHED_COLUMNS)
-    figures = figures.reindex(columns=PUBLISHED_COLUMNS).fillna({"protocol": "", "note": ""})
+    figures = figures.reindex(columns=PUBLISHED_COLUMNS).fillna(
+        {"protocol": "", "conditions": "", "note": ""})
     return figures if dataset is None else figures[figures.dataset == dataset]
 
 
@@ -201,20 +208,57 @@ def comparison(rows: pd.DataFrame, dataset: str, baseline: str | None = None) ->
 
 
 def beside_the_paper(rows: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Every published figure of the data set beside ours made the same way: the column of
-    ours it is compared with (its ``metric``), ours as mean ± stderr, and the gap."""
+    """Every published figure of the data set beside ours: the column of ours it is
+    compared with (its ``metric``), ours as mean ± stderr, and the gap where ours was made
+    under the figure's conditions; otherwise "not comparable" and the condition that differs."""
     rows = rows[rows.dataset == dataset].dropna(subset=["value"])
+    view = dataset_view(dataset, set(rows.metric))
     lines = []
     for figure in published_figures(dataset).itertuples():
         ours = _values(rows, figure.method, figure.metric)
         if figure.method not in set(rows.method):
             continue
+        differs = differing_condition(parse_conditions(figure.conditions),
+                                      our_conditions(rows[rows.method == figure.method], view,
+                                                     figure.method))
+        gap = "–" if not len(ours) else f"not comparable: {differs}" if differs else \
+            f"{ours.mean() - figure.value:+.4f}"
         lines.append({"method": figure.method, "paper": f"{figure.value:g}",
                       "ours": mean_pm_stderr(ours) if len(ours) else "not measured",
-                      "gap (ours - paper)": f"{ours.mean() - figure.value:+.4f}" if len(ours) else "–",
-                      "column of ours": figure.metric, "how the paper's was made": figure.protocol,
-                      "source": figure.source})
+                      "gap (ours - paper)": gap, "column of ours": figure.metric,
+                      "how the paper's was made": figure.protocol, "source": figure.source})
     return pd.DataFrame(lines)
+
+
+def parse_conditions(text: str) -> dict[str, set[str]]:
+    """A figure's ``conditions``, ``key=value|value; key=value``: what ours must match."""
+    found = {}
+    for part in filter(None, (p.strip() for p in str(text).split(";"))):
+        key, _, values = part.partition("=")
+        found[key.strip()] = {v.strip() for v in values.split("|")}
+    return found
+
+
+def our_conditions(rows: pd.DataFrame, view: Dataset, method: str) -> dict[str, set[str]]:
+    """Under what one method's rows were made: the data set's conditions, the method's,
+    the harness's evaluation, the runs' profiles and data."""
+    from harness.plugins import registry
+
+    own = method_info(registry().methods[method]).conditions if method in registry().methods \
+        else {}
+    return {**{key: {value} for key, value in {**view.conditions, **own, **EVALUATION}.items()},
+            **{column: set(rows[column]) for column in ("profile", "data") if column in rows}}
+
+
+def differing_condition(figure: dict[str, set[str]], ours: dict[str, set[str]]) -> str:
+    """The first condition of the figure that ours does not meet, said as "key: ours
+    (the figure's: allowed)"; "" when ours meets them all."""
+    for key, allowed in figure.items():
+        mine = ours.get(key, {"unknown"})
+        if not mine <= allowed:
+            return f"{key} {', '.join(sorted(mine)) or 'unknown'} (the figure's: " \
+                   f"{' or '.join(sorted(allowed))})"
+    return ""
 
 
 # --- at matched diversity (Caccia et al. 2020) -------------------------------------------
@@ -316,7 +360,8 @@ def render(rows: pd.DataFrame, fmt: str = "markdown", baseline: str | None = Non
                        "diversity equals the baseline's at temperature 1):", _format(matched, fmt)]
         paper = beside_the_paper(part, dataset)
         if not paper.empty:
-            blocks += ["Beside the published figures (ours made the paper's way):",
+            blocks += ["Beside the published figures (a gap only where ours was made under "
+                       "the figure's conditions):",
                        _format(paper, fmt)]
             blocks += _figure_notes(published_figures(dataset), set(part.method))
         if notes.get((run_id, dataset)):

@@ -190,6 +190,8 @@ class RankGan:
     profiles = {"paper": PAPER}
     starts_from = ("mle",)  # executors run the MLE run first and this run reuses its generator
     published = (resources.files("harness_plugins") / "published" / "rankgan2017.csv",)
+    # The paper's formula, not the authors' code (see the module's docstring).
+    conditions = {"algorithm": "the paper's formula (a softmax per reference)"}
 
     def train(self, ctx):
         cfg = ctx.config
