@@ -144,8 +144,10 @@ def _summary(item) -> str:
     doc = getattr(item, "description", "") or type(item).__doc__ or \
         sys.modules[type(item).__module__].__doc__ or ""
     own = getattr(item, "method_settings", {})
+    extra = [p for p in getattr(item, "profiles", {}) if p not in config.BASE_PROFILES]
     return (doc.strip().splitlines()[0] if doc.strip() else "") + \
-        (f" [default profile: {', '.join(f'{k}={v}' for k, v in own.items())}]" if own else "")
+        (f" [default profile: {', '.join(f'{k}={v}' for k, v in own.items())}]" if own else "") + \
+        (f" [profiles: {', '.join([*config.BASE_PROFILES, *extra])}]" if extra else "")
 
 
 @main.command()

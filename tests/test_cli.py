@@ -154,3 +154,10 @@ def test_the_table_of_the_default_results_directory_has_every_section(
     for output in (ran.output, shown.output):
         assert "- mle: run with --set epochs=1" in output
     assert "At matched diversity" in shown.output
+
+
+def test_harness_list_says_which_methods_have_which_profiles(cli):
+    lines = {line.split()[0]: line for line in cli("list").output.splitlines()
+             if line.startswith("  ")}
+    assert lines["mle"].endswith("[profiles: default, paper, authors-2016]")
+    assert "[profiles:" not in lines["maligan"]  # the base profiles only
