@@ -41,7 +41,8 @@ def register_datasets(register):
         "oracle", load_paper_oracle,
         "synthetic: samples of the SeqGAN authors' oracle LSTM (vocab 5,000, length 20)",
         headline=("nll_oracle",), diversity="nll_test", baseline="mle",
-        published=(resources.files("harness_datasets") / "published" / "seqgan_aaai2017.csv",),
+        published=(resources.files("harness_datasets") / "published" / "seqgan_aaai2017.csv",
+                   resources.files("harness_datasets") / "published" / "seqgan_code_log.csv"),
         conditions={"oracle": "seqgan-target-params"}))  # LantaoYu/SeqGAN's target_params
 
 

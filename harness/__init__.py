@@ -29,4 +29,4 @@ def load_generator(run_dir, device="cpu", corpus=None):
 
 __all__ = ["hookimpl", "Corpus", "Dataset", "Diverged", "Generator", "HarnessError", "Method",
            "RunContext", "check_finite", "load_generator"]
-__version__ = "0.2.0"
+__version__ = "0.3.0"  # 0.3: results files carry a schema version; shared files their sha256

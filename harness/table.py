@@ -21,9 +21,10 @@ COLUMNS = ["run_id", "dataset", "data", "device", "profile", "method", "seed", "
 PUBLISHED_COLUMNS = ["dataset", "method", "metric", "value", "protocol", "conditions", "note",
                      "source"]
 # How the harness evaluates every generator, whatever its method: samples drawn from the
-# softmax of its logits as they are (temperature 1), NLL-oracle of those samples. A figure
-# made otherwise (LeakGAN's authors scale the logits by 1.5) says so in its conditions.
-EVALUATION = {"logits": "unscaled"}
+# softmax of its logits as they are (temperature 1), at the end of the run (or its best
+# point, in the *_best_so_far columns). A figure made otherwise (LeakGAN's authors scale
+# the logits by 1.5; a log that stops early) says so in its conditions.
+EVALUATION = {"logits": "unscaled", "point": "the end of the run"}
 
 
 def collect(results: Path | str | None) -> pd.DataFrame:

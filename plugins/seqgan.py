@@ -68,8 +68,9 @@ class SeqGan:
     name = "seqgan"
     Config = SeqGanConfig
     profiles = {"paper": PAPER, "authors-2016": AUTHORS_2016}
-    # The authors' code sums the policy-gradient loss over the batch (their clip at 5.0 then
-    # bites elsewhere); ours averages it: their figures compare with ours only once it sums.
+    # The authors' code sums the policy-gradient loss over the batch (MLE_SeqGAN/model.py
+    # lines 114-119 @4152436, generator.py 108-113 @e2b52fb; their clip at 5.0 then bites
+    # elsewhere); ours averages it: their figures compare with ours only once it sums.
     conditions = {"algorithm": "policy-gradient loss averaged over the batch"}
     starts_from = ("mle",)  # executors run the MLE run first and this run reuses its generator
 

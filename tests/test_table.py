@@ -52,7 +52,10 @@ def test_comparison_tests_each_method_against_the_data_sets_baseline(results):
 def test_a_published_figure_gets_a_gap_only_under_its_own_conditions(results):
     rows = table.collect(results)
     made_their_way = rows.assign(profile="authors-2016")  # the code that made Table 1
-    paper = table.beside_the_paper(made_their_way, "oracle").set_index("method")
+    def table_1(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame.source.str.contains("Table 1")].set_index("method")
+
+    paper = table_1(table.beside_the_paper(made_their_way, "oracle"))
     assert paper.loc["mle", "paper"] == "9.038"
     assert paper.loc["mle", "column of ours"] == "nll_oracle"
     assert paper.loc["mle", "gap (ours - paper)"] == f"{sum(MLE) / 3 - 9.038:+.4f}"
@@ -62,9 +65,13 @@ def test_a_published_figure_gets_a_gap_only_under_its_own_conditions(results):
         "not comparable: algorithm policy-gradient loss averaged over the batch")
     assert "random" not in paper.index  # no run of it here
     # The paper's settings are not the code that made the figure: no gap either.
-    other = table.beside_the_paper(rows, "oracle").set_index("method")
+    other = table_1(table.beside_the_paper(rows, "oracle"))
     assert other.loc["mle", "gap (ours - paper)"] == \
         "not comparable: profile paper (the figure's: authors-2016)"
+    # The authors' later log, made under the paper's settings, stops at epoch 115 of 120.
+    log = table.beside_the_paper(rows, "oracle").set_index("source").filter(like="run log", axis=0)
+    assert log.set_index("method").loc["mle", "gap (ours - paper)"] == \
+        "not comparable: point the end of the run (the figure's: MLE epoch 115 of 120)"
 
 
 def test_conditions_are_matched_key_by_key():
@@ -97,9 +104,15 @@ def test_render_markdown_latex_csv(results):
 def test_published_figures_are_package_data():
     paper = table.published_figures("oracle")
     oracle = paper[paper.metric.str.startswith("nll_oracle")]
-    assert dict(zip(oracle.method, oracle.value)) == {
+    tables = oracle[oracle.source.str.contains("et al.")]
+    assert dict(zip(tables.method, tables.value)) == {
         "random": 10.310, "mle": 9.038, "ss": 8.985, "pg-bleu": 8.946, "seqgan": 8.736,
-        "real": 5.761, "rankgan": 8.247, "relgan": 6.680}  # the last two: methods' own papers
+        "rankgan": 8.247, "relgan": 6.680}  # the last two: methods' own papers
+    logs = oracle[oracle.source.str.contains("run log")]  # the authors' own logs
+    assert sorted(zip(logs.method, logs.value)) == [
+        ("mle", 9.07058), ("rankgan", 7.8908), ("rankgan", 8.2724), ("rankgan", 8.3122),
+        ("seqgan", 8.6832)]
+    assert (oracle.conditions != "").all()  # each states its conditions
     assert set(table.published_figures().dataset) == {"obama", "oracle", "poems"}
 
 
