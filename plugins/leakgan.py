@@ -29,8 +29,18 @@ Choices where paper and authors' code (CR-Gjx/LeakGAN) differ, or neither says:
 - The worker's loss never updates the manager and the manager's never updates the
   worker, as the authors' separate gradient lists; neither ever updates the
   discriminator, whose features are a constant input.
-- The authors' temperature 1.5 on the first two tokens and their learning-rate decay are
-  left out.
+- The authors' x1.5 on the logits is left out (CR-Gjx/LeakGAN @4044de6, Synthetic
+  Data/LeakGANModel.py lines 127-128): it applies to every token whenever ``train=0``,
+  i.e. to every sample their NLL-oracle scores and every discriminator negative, and to
+  the first two tokens of the policy-gradient samples too; their ``No Temperature``
+  directory (dc3360e) sets it to 1.0, and the first author called it "a trick in the early
+  version" (geek-ai/Texygen issue 19). Their learning-rate decay is left out too.
+- Their worker reward and goal loss use ``tf.losses.cosine_distance`` with its default
+  reduction (lines 243-244, 270-271, 288-294): one batch-mean cosine, a scalar, not the
+  per-token intrinsic rewards of the paper's formulas that this module implements.
+- Their synthetic-data script interleaves no MLE in the adversarial loop (Synthetic
+  Data/Main.py lines 278-319); their COCO script does, one epoch every 15 batches, as the
+  paper says and as this module does (``mle_every``).
 - Pre-training as the authors' synthetic-data script: cycles of discriminator rounds then
   MLE epochs (worker: cross-entropy; manager: the cosine objective on real data with
   Q = 1). It trains its own generator: the shared LSTM's MLE run cannot serve.
