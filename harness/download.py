@@ -93,14 +93,16 @@ def fetch(file: DataFile, mirror: str | Path | None = None) -> Path:
         if file.derive is not None:
             file.derive(cached, mirror)
         elif file.url is not None:
-            _download(file.url, cached)
+            _download(file.url, cached, root and root / file.path)
         else:
             raise DownloadError(f"{file.path} is in no data mirror and has no download URL; "
                                 f"point --data-mirror / {MIRROR_ENV} at a copy")
     return verify_file(cached, file)
 
 
-def _download(url: str, dest: Path) -> None:
+def _download(url: str, dest: Path, in_mirror: Path | None = None) -> None:
+    """``url`` to ``dest``; a DownloadError says what to do (``in_mirror``: where the
+    data mirror in use lacks the file)."""
     from torch.hub import download_url_to_file  # writes to a temporary file, then moves it
 
     if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
@@ -109,5 +111,6 @@ def _download(url: str, dest: Path) -> None:
     try:
         download_url_to_file(url, str(dest), progress=False)
     except Exception as error:  # network errors come in many types
-        raise DownloadError(f"could not download {url} ({error}); without internet, point "
-                            f"--data-mirror / {MIRROR_ENV} at a local copy") from error
+        hint = (f"the data mirror has no {in_mirror}" if in_mirror is not None else
+                f"without internet, point --data-mirror / {MIRROR_ENV} at a local copy")
+        raise DownloadError(f"could not download {url} ({error}); {hint}") from error

@@ -87,6 +87,23 @@ def test_offline_fetch_raises_download_error(tmp_path):
         fetch(missing, tmp_path)
 
 
+def test_a_failed_download_names_what_the_data_mirror_lacks(tmp_path, monkeypatch):
+    import torch.hub
+
+    def unreachable(url, dest, progress=True):
+        raise OSError("Name or service not known")
+
+    monkeypatch.delenv("HARNESS_OFFLINE", raising=False)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", unreachable)
+    missing = DataFile("x/absent.txt", "", url="https://example.invalid/absent.txt",
+                       git_blob_sha1="0" * 40)
+    with pytest.raises(DownloadError, match="the data mirror has no .*x/absent.txt"):
+        fetch(missing, tmp_path / "mirror")
+    monkeypatch.delenv("HARNESS_DATA_MIRROR", raising=False)
+    with pytest.raises(DownloadError, match="without internet, point --data-mirror"):
+        fetch(missing)
+
+
 # --- poems -------------------------------------------------------------------------------
 
 def test_parse_poems_reads_the_layout():
