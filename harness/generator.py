@@ -20,6 +20,7 @@ from torch.overrides import TorchFunctionMode
 from harness import hookimpl, store
 from harness.api import HarnessError
 from harness.devices import rows_per_step
+from harness.plugins import class_name, registry
 from harness.uncertainty import token_nll_se
 
 State = tuple[torch.Tensor, torch.Tensor]
@@ -210,11 +211,6 @@ def register_generators(register):
     register(LSTMGenerator)
 
 
-def class_name(kind: type) -> str:
-    """How a saved generator names its class: ``module:QualifiedName``."""
-    return f"{kind.__module__}:{kind.__qualname__}"
-
-
 def save_generator(path: Path, generator: nn.Module) -> None:
     """Write ``generator`` as its class name, constructor arguments and state dict.
 
@@ -273,8 +269,6 @@ def _shapes_only(kind: type, args: dict) -> dict:
 
 
 def _registered_class(name: Any, path: Path) -> type:
-    from harness.plugins import registry
-
     known = registry().generators
     if name not in known:
         raise HarnessError(f"{path}: generator class {str(name)[:100]!r} is not one the harness "
@@ -293,9 +287,9 @@ def _check_arguments(kind: type, args: dict, path: Path, corpus) -> None:
     parameters = inspect.signature(kind.__init__).parameters
     for name, value in args.items():
         if name not in parameters or name == "self":
-            raise HarnessError(f"{path}: {class_name(kind)} takes no argument {name!r}")
+            raise HarnessError(f"{path}: {kind.__qualname__} takes no argument {name!r}")
         if name in hints and not _is_instance(value, hints[name]):
-            raise HarnessError(f"{path}: {class_name(kind)} argument {name}={value!r} is not "
+            raise HarnessError(f"{path}: {kind.__qualname__} argument {name}={value!r} is not "
                                f"of type {hints[name]}")
         if corpus is not None and name in CORPUS_SIZES and \
                 value != getattr(corpus, CORPUS_SIZES[name]):

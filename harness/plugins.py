@@ -145,11 +145,15 @@ def _name_of(kind: str, item: Any) -> str:
     """What a registered item is known by: its name; a generator class, ``module:Class``."""
     if kind != "generator":
         return item.name
-    from harness.generator import class_name
-
     if not (isinstance(item, type) and issubclass(item, torch.nn.Module)):
         raise HarnessError(f"register_generators: {item!r} is not a torch.nn.Module class")
     return class_name(item)
+
+
+def class_name(kind: type) -> str:
+    """How a generator class is registered and how a saved generator names it:
+    ``module:QualifiedName``."""
+    return f"{kind.__module__}:{kind.__qualname__}"
 
 
 def reset() -> None:
