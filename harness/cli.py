@@ -229,7 +229,9 @@ def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, precis
         for spec, reason in failures:
             click.echo(f"  {spec.method} on {spec.dataset}, seed {spec.seed}: {reason}", err=True)
         ctx.exit(1)
-    _print_table(results, "markdown", None)
+    # This command's runs only: other run ids in the results (a committed reference set)
+    # are `harness table`'s to show.
+    _print_table(store.run_id_dir(results, options.run_id), "markdown", None)
     if len(specs) == 1:  # one run: where it is, and what it writes
         run_dir = options.run_dir(specs[0])
         shown = store.read_samples(run_dir, 3)

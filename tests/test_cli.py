@@ -148,12 +148,16 @@ def test_the_table_of_the_default_results_directory_has_every_section(
         cli, unigram_plugin, tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.delenv("HARNESS_RESULTS")
     monkeypatch.chdir(tmp_path)  # ./results, the default
+    earlier = cli("-q", "run", "-m", "unigram", "-d", "tiny", "--run-id", "earlier")
+    assert earlier.exit_code == 0, earlier.output
     ran = cli("-q", "run", "-m", "mle", "-m", "unigram", "-d", "tiny", "--set", "epochs=1")
     assert ran.exit_code == 0, ran.output
     shown = cli("table", "--baseline", "mle")
     for output in (ran.output, shown.output):
         assert "- mle: run with --set epochs=1" in output
     assert "At matched diversity" in shown.output
+    # A run prints its own run id's table; `harness table` shows every run id.
+    assert "(earlier;" not in ran.output and "(earlier;" in shown.output
 
 
 def test_harness_list_says_which_methods_have_which_profiles(cli):
