@@ -31,7 +31,7 @@ import click
 from harness import hookimpl, store
 from harness.api import HarnessError, method_info
 from harness.plugins import registry
-from harness.runner import RunOptions, RunSpec, holding, preflight, run_in_use, run_plan
+from harness.runner import RunOptions, RunSpec, preflight, run_plan
 
 log = logging.getLogger("harness")
 
@@ -262,13 +262,13 @@ def submit(specs: list[RunSpec], executor: Executor, executor_options: Any,
     if executor.runs_here:  # handed-on runs: the same command again resubmits the failed
         for spec in specs:
             if states[(spec.method, spec.dataset, spec.seed)] == "running":
-                raise run_in_use(spec.key(options.run_id), plan.run_dir(spec))
+                raise store.in_use(spec.key(options.run_id), plan.run_dir(spec))
     pending = [s for s in specs
                if states[(s.method, s.dataset, s.seed)] in ("missing", "failed", "interrupted")]
     for spec in pending:
         plan.jobs.pop(key(spec), None)
         if plan.run_dir(spec).exists():  # an earlier failure must not be read as this attempt's
-            with holding(plan.run_dir(spec), spec.key(options.run_id)):  # nor overwrite a run
+            with store.run_lock(plan.run_dir(spec), spec.key(options.run_id)):  # nor overwrite a run
                 store.write_status(plan.run_dir(spec), "submitted", executor=executor.name)
     plan.save()
     failures = executor.launch(plan, in_dependency_order(pending), executor_options)

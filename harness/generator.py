@@ -161,11 +161,11 @@ class LSTMGenerator(TeacherForced):
 
     @staticmethod
     def parameter_count(vocab_size: int, emb_dim: int, hidden_dim: int) -> int:
-        """The weights of a generator of these sizes, counted without building it: the
-        embedding, the LSTM's four gates (input and hidden weights, two biases each), the
-        output layer."""
-        lstm = 4 * hidden_dim * (emb_dim + hidden_dim) + 8 * hidden_dim
-        return vocab_size * emb_dim + lstm + hidden_dim * vocab_size + vocab_size
+        """The weights of a generator of these sizes, counted on the meta device (built
+        without memory, however large the sizes)."""
+        shapes = _shapes_only(LSTMGenerator, {"vocab_size": vocab_size, "seq_len": 1,
+                                              "emb_dim": emb_dim, "hidden_dim": hidden_dim})
+        return sum(tensor.numel() for tensor in shapes.values())
 
     def forward(self, inputs: torch.Tensor, state: State | None = None
                 ) -> tuple[torch.Tensor, State]:

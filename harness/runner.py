@@ -147,7 +147,7 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
     seed_everything(spec.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     plugin = found.plugin_of[f"method:{spec.method}"]
-    with holding(run_dir, spec.key(options.run_id)), _logging_to(run_dir / store.LOG):
+    with store.run_lock(run_dir, spec.key(options.run_id)), _logging_to(run_dir / store.LOG):
         store.remove_temporaries(run_dir)  # left by a process killed while writing
         for name, error in load_errors.items():
             log.warning("plugin %s %s", name, error)
@@ -199,28 +199,6 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
         log.info("%s/%s seed %d: %s", spec.dataset, spec.method, spec.seed,
                  ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
         return metrics
-
-
-@contextlib.contextmanager
-def holding(run_dir: Path, key: store.RunKey) -> Iterator[None]:
-    """``run_dir`` for this process alone while the block runs; a HarnessError naming the
-    process that runs the run, before anything is written, when another one does."""
-    try:
-        with store.run_lock(run_dir):
-            yield
-    except store.RunInUse:
-        raise run_in_use(key, run_dir) from None
-
-
-def run_in_use(key: store.RunKey, run_dir: Path) -> HarnessError:
-    """The error for a run that another process is running: which, where, since when."""
-    status = store.run_status(run_dir)
-    holder = "another process"  # until it has written its status.json
-    if status["status"] == "running":
-        holder = f"process {status.get('pid')} on host {status.get('host')} " \
-                 f"(since {status.get('updated')})"
-    return HarnessError(f"{key} of run id {key.run_id} is being run by {holder}; wait for it "
-                        f"to end or stop it, then run the command again")
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 
@@ -215,6 +215,7 @@ def find_run(results: str | Path | None, method: str, dataset: str, seed: int = 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all: a crash, a full disk or a refused
     permission leaves the previous file (the last good checkpoint) as it was. An OSError
@@ -236,6 +237,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _cannot_read(path: Path | str, error: OSError) -> StorageError:
+    return StorageError(f"cannot read {path}: {_reason(error)}")
 
 
 def _reason(error: OSError) -> str:
@@ -296,38 +301,48 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class RunInUse(Exception):
-    """Another process holds the run directory's lock: it is running that run."""
-
-
 @contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold ``run_dir``'s lock while its run runs; RunInUse at once, with nothing written,
-    when another process holds it. The system drops the lock when its holder ends, however
-    it ends, so a killed run never leaves its directory locked."""
+def run_lock(run_dir: Path, key: RunKey) -> Iterator[None]:
+    """Hold ``run_dir``'s lock while its run runs; at once, with nothing written, a
+    HarnessError naming the process that holds it (``in_use``). The system drops the lock
+    when its holder ends, however it ends, so a killed run never leaves its directory locked."""
     with open(Path(run_dir) / RUN_LOCK, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunInUse(run_dir) from None
+            raise in_use(key, run_dir) from None
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def in_use(key: RunKey, run_dir: Path) -> HarnessError:
+    """The error for a run that another process is running: which, where, since when."""
+    status = run_status(run_dir)
+    holder = "another process"  # until it has written its status.json
+    if status["status"] == "running":
+        holder = f"process {status.get('pid')} on host {status.get('host')} " \
+                 f"(since {status.get('updated')})"
+    return HarnessError(f"{key} of run id {key.run_id} is being run by {holder}; wait for it "
+                        f"to end or stop it, then run the command again")
+
+
 # --- reading: every file checked, a bad one is one line naming it --------------------
 
-def read_torch(path: Path, fix: str = "delete it and run the command again") -> Any:
+def read_torch(path: Path, fix: str = "delete it and run the command again",
+               data: bytes | None = None) -> Any:
     """A file written by ``write_torch``, read onto the CPU as tensors and plain values only
     (``weights_only``): a file from someone else cannot run code, and one that is not the
     harness's is a HarnessError naming it and ``fix``. Modules and optimisers move their
     tensors to their own device in ``load_state_dict``; random states must stay on the CPU
-    (a torch.Generator's state is a CPU byte tensor whatever its device)."""
+    (a torch.Generator's state is a CPU byte tensor whatever its device). ``data``: the
+    file's bytes, already read."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path if data is None else io.BytesIO(data), map_location="cpu",
+                          weights_only=True)
     except OSError as error:
-        raise StorageError(f"cannot read {path}: {_reason(error)}") from None
+        raise _cannot_read(path, error) from None
     except Exception as error:  # torch's own message may suggest unsafe loading: not shown
         raise HarnessError(f"{path} is damaged or was not written by the harness "
                            f"({type(error).__name__}); {fix}") from None
@@ -337,7 +352,7 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_bytes())
     except OSError as error:
-        raise StorageError(f"cannot read {path}: {_reason(error)}") from None
+        raise _cannot_read(path, error) from None
     except ValueError as error:
         raise HarnessError(f"{path} is not valid JSON ({error})") from None
 
@@ -387,7 +402,7 @@ def read_samples(run_dir: Path, count: int) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as error:
-        raise StorageError(f"cannot read {path}: {_reason(error)}") from None
+        raise _cannot_read(path, error) from None
     return text.strip("\n").split("\n\n")[:count]
 
 
@@ -398,7 +413,7 @@ def read_csv(path: Path):
     try:
         return pd.read_csv(path)
     except OSError as error:
-        raise StorageError(f"cannot read {path}: {_reason(error)}") from None
+        raise _cannot_read(path, error) from None
     except (ValueError, pd.errors.ParserError) as error:
         raise HarnessError(f"{path} is not a valid CSV file ({str(error).splitlines()[0]})") from None
 
@@ -433,7 +448,7 @@ def read_shared(path: Path) -> tuple[Any, str]:
     if digest != recorded:
         raise HarnessError(f"{path} does not match its sha256 in {digest_path(path).name} "
                            f"({'none recorded' if recorded is None else 'edited or damaged'}); {fix}")
-    return read_torch(io.BytesIO(data), fix), digest
+    return read_torch(path, fix, data), digest
 
 
 def now() -> str:
