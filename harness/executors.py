@@ -277,11 +277,16 @@ def submit(specs: list[RunSpec], executor: Executor, executor_options: Any,
 
 
 def wait(plan_path: Path, poll_seconds: float = 5.0, timeout: float | None = None) -> list[dict]:
-    """Block until no run of the plan is queued or running; the final states."""
+    """Block until no run of the plan is queued or running and the executor holds none of
+    its jobs (a job lives on for a moment after its run's metrics are written); the final
+    states."""
     started = time.monotonic()
     while True:
-        rows = run_states(Plan.load(plan_path))
-        if not any(r["state"] in ("queued", "running") for r in rows):
+        plan = Plan.load(plan_path)
+        rows = run_states(plan)
+        executor = registry().executors.get(plan.executor)
+        if not any(r["state"] in ("queued", "running") for r in rows) and \
+                not (executor is not None and executor.live(plan)):
             return rows
         if timeout is not None and time.monotonic() - started > timeout:
             raise TimeoutError(f"runs of {plan_path} still queued or running after {timeout} s")
