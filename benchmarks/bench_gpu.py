@@ -16,7 +16,7 @@ In order, one line per check as it goes:
 6. timings of paper-size pieces: sampling 10,000 sequences, 1,000 discriminator steps,
    one adversarial generator batch (64 x 19 prefixes x 16 rollouts), one MLE epoch;
 7. from those, an estimate of the training time per seed of ``--profile paper`` and
-   ``--profile authors-2016`` for MLE and SeqGAN on the oracle.
+   ``--profile authors`` for MLE and SeqGAN on the oracle.
 
 It ends with a JSON summary (``--out DIR/bench_gpu.json``, default a new directory under
 the system temp dir) and exit code 0 when every check passed, 1 otherwise (the failures
@@ -617,7 +617,7 @@ def projection(units: dict, nll: dict, summary: dict) -> list[dict]:
     t_nll = nll["fp32_seconds"] * 10_000 / nll["samples"]
     t_point = (t_sample + t_nll) * eval_n / 10_000
     rows = []
-    for profile in ("paper", "authors-2016"):
+    for profile in ("paper", "authors"):
         mle = profile_config(methods["mle"], profile)
         mle_s = mle.epochs * t_epoch + (1 + curve_points(mle.epochs, mle.eval_every)) * t_point
         rows.append({"method": "mle", "profile": profile, "mle_epochs": mle.epochs,

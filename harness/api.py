@@ -112,7 +112,8 @@ class Method(Protocol):
     it starts from (executors run those first; plots mark where that phase ends);
     ``reference`` is ``"ceiling"`` or ``"floor"`` for the rows that frame a table;
     ``published`` holds CSV files of its paper's figures; ``conditions`` what a published
-    figure must have been made with to compare with its rows (see harness/table.py);
+    figure must have been made with to compare with its rows (see harness/table.py): a dict,
+    or ``conditions(config)`` of a run's settings where they decide it;
     ``supports(dataset)`` declines a data set."""
 
     name: str
@@ -129,16 +130,20 @@ class MethodInfo:
     starts_from: tuple[str, ...] = ()
     reference: str | None = None
     published: tuple[Traversable, ...] = ()
-    # What a published figure must have been made with to compare with this method's rows,
-    # where the method differs from the code that made it, e.g. {"algorithm": "..."}.
-    conditions: dict[str, str] = field(default_factory=dict)
 
 
 def method_info(method: Any) -> MethodInfo:
     return MethodInfo(tuple(getattr(method, "starts_from", ())),
                       getattr(method, "reference", None),
-                      tuple(getattr(method, "published", ())),
-                      dict(getattr(method, "conditions", {})))
+                      tuple(getattr(method, "published", ())))
+
+
+def conditions_of(method: Any, config: dict) -> dict[str, str]:
+    """What a run of ``method`` with settings ``config`` (its Config as a dict) was made
+    under, where that decides whether a published figure compares: the method's
+    ``conditions`` dict, or what its ``conditions(config)`` returns."""
+    declared = getattr(method, "conditions", {})
+    return dict(declared(config) if callable(declared) else declared)
 
 
 class RunContext:

@@ -95,11 +95,12 @@ def run_corpus(run_dir: Path, mirror: str | None):
     from harness.runner import load_corpus
 
     recorded = store.read_config(run_dir)
+    profile = config.canonical_profile(recorded["profile"])
     profiles = config.known_profiles(registry().methods.values())
-    if recorded["profile"] not in profiles:
+    if profile not in profiles:
         raise HarnessError(f"{run_dir / store.CONFIG}: profile {recorded['profile']!r} is none "
                            f"of this harness's ({', '.join(profiles)})")
-    return load_corpus(registry().dataset(recorded["dataset"]), recorded["profile"],
+    return load_corpus(registry().dataset(recorded["dataset"]), profile,
                        recorded["seed"], mirror, recorded.get("settings", {}))
 
 
@@ -144,10 +145,10 @@ def _summary(item) -> str:
     doc = getattr(item, "description", "") or type(item).__doc__ or \
         sys.modules[type(item).__module__].__doc__ or ""
     own = getattr(item, "method_settings", {})
-    extra = [p for p in getattr(item, "profiles", {}) if p not in config.BASE_PROFILES]
+    profiles = config.profiles_of(item)
     return (doc.strip().splitlines()[0] if doc.strip() else "") + \
         (f" [default profile: {', '.join(f'{k}={v}' for k, v in own.items())}]" if own else "") + \
-        (f" [profiles: {', '.join([*config.BASE_PROFILES, *extra])}]" if extra else "")
+        (f" [profiles: {', '.join(profiles)}]" if len(profiles) > len(config.BASE_PROFILES) else "")
 
 
 @main.command()
@@ -194,6 +195,7 @@ def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, precis
     from harness.runner import RunOptions, plan
 
     seeds = list(seeds) or (list(range(n_seeds)) if n_seeds else [0])
+    profile = config.canonical_profile(profile)
     parsed = config.parse_settings(settings)
     specs = plan(list(methods) or None, list(datasets) or None, seeds, profile)
     config.check_settings([registry().methods[m] for m in sorted({s.method for s in specs})] +

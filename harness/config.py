@@ -11,6 +11,10 @@ from harness.api import Dataset, HarnessError, Method, method_info
 # "default" is the CPU-sized profile (each Config's defaults); "paper" the paper's settings.
 # Other profiles (e.g. a paper's code as first published) exist where methods declare them.
 BASE_PROFILES = ("default", "paper")
+# Profile names that committed results carry from before a rename: the SeqGAN family's
+# "authors-2016" is "authors", the profile of every method whose figures its authors'
+# code made.
+RENAMED_PROFILES = {"authors-2016": "authors"}
 
 # Upper bounds on the numbers a setting may take. They catch a typo (three zeros too many)
 # before it becomes days of work or an allocation the machine cannot make; every default
@@ -45,6 +49,17 @@ MAX_SEED_COUNT = 1_000
 def known_profiles(methods: Iterable[Method]) -> list[str]:
     extra = {name for method in methods for name in getattr(method, "profiles", {})}
     return list(BASE_PROFILES) + sorted(extra - set(BASE_PROFILES))
+
+
+def canonical_profile(name: str) -> str:
+    """A profile's name today (``authors-2016`` is ``authors``)."""
+    return RENAMED_PROFILES.get(name, name)
+
+
+def profiles_of(method: Method) -> list[str]:
+    """The base profiles, then the method's own."""
+    own = [name for name in getattr(method, "profiles", {}) if name not in BASE_PROFILES]
+    return [*BASE_PROFILES, *own]
 
 
 def has_profile(method: Method, profile: str) -> bool:

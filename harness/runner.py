@@ -70,12 +70,17 @@ def plan(methods: list[str] | None, datasets: list[str] | None, seeds: list[int]
     Without names: every method that has the profile (the base profiles are everyone's),
     on every data set."""
     found = registry()
+    profile = config.canonical_profile(profile)
     profiles = config.known_profiles(found.methods.values())
     if profile not in profiles:
         raise HarnessError(f"unknown profile {profile!r}; choose one of: {', '.join(profiles)}")
     methods = methods or [m for m, method in found.methods.items()
                           if config.has_profile(method, profile)]
     _check_names("method", methods, found.methods)
+    for name in methods:
+        if not config.has_profile(found.methods[name], profile):
+            raise HarnessError(f"{name} has no {profile!r} profile (its profiles: "
+                               f"{', '.join(config.profiles_of(found.methods[name]))})")
     datasets = [found.dataset(d).name for d in datasets or
                 [name for name, d in found.datasets.items() if not d.argument]]
     return [RunSpec(m, d, seed, profile) for m in methods for d in datasets for seed in seeds

@@ -14,10 +14,12 @@ from pathlib import Path
 import pandas as pd
 
 from harness import store
-from harness.api import Dataset, HarnessError, method_info
+from harness.api import Dataset, HarnessError, conditions_of, method_info
+from harness.config import canonical_profile
 from harness.evaluate import CURVE_METRICS, lower_is_better
 
-COLUMNS = ["run_id", "dataset", "data", "device", "profile", "method", "seed", "metric", "value"]
+COLUMNS = ["run_id", "dataset", "data", "device", "profile", "conditions", "method", "seed",
+           "metric", "value"]
 PUBLISHED_COLUMNS = ["dataset", "method", "metric", "value", "protocol", "conditions", "note",
                      "source"]
 # How the harness evaluates every generator, whatever its method: samples drawn from the
@@ -34,14 +36,25 @@ def collect(results: Path | str | None) -> pd.DataFrame:
     for key, directory in store.runs(results, finished_only=True):
         config = store.read_config(directory)
         data = config.get("corpus", {}).get("variant", "")
-        device, profile = made_on(config), config["profile"]
+        device, profile = made_on(config), canonical_profile(config["profile"])
+        conditions = run_conditions(key.method, config)
         for metric, value in store.read_metrics(directory).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 rows.append({"run_id": key.run_id, "dataset": key.dataset, "data": data,
-                             "device": device, "profile": profile, "method": key.method,
-                             "seed": key.seed,
+                             "device": device, "profile": profile, "conditions": conditions,
+                             "method": key.method, "seed": key.seed,
                              "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def run_conditions(method: str, config: dict) -> str:
+    """What the method says a run with this config.json was made under (see
+    ``api.conditions_of``), as ``key=value; key=value``; "" for a method not installed."""
+    from harness.plugins import registry
+
+    found = registry().methods.get(method)
+    own = conditions_of(found, config.get("config", {})) if found is not None else {}
+    return "; ".join(f"{key}={value}" for key, value in sorted(own.items()))
 
 
 def made_on(config: dict) -> str:
@@ -220,8 +233,7 @@ def beside_the_paper(rows: pd.DataFrame, dataset: str) -> pd.DataFrame:
         if figure.method not in set(rows.method):
             continue
         differs = differing_condition(parse_conditions(figure.conditions),
-                                      our_conditions(rows[rows.method == figure.method], view,
-                                                     figure.method))
+                                      our_conditions(rows[rows.method == figure.method], view))
         gap = "–" if not len(ours) else f"not comparable: {differs}" if differs else \
             f"{ours.mean() - figure.value:+.4f}"
         lines.append({"method": figure.method, "paper": f"{figure.value:g}",
@@ -240,15 +252,17 @@ def parse_conditions(text: str) -> dict[str, set[str]]:
     return found
 
 
-def our_conditions(rows: pd.DataFrame, view: Dataset, method: str) -> dict[str, set[str]]:
-    """Under what one method's rows were made: the data set's conditions, the method's,
-    the harness's evaluation, the runs' profiles and data."""
-    from harness.plugins import registry
-
-    own = method_info(registry().methods[method]).conditions if method in registry().methods \
-        else {}
-    return {**{key: {value} for key, value in {**view.conditions, **own, **EVALUATION}.items()},
-            **{column: set(rows[column]) for column in ("profile", "data") if column in rows}}
+def our_conditions(rows: pd.DataFrame, view: Dataset) -> dict[str, set[str]]:
+    """Under what one method's rows were made: the data set's conditions, the harness's
+    evaluation, what the method says of each run (its ``conditions`` column, which may
+    override the evaluation's, e.g. logits its generator scales), the runs' profiles and
+    data. A key the runs disagree on holds every value they have."""
+    ours = {key: {value} for key, value in {**view.conditions, **EVALUATION}.items()}
+    by_run = [parse_conditions(text) for text in set(rows.get("conditions", ()))]
+    for key in {key for found in by_run for key in found}:
+        ours[key] = set().union(*(found.get(key, ours.get(key, {"unknown"})) for found in by_run))
+    return {**ours, **{column: set(rows[column]) for column in ("profile", "data")
+                       if column in rows}}
 
 
 def differing_condition(figure: dict[str, set[str]], ours: dict[str, set[str]]) -> str:

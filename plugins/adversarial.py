@@ -264,6 +264,15 @@ def _draw(logits: torch.Tensor, greedy: bool, multinomial: bool,
     return sample_from_logits(logits, generator=generator)[0]
 
 
+# Scores [groups, B] -> rewards [groups, B], each row one batch's completions of the same
+# prefix length and rollout (RankGAN's authors: a softmax across them).
+AcrossBatch = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _each_batch(score: Score, across_batch: AcrossBatch) -> Score:
+    return lambda rows: across_batch(score(rows).float()[None])[0]
+
+
 def _score_in_chunks(score: Score, rows: torch.Tensor, batch: int) -> torch.Tensor:
     return torch.cat([score(rows[i:i + batch]).float().to(rows.device)
                       for i in range(0, len(rows), batch)])
@@ -322,19 +331,24 @@ class Rollout:
     @torch.no_grad()
     def rewards(self, sequences: torch.Tensor, n_rollouts: int, score: Score,
                 generator: torch.Generator | None = None, greedy: bool = False,
-                chunk: int | None = None, score_batch: int = 1 << 16) -> torch.Tensor:
+                chunk: int | None = None, score_batch: int = 1 << 16,
+                across_batch: AcrossBatch | None = None) -> torch.Tensor:
         """Q [B, T] for ``sequences`` [B, T], every completion advanced in one batch.
 
         All completed rows and ``sequences`` go to ``score`` together, ``score_batch`` rows
         a call (one call at paper sizes, so the discriminator builds its look-up tables
-        once; it chunks as suits it). ``greedy`` completes with the argmax instead of
-        sampling (tests).
+        once; it chunks as suits it). ``across_batch`` turns the scores of each prefix
+        length and rollout, [groups, B], into rewards relative to the batch before the
+        rollouts are averaged. ``greedy`` completes with the argmax instead of sampling
+        (tests).
         """
         tokens = sequences.to(self.policy.device)
         n_seq, length = tokens.shape
         chunk = chunk or rows_per_step(tokens.device, 256)
         completed = self._complete(tokens, n_rollouts, generator, greedy, chunk)
         scores = _score_in_chunks(score, torch.cat([completed, tokens]), score_batch)
+        if across_batch is not None:  # rows in blocks of the batch: (prefix, rollout), then whole
+            scores = across_batch(scores.view(-1, n_seq)).reshape(-1)
         rows = len(completed)  # ordered (prefix length, rollout, sequence)
         q = scores[:rows].view(length - 1, n_rollouts, n_seq).mean(dim=1)
         return torch.cat([q.T, scores[rows:, None]], dim=1)
@@ -372,7 +386,8 @@ class Rollout:
     @torch.no_grad()
     def rewards_naive(self, sequences: torch.Tensor, n_rollouts: int, score: Score,
                       generator: torch.Generator | None = None, greedy: bool = False,
-                      multinomial: bool = False) -> torch.Tensor:
+                      multinomial: bool = False,
+                      across_batch: AcrossBatch | None = None) -> torch.Tensor:
         """The reference loop: for each rollout, for each prefix, read it and sample the rest.
 
         As the authors' ``get_reward`` does (with ``multinomial=True`` it samples as
@@ -383,6 +398,8 @@ class Rollout:
         n_seq, length = tokens.shape
         total = torch.zeros(n_seq, length - 1, device=tokens.device)
         inputs = policy.shifted_inputs(tokens)
+        if across_batch is not None:
+            score = _each_batch(score, across_batch)
         for _ in range(n_rollouts):
             for t in range(1, length):
                 logits, state = policy(inputs[:, :t + 1])  # read start, y_1..y_t
@@ -408,6 +425,7 @@ class PolicyGradientSettings:
     grad_clip: float
     rollout_update_rate: float
     eval_every: int         # batches between learning-curve points
+    pg_loss: str = "mean"   # see PG_LOSSES
 
     @classmethod
     def of(cls, config) -> "PolicyGradientSettings":
@@ -415,18 +433,37 @@ class PolicyGradientSettings:
         return cls(batches=config.adv_batches, g_steps=config.g_steps,
                    batch_size=config.batch_size, n_rollouts=config.n_rollouts, lr=config.lr,
                    grad_clip=config.grad_clip, rollout_update_rate=config.rollout_update_rate,
-                   eval_every=config.adv_eval_every)
+                   eval_every=config.adv_eval_every, pg_loss=config.pg_loss)
+
+
+# How the policy-gradient loss -sum_t log G(y_t | y_<t) Q_t is reduced over the batch:
+# "mean", the paper's expectation; "sum", the authors' code (LantaoYu/SeqGAN
+# MLE_SeqGAN/model.py and pg_bleu/model.py lines 115-125 @4152436, generator.py 108-113
+# @e2b52fb; cookielee77/RankGan-NIPS2017 generator.py 117-119 @912b3b3: tf.reduce_sum over
+# batch and tokens, then the global-norm clip at 5.0). Adam is all but blind to the scale,
+# the clip is not: summed, the gradient is batch-size times larger and clipped far sooner.
+# The values are what a run's conditions say, and what a published figure names.
+PG_LOSSES = {"mean": "averaged over the batch", "sum": "summed over the batch"}
+
+
+def pg_conditions(config: dict) -> dict[str, str]:
+    """A policy-gradient method's conditions: how its loss was reduced (a run recorded
+    before the setting existed averaged it)."""
+    return {"pg_loss": PG_LOSSES[config.get("pg_loss", "mean")]}
 
 
 PHASE = "adversarial"
 
 
 def policy_gradient_step(generator: LSTMGenerator, optimizer: torch.optim.Optimizer,
-                         sequences: torch.Tensor, rewards: torch.Tensor, grad_clip: float) -> float:
-    """One REINFORCE update: loss = -sum_t log G(y_t | y_<t) * Q_t, averaged over the batch."""
+                         sequences: torch.Tensor, rewards: torch.Tensor, grad_clip: float,
+                         pg_loss: str = "mean") -> float:
+    """One REINFORCE update: loss = -sum_t log G(y_t | y_<t) * Q_t, averaged or summed over
+    the batch (``pg_loss``, see PG_LOSSES)."""
     generator.train()
     log_probs = generator.token_log_probs(sequences)
-    loss = -(log_probs * rewards.to(log_probs.device)).sum(dim=1).mean()
+    per_sequence = -(log_probs * rewards.to(log_probs.device)).sum(dim=1)
+    loss = per_sequence.sum() if pg_loss == "sum" else per_sequence.mean()
     return train_step(loss, optimizer, "the policy-gradient loss", generator.parameters(),
                       grad_clip)
 
@@ -435,10 +472,12 @@ def train_policy_gradient(ctx: RunContext, generator: LSTMGenerator, score: Scor
                           settings: PolicyGradientSettings, epoch_offset: int,
                           between: Callable[[int], dict] | None = None,
                           extra: dict[str, Any] | None = None,
-                          saved: dict | None = None) -> LSTMGenerator:
+                          saved: dict | None = None,
+                          across_batch: AcrossBatch | None = None) -> LSTMGenerator:
     """Adversarial training; ``extra`` names further parts of the state to checkpoint
     alongside (the discriminator, its optimiser and random streams); ``saved`` is the
-    run's checkpoint, resumed when it is of this phase."""
+    run's checkpoint, resumed when it is of this phase; ``across_batch`` as in
+    ``Rollout.rewards``."""
     optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr)
     rollout = Rollout(generator, settings.rollout_update_rate)
     rng = ctx.rng("policy_gradient_sampling", 1, ctx.device)
@@ -449,9 +488,10 @@ def train_policy_gradient(ctx: RunContext, generator: LSTMGenerator, score: Scor
     for batch in checkpoint.loop(settings.batches, f"adversarial {ctx.corpus.name}", "batch"):
         for _ in range(settings.g_steps):
             sequences = generator.sample(settings.batch_size, generator=rng)
-            rewards = rollout.rewards(sequences, settings.n_rollouts, score, generator=rng)
+            rewards = rollout.rewards(sequences, settings.n_rollouts, score, generator=rng,
+                                      across_batch=across_batch)
             loss = policy_gradient_step(generator, optimizer, sequences, rewards,
-                                        settings.grad_clip)
+                                        settings.grad_clip, settings.pg_loss)
         rollout.update(generator)
         info = between(batch) if between is not None else {}
         if (batch + 1) % settings.eval_every == 0 or batch + 1 == settings.batches:

@@ -47,7 +47,7 @@ class MleConfig:
 # MLE_SeqGAN/pretrain_experiment.py): PRE_EPOCH_NUM = 350; PoemGen's g_optimizer returns
 # tf.train.AdamOptimizer() "# ignore learning rate", i.e. Adam's default 1e-3; the loader
 # walks the file in order every epoch; NLL-oracle every 5 epochs, the last one reported.
-AUTHORS_2016 = {"epochs": 350, "lr": 0.001, "shuffle": False}
+AUTHORS = {"epochs": 350, "lr": 0.001, "shuffle": False}
 
 
 class Mle:
@@ -55,7 +55,7 @@ class Mle:
 
     name = "mle"
     Config = MleConfig
-    profiles = {"paper": {"epochs": 120}, "authors-2016": AUTHORS_2016}
+    profiles = {"paper": {"epochs": 120}, "authors": AUTHORS}
 
     def train(self, ctx):
         # The result is cached, so SeqGAN and PG-BLEU start from this very generator.

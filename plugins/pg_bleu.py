@@ -40,11 +40,14 @@ class PgBleuConfig:
     n_rollouts: int = 1               # Monte-Carlo completions per prefix (the authors: 1)
     rollout_update_rate: float = 0.0  # the authors' rollout is the current generator
     adv_eval_every: int = 5
+    pg_loss: str = "mean"             # the policy-gradient loss over the batch: "mean" (the
+                                      # paper's expectation) or "sum" (the authors' code; see
+                                      # adversarial.PG_LOSSES)
 
     def __post_init__(self):
         require(self, positive=("grad_clip",),
                 fractions=("reference_fraction", "rollout_update_rate"),
-                choices={"bleu_rule": BLEU_RULES},
+                choices={"pg_loss": adv.PG_LOSSES, "bleu_rule": BLEU_RULES},
                 at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every", "bleu_order",
                               "g_steps", "n_rollouts", "adv_eval_every"))
 
@@ -57,11 +60,13 @@ class PgBleu:
     starts_from = ("mle",)  # executors run the MLE run first and this run reuses its generator
     # The paper profile keeps the authors' reward and rollout count but shares the 120-epoch
     # MLE pre-training with the other methods, so every adversarial method starts from the
-    # very same generator. authors-2016: their 200 MLE epochs and TOTAL_BATCH 800 at Adam's
-    # default 1e-3, the file in order, NLL-oracle after every batch (the best one kept).
+    # very same generator. authors: their 200 MLE epochs and TOTAL_BATCH 800 at Adam's
+    # default 1e-3, the file in order, NLL-oracle after every batch (the best one kept), the
+    # policy-gradient loss summed over the batch (pg_bleu/model.py lines 115-125).
     profiles = {"paper": {"pretrain_epochs": 120, "adv_batches": 200},
-                "authors-2016": {"pretrain_epochs": 200, "adv_batches": 800, "lr": 0.001,
-                                 "shuffle": False, "adv_eval_every": 1}}
+                "authors": {"pretrain_epochs": 200, "adv_batches": 800, "lr": 0.001,
+                            "shuffle": False, "adv_eval_every": 1, "pg_loss": "sum"}}
+    conditions = staticmethod(adv.pg_conditions)
 
     def train(self, ctx):
         cfg = ctx.config

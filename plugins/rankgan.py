@@ -14,11 +14,19 @@ generated and C+ real sequences: it learns to rank real sequences above generate
 generator's reward is log R(s | U, C+), its sequences ranked among real ones, turned into
 per-token rewards by SeqGAN's Monte-Carlo rollout (``adversarial.Rollout``).
 
-The authors' code (cookielee77/RankGan-NIPS2017, ranker.py) differs in two ways kept out
-here for the paper's formula: it sums the reference cosines before one softmax over the
-whole mini-batch (so the comparison set is the batch, mixed real and generated, and
-gamma acts on a sum of 16), and it rewards the generator with the rank probability among
-its own batch's completions rather than the log-rank among real sequences.
+The authors' code (cookielee77/RankGan-NIPS2017 @912b3b3) computes something else; the
+``authors`` profile (``ranking="authors"``, ``pg_loss="sum"``) follows it:
+
+| | the paper's text | the authors' code | ours: default, paper | ours: authors |
+| --- | --- | --- | --- | --- |
+| a row's score | mean over u of log P(s given u, C) | gamma * sum over u of cos(y_s, y_u) (ranker.py 141-143) | the paper's | the code's |
+| comparison set | C + {s}, per reference | the whole 64-row mini-batch, real and generated mixed, one softmax (ranker.py 144-146, dataloader.py 37-56) | the paper's: C real rows for a generated s, C generated for a real one | the code's |
+| ranker loss | -(E log R(real) - E log R(generated)) | -(mean log softmax over the batch's real rows - over its generated rows) (ranker.py 151-157) | the paper's | the code's |
+| generator reward | log R(s given U, C+), C+ real rows | softmax over the batch's own completions of the same prefix length and rollout, then the mean over rollouts (ranker.py 148-149, rollout.py 100-109) | the paper's | the code's |
+| policy-gradient loss | an expectation | summed over batch and tokens, clip 5.0 (generator.py 117-119) | averaged | summed |
+
+The code's reward sums to 1 over the batch: a completion is rewarded by how it ranks
+among its batch-mates, never against real text.
 """
 from __future__ import annotations
 
@@ -74,10 +82,16 @@ class RankGanConfig:
                                       # rollout.py, like SeqGAN's, reads the live generator
                                       # whatever its 0.8 (see adversarial.Rollout)
     adv_eval_every: int = 5           # adversarial batches between curve points (the authors: 5)
+    ranking: str = "paper"            # "paper": the formulas above; "authors": their code's
+                                      # batch softmax and reward (the table above)
+    pg_loss: str = "mean"             # the policy-gradient loss over the batch: "mean" (the
+                                      # paper's expectation) or "sum" (the authors' code; see
+                                      # adversarial.PG_LOSSES)
 
     def __post_init__(self):
         require(self, positive=("grad_clip", "gamma"), fractions=("rollout_update_rate",),
-                choices={"ranker_size": ("small", "paper")},
+                choices={"pg_loss": adv.PG_LOSSES, "ranking": RANKINGS,
+                         "ranker_size": ("small", "paper")},
                 at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every", "ref_size",
                               "comparison_size", "ranker_negatives", "ranker_pretrain_epochs",
                               "adv_batch_size", "g_steps", "n_rollouts", "adv_eval_every"))
@@ -90,6 +104,13 @@ class RankGanConfig:
 PAPER = {"pretrain_epochs": 120, "ranker_size": "paper", "ranker_negatives": 10_000,
          "ranker_pretrain_rounds": 50, "ranker_pretrain_epochs": 3, "adv_batches": 200,
          "d_steps": 5, "n_rollouts": 16}
+# Their code as it ran (@912b3b3): the same settings, their ranking and reward, the loss
+# summed; generate_samples writes int(10,000 / 32) * 32 = 9,984 negatives a round.
+AUTHORS = {**PAPER, "ranking": "authors", "pg_loss": "sum", "ranker_negatives": 9_984}
+# What a run's ``ranking`` was, as its conditions and the published figures say it.
+RANKINGS = {"paper": "the paper's formula (a softmax per reference)",
+            "authors": "the authors' code (one softmax over the whole batch and the reward "
+                       "a rank among the batch's own completions)"}
 
 
 class Ranker(nn.Module):
@@ -147,39 +168,94 @@ def ranker_loss(ranker: Ranker, real: torch.Tensor, fake: torch.Tensor,
              - log_rank(fake_f, ref_f, real_f, gamma).mean())
 
 
+def batch_scores(candidates: torch.Tensor, references: torch.Tensor, gamma: float) -> torch.Tensor:
+    """The authors' score of each row [B]: gamma times the sum over references [U, F] of the
+    cosine of its features [B, F] to theirs (ranker.py 141-143)."""
+    return gamma * (F.normalize(candidates, dim=1) @ F.normalize(references, dim=1).T).sum(dim=1)
+
+
+def authors_ranker_loss(ranker: Ranker, rows: torch.Tensor, is_real: torch.Tensor,
+                        references: torch.Tensor, gamma: float) -> torch.Tensor:
+    """The authors' ranker loss on one mixed mini-batch: one log-softmax of ``batch_scores``
+    over all its rows, -(the mean over its real rows - the mean over its generated rows)
+    (ranker.py 144-157)."""
+    features = ranker(torch.cat([rows, references]))
+    log_rank = torch.log_softmax(batch_scores(features[:len(rows)], features[len(rows):], gamma),
+                                 dim=0)
+    return -(log_rank[is_real].mean() - log_rank[~is_real].mean())
+
+
 def train_ranker(ranker: Ranker, optimizer: torch.optim.Optimizer, real: torch.Tensor,
                  fake: torch.Tensor, data: torch.Tensor, epochs: int, cfg: RankGanConfig,
                  rng: torch.Generator) -> float:
-    """``epochs`` passes over ``real`` and ``fake`` in mini-batches of ``comparison_size``
-    rows of each, with ``ref_size`` references drawn from ``data`` for each; the mean loss."""
+    """``epochs`` passes over ``real`` and ``fake``, with ``ref_size`` references drawn from
+    ``data`` for each mini-batch; the mean loss. The paper's ranking: mini-batches of
+    ``comparison_size`` rows of each kind; the authors': of twice that many rows, the two
+    kinds shuffled together."""
     ranker.train()
     device = ranker.cnn.output.weight.device
-    total, batches = 0.0, 0
+    batches = _mixed_batches if cfg.ranking == "authors" else _paired_batches
+    total, count = 0.0, 0
+    for rows in batches(real, fake, epochs, cfg.comparison_size, rng):
+        references = _draw(data, cfg.ref_size, rng).to(device)
+        if cfg.ranking == "authors":
+            loss = authors_ranker_loss(ranker, rows[0].to(device), rows[1].to(device),
+                                       references, cfg.gamma)
+        else:
+            loss = ranker_loss(ranker, rows[0].to(device), rows[1].to(device), references,
+                               cfg.gamma)
+        total += train_step(loss, optimizer, "the ranker loss")
+        count += 1
+    return total / max(count, 1)
+
+
+def _paired_batches(real: torch.Tensor, fake: torch.Tensor, epochs: int, size: int,
+                    rng: torch.Generator):
+    """(real rows, generated rows), ``size`` of each, both reshuffled every epoch."""
     for _ in range(epochs):
         real_order = torch.randperm(len(real), generator=rng)
         fake_order = torch.randperm(len(fake), generator=rng)
-        for start in range(0, min(len(real), len(fake)), cfg.comparison_size):
-            stop = start + cfg.comparison_size
-            rows = (real[real_order[start:stop]], fake[fake_order[start:stop]],
-                    _draw(data, cfg.ref_size, rng))
-            loss = ranker_loss(ranker, *(r.to(device) for r in rows), cfg.gamma)
-            total += train_step(loss, optimizer, "the ranker loss")
-            batches += 1
-    return total / max(batches, 1)
+        for start in range(0, min(len(real), len(fake)), size):
+            yield real[real_order[start:start + size]], fake[fake_order[start:start + size]]
+
+
+def _mixed_batches(real: torch.Tensor, fake: torch.Tensor, epochs: int, size: int,
+                   rng: torch.Generator):
+    """(rows, is_real) of ``2 * size`` rows of both kinds, as the authors' Rank_Data_loader
+    gives them: shuffled once a round and passed over in that same order every epoch, the
+    remainder dropped (dataloader.py 11-56, main.py 84-88)."""
+    rows = torch.cat([real, fake])
+    is_real = torch.arange(len(rows)) < len(real)
+    order = torch.randperm(len(rows), generator=rng)
+    for _ in range(epochs):
+        for start in range(0, len(rows) - 2 * size + 1, 2 * size):
+            pick = order[start:start + 2 * size]
+            if is_real[pick].all() or not is_real[pick].any():
+                continue  # one kind only: their loss divides by zero (never at 64 rows)
+            yield rows[pick], is_real[pick]
 
 
 def rank_reward(ranker: Ranker, data: torch.Tensor, cfg: RankGanConfig,
-                rng: torch.Generator) -> adv.Score:
-    """The generator's reward log R(s | U, C+) for completed sequences, U and C+ real rows of
-    ``data`` drawn afresh for each call (Rollout.rewards scores a batch's completions in one
-    call, so they share one draw, as in the authors' get_reward)."""
+                rng: torch.Generator) -> tuple[adv.Score, adv.AcrossBatch | None]:
+    """The generator's reward for completed sequences, and how it is taken across the batch.
 
-    def score(sequences: torch.Tensor) -> torch.Tensor:
+    The paper's: log R(s | U, C+), U and C+ real rows of ``data``. The authors': a softmax
+    of ``batch_scores`` across the batch's completions of the same prefix length and
+    rollout, U real rows. U and C+ are drawn afresh for each call; Rollout.rewards scores a
+    batch's completions in one call, so they share one draw, as in the authors' get_reward."""
+
+    def paper_score(sequences: torch.Tensor) -> torch.Tensor:
         references = ranker.eval_features(_draw(data, cfg.ref_size, rng))
         comparison = ranker.eval_features(_draw(data, cfg.comparison_size, rng))
         return log_rank(ranker.eval_features(sequences), references, comparison, cfg.gamma)
 
-    return score
+    def authors_score(sequences: torch.Tensor) -> torch.Tensor:
+        references = ranker.eval_features(_draw(data, cfg.ref_size, rng))
+        return batch_scores(ranker.eval_features(sequences), references, cfg.gamma)
+
+    if cfg.ranking == "authors":
+        return authors_score, lambda scores: torch.softmax(scores, dim=1)
+    return paper_score, None
 
 
 class RankGan:
@@ -187,11 +263,15 @@ class RankGan:
 
     name = "rankgan"
     Config = RankGanConfig
-    profiles = {"paper": PAPER}
+    profiles = {"paper": PAPER, "authors": AUTHORS}
     starts_from = ("mle",)  # executors run the MLE run first and this run reuses its generator
     published = (resources.files("harness_plugins") / "published" / "rankgan2017.csv",)
-    # The paper's formula, not the authors' code (see the module's docstring).
-    conditions = {"algorithm": "the paper's formula (a softmax per reference)"}
+
+    @staticmethod
+    def conditions(config: dict) -> dict[str, str]:
+        """Which ranking and policy-gradient loss a run used (its authors' figures: theirs)."""
+        return {"algorithm": RANKINGS[config.get("ranking", "paper")],
+                **adv.pg_conditions(config)}
 
     def train(self, ctx):
         cfg = ctx.config
@@ -226,8 +306,9 @@ class RankGan:
         settings = adv.PolicyGradientSettings(
             batches=cfg.adv_batches, g_steps=cfg.g_steps, batch_size=cfg.adv_batch_size,
             n_rollouts=cfg.n_rollouts, lr=cfg.lr, grad_clip=cfg.grad_clip,
-            rollout_update_rate=cfg.rollout_update_rate, eval_every=cfg.adv_eval_every)
-        reward = rank_reward(ranker, corpus.train, cfg, reference_rng)
+            rollout_update_rate=cfg.rollout_update_rate, eval_every=cfg.adv_eval_every,
+            pg_loss=cfg.pg_loss)
+        reward, across_batch = rank_reward(ranker, corpus.train, cfg, reference_rng)
         return adv.train_policy_gradient(
             ctx, generator, reward, settings, epoch_offset=cfg.pretrain_epochs,
-            between=between, extra=parts, saved=saved)
+            between=between, extra=parts, saved=saved, across_batch=across_batch)

@@ -73,12 +73,12 @@ class RandomConfig:
 
 class RandomGenerator:
     """The Random row: the shared LSTM generator as initialised (N(0, 0.1)), before any
-    training; under ``authors-2016``, after its first MLE epoch (what the paper's Random
+    training; under ``authors``, after its first MLE epoch (what the paper's Random
     figure fits: the authors logged their first NLL-oracle after one epoch)."""
 
     name = "random"
     Config = RandomConfig
-    profiles = {"authors-2016": {"mle_epochs": 1}}
+    profiles = {"authors": {"mle_epochs": 1}}
     reference = "floor"
 
     def train(self, ctx):

@@ -70,7 +70,7 @@ class ScheduledSampling:
     profiles = {"paper": {"epochs": 300, "rate_decay": 0.002, "lr": 0.001},
                 # schedule_sampling.py @4152436: Adam() at its default rate, the file in
                 # order, NLL-oracle after every epoch (the best one kept: see the table).
-                "authors-2016": {"epochs": 300, "rate_decay": 0.002, "lr": 0.001,
+                "authors": {"epochs": 300, "rate_decay": 0.002, "lr": 0.001,
                                  "shuffle": False, "eval_every": 1}}
 
     def train(self, ctx):

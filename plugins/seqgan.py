@@ -38,10 +38,13 @@ class SeqGanConfig:
     rollout_update_rate: float = 0.0  # 0: the rollout policy is the generator, as the paper
                                       # says and the authors' code does (see adversarial.Rollout)
     adv_eval_every: int = 5           # adversarial batches between curve points (the authors: 5)
+    pg_loss: str = "mean"             # the policy-gradient loss over the batch: "mean" (the
+                                      # paper's expectation) or "sum" (the authors' code; see
+                                      # adversarial.PG_LOSSES)
 
     def __post_init__(self):
         require(self, positive=("grad_clip",), fractions=("rollout_update_rate",),
-                choices={"disc_size": ("small", "paper")},
+                choices={"pg_loss": adv.PG_LOSSES, "disc_size": ("small", "paper")},
                 at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every",
                               "disc_batch_size", "disc_negatives", "g_steps", "n_rollouts",
                               "adv_eval_every"))
@@ -57,9 +60,10 @@ PAPER = {"pretrain_epochs": 120, "disc_size": "paper", "disc_negatives": 10_000,
 # The code as published with the paper (@4152436, MLE_SeqGAN/sequence_gan.py): 240 MLE
 # epochs, Adam() at its default 1e-3 ("# ignore learning rate"), the file in order,
 # TOTAL_BATCH 800 with NLL-oracle after every batch (the best one kept), int(10000 / 64) *
-# 64 = 9,984 negatives a round; the rollout reads the live generator (rate 0).
-AUTHORS_2016 = {**PAPER, "pretrain_epochs": 240, "lr": 0.001, "shuffle": False,
-                "adv_batches": 800, "adv_eval_every": 1, "disc_negatives": 9_984}
+# 64 = 9,984 negatives a round; the rollout reads the live generator (rate 0); the
+# policy-gradient loss summed over the batch (model.py lines 115-125).
+AUTHORS = {**PAPER, "pretrain_epochs": 240, "lr": 0.001, "shuffle": False,
+           "adv_batches": 800, "adv_eval_every": 1, "disc_negatives": 9_984, "pg_loss": "sum"}
 
 
 class SeqGan:
@@ -67,11 +71,9 @@ class SeqGan:
 
     name = "seqgan"
     Config = SeqGanConfig
-    profiles = {"paper": PAPER, "authors-2016": AUTHORS_2016}
-    # The authors' code sums the policy-gradient loss over the batch (MLE_SeqGAN/model.py
-    # lines 114-119 @4152436, generator.py 108-113 @e2b52fb; their clip at 5.0 then bites
-    # elsewhere); ours averages it: their figures compare with ours only once it sums.
-    conditions = {"algorithm": "policy-gradient loss averaged over the batch"}
+    profiles = {"paper": PAPER, "authors": AUTHORS}
+    # The authors' figures summed the policy-gradient loss; ours compare only where it did.
+    conditions = staticmethod(adv.pg_conditions)
     starts_from = ("mle",)  # executors run the MLE run first and this run reuses its generator
 
     def train(self, ctx):

@@ -38,5 +38,5 @@ def test_quick_cpu_bench_passes_and_reports_every_section(tmp_path, mirror):
     assert "tf32" not in summary["nll_oracle"]  # the CPU computes in fp32 only
     assert {"sample", "mle_epoch", "d_step", "adversarial_batch"} <= set(summary["timings"])
     rows = {(r["method"], r["profile"]) for r in summary["projection"]["rows"]}
-    assert rows == {(m, p) for m in ("mle", "seqgan") for p in ("paper", "authors-2016")}
+    assert rows == {(m, p) for m in ("mle", "seqgan") for p in ("paper", "authors")}
     assert summary["environment"]["torch"] and summary["environment"]["device"] == "cpu"

@@ -99,6 +99,7 @@ def test_cuda_requested_without_a_gpu_is_a_user_error(cli, monkeypatch):
 
 def test_plan_expands_methods_datasets_seeds(tiny_dataset):
     from harness.plugins import registry
+    from harness.api import HarnessError
     from harness.runner import plan
 
     specs = plan(["mle", "real"], ["tiny"], [0, 1], "default")
@@ -112,8 +113,13 @@ def test_plan_expands_methods_datasets_seeds(tiny_dataset):
         (m, d, seed) for m in methods for d in datasets for seed in (0, 1)}
     assert len(everything) == len(methods) * len(datasets) * 2
     # A profile of the methods' own: only the methods that declare it, and the reference rows.
-    authors = plan(None, ["tiny"], [0], "authors-2016")
-    assert sorted(s.method for s in authors) == ["mle", "pg-bleu", "random", "real", "seqgan", "ss"]
+    authors = plan(None, ["tiny"], [0], "authors")
+    assert sorted(s.method for s in authors) == ["mle", "pg-bleu", "random", "rankgan", "real",
+                                                 "seqgan", "ss"]
+    # The profile's name until 0.3 plans the same runs; a method without it is refused.
+    assert plan(None, ["tiny"], [0], "authors-2016") == authors
+    with pytest.raises(HarnessError, match="maligan has no 'authors' profile"):
+        plan(["maligan"], ["tiny"], [0], "authors")
 
 
 def test_plots_samples_and_sweep(cli, unigram_plugin, tiny_dataset):
@@ -163,5 +169,5 @@ def test_the_table_of_the_default_results_directory_has_every_section(
 def test_harness_list_says_which_methods_have_which_profiles(cli):
     lines = {line.split()[0]: line for line in cli("list").output.splitlines()
              if line.startswith("  ")}
-    assert lines["mle"].endswith("[profiles: default, paper, authors-2016]")
+    assert lines["mle"].endswith("[profiles: default, paper, authors]")
     assert "[profiles:" not in lines["maligan"]  # the base profiles only

@@ -3,6 +3,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -104,6 +105,46 @@ def test_a_positive_reward_raises_the_sequence_likelihood():
     assert generator.log_likelihood(sequence).item() > before
 
 
+def authors_pg_loss(probs: np.ndarray, sequences: np.ndarray, rewards: np.ndarray) -> float:
+    """A transcription of the authors' g_loss (LantaoYu/SeqGAN MLE_SeqGAN/model.py 115-119
+    @4152436): -reduce_sum(reduce_sum(one_hot(x) * log(clip(p, 1e-20, 1)), 1) * rewards)."""
+    one_hot = np.eye(probs.shape[-1])[sequences.reshape(-1)]
+    log_p = np.log(np.clip(probs.reshape(-1, probs.shape[-1]), 1e-20, 1.0))
+    return float(-np.sum(np.sum(one_hot * log_p, 1) * rewards.reshape(-1)))
+
+
+@pytest.mark.parametrize("pg_loss", ["sum", "mean"])
+def test_the_policy_gradient_loss_is_the_authors_sum_or_its_batch_mean(pg_loss):
+    torch.manual_seed(0)
+    generator = LSTMGenerator(vocab_size=9, seq_len=5, emb_dim=4, hidden_dim=4, init_std=0.5)
+    sequences = torch.randint(0, 9, (6, 5))
+    rewards = torch.rand(6, 5)
+    with torch.no_grad():
+        logits, _ = generator(generator.shifted_inputs(sequences))
+        probs = torch.softmax(logits.double(), dim=-1).numpy()
+    theirs = authors_pg_loss(probs, sequences.numpy(), rewards.numpy())
+    optimizer = torch.optim.SGD(generator.parameters(), lr=0.0)  # the loss, not the step
+    ours = policy_gradient_step(generator, optimizer, sequences, rewards, 5.0, pg_loss)
+    assert ours == pytest.approx(theirs if pg_loss == "sum" else theirs / 6, rel=1e-5)
+
+
+def test_the_authors_profiles_sum_the_policy_gradient_and_the_table_says_so():
+    from dataclasses import asdict
+
+    from harness.api import conditions_of
+    from harness.config import resolve
+    from harness.plugins import registry
+
+    for name in ("seqgan", "pg-bleu", "rankgan"):
+        method = registry().methods[name]
+        for profile, reduction in (("default", "averaged"), ("paper", "averaged"),
+                                   ("authors", "summed")):
+            config = asdict(resolve(method, profile, {}))
+            assert conditions_of(method, config)["pg_loss"] == f"{reduction} over the batch"
+    # A run recorded before the setting existed averaged the loss.
+    assert conditions_of(registry().methods["seqgan"], {})["pg_loss"] == "averaged over the batch"
+
+
 # --- the authors' 2016 settings and protocol ---------------------------------------------
 
 @pytest.mark.parametrize("method, expected", [
@@ -111,11 +152,12 @@ def test_a_positive_reward_raises_the_sequence_likelihood():
     ("ss", {"epochs": 300, "rate_decay": 0.002, "lr": 0.001, "shuffle": False, "eval_every": 1}),
     ("pg-bleu", {"pretrain_epochs": 200, "adv_batches": 800, "lr": 0.001, "shuffle": False,
                  "adv_eval_every": 1, "bleu_rule": "nltk-3.2", "bleu_order": 3,
-                 "reference_fraction": 0.4, "n_rollouts": 1, "rollout_update_rate": 0.0}),
+                 "reference_fraction": 0.4, "n_rollouts": 1, "rollout_update_rate": 0.0,
+                 "pg_loss": "sum"}),
     ("seqgan", {"pretrain_epochs": 240, "adv_batches": 800, "lr": 0.001, "shuffle": False,
                 "adv_eval_every": 1, "disc_size": "paper", "disc_pretrain_rounds": 50,
                 "disc_epochs": 3, "d_steps": 5, "disc_negatives": 9984, "n_rollouts": 16,
-                "rollout_update_rate": 0.0, "disc_lr": 1e-4}),
+                "rollout_update_rate": 0.0, "disc_lr": 1e-4, "pg_loss": "sum"}),
     ("random", {"mle_epochs": 1, "lr": 0.001, "shuffle": False}),
 ])
 def test_the_authors_2016_profile_holds_their_first_commits_settings(method, expected):
@@ -124,12 +166,12 @@ def test_the_authors_2016_profile_holds_their_first_commits_settings(method, exp
     from harness.config import resolve
     from harness.plugins import registry
 
-    config = asdict(resolve(registry().methods[method], "authors-2016", {}))
+    config = asdict(resolve(registry().methods[method], "authors", {}))
     assert {key: config[key] for key in expected} == expected
 
 
 def test_under_authors_2016_the_random_row_is_the_generator_after_one_mle_epoch(cli, tiny_dataset):
-    result = cli("-q", "run", "-m", "random", "-d", "tiny", "--profile", "authors-2016")
+    result = cli("-q", "run", "-m", "random", "-d", "tiny", "--profile", "authors")
     assert result.exit_code == 0, result.output
     curve = pd.read_csv(run_dir("random") / "curve.csv")
     assert list(curve.epoch) == [0, 1] and set(curve.phase) == {"mle"}

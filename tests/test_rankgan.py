@@ -6,14 +6,17 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from harness import store
 from harness.oracle import random_oracle
-from harness_plugins.rankgan import (RankGanConfig, Ranker, log_rank, rank_reward, ranker_loss,
-                                     train_ranker)
+from harness_plugins.adversarial import Rollout
+from harness.generator import LSTMGenerator
+from harness_plugins.rankgan import (RankGanConfig, Ranker, authors_ranker_loss, batch_scores,
+                                     log_rank, rank_reward, ranker_loss, train_ranker)
 
 TINY = ["pretrain_epochs=2", "eval_every=1", "batch_size=32", "adv_batches=3",
         "adv_eval_every=1", "adv_batch_size=16", "n_rollouts=2", "ranker_pretrain_rounds=2",
@@ -75,7 +78,8 @@ def test_a_trained_ranker_rewards_real_sequences_above_generated_ones():
     cfg = RankGanConfig(comparison_size=32, ref_size=8, gamma=4.0)
     ranker = Ranker(40, 8, "small")
     optimizer = torch.optim.Adam(ranker.parameters(), lr=1e-3)
-    reward = rank_reward(ranker, real[:1000], cfg, torch.Generator().manual_seed(1))
+    reward, across_batch = rank_reward(ranker, real[:1000], cfg, torch.Generator().manual_seed(1))
+    assert across_batch is None  # the paper's reward stands alone
     before = reward(real[1000:1200]).mean() - reward(noise[800:]).mean()
     losses = [train_ranker(ranker, optimizer, real[:800], noise[:800], real[:1000], 1, cfg, rng)
               for _ in range(3)]
@@ -84,6 +88,99 @@ def test_a_trained_ranker_rewards_real_sequences_above_generated_ones():
     assert (held_out_real <= 0).all() and (held_out_noise <= 0).all()  # log-probabilities
     assert held_out_real.mean() - held_out_noise.mean() > max(0.5, before + 0.3)
     assert ranker.training  # the reward scores in eval mode and restores the mode
+
+
+# --- the authors' code (cookielee77/RankGan-NIPS2017 @912b3b3) ---------------------------
+
+def theirs_scores(features: np.ndarray, references: np.ndarray, gamma: float) -> np.ndarray:
+    """ranker.py 141-143: gamma * reduce_sum(l2_normalize(y) @ l2_normalize(y_ref).T, 1)."""
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    ref_unit = references / np.linalg.norm(references, axis=1, keepdims=True)
+    return gamma * np.sum(unit @ ref_unit.T, axis=1)
+
+
+def theirs_rank_loss(features: np.ndarray, references: np.ndarray, labels: np.ndarray,
+                     gamma: float) -> float:
+    """ranker.py 144-157: log of one softmax over the batch; input_y one-hot [fake, real]."""
+    scores = theirs_scores(features, references, gamma)
+    log_rank = np.log(np.exp(scores) / np.sum(np.exp(scores)))
+    neg_ind, pos_ind = labels.T
+    pos_loss = np.sum(pos_ind * log_rank) / np.sum(pos_ind)
+    neg_loss = np.sum(neg_ind * log_rank) / np.sum(neg_ind)
+    return float(-(pos_loss - neg_loss))
+
+
+def test_the_authors_ranker_loss_is_their_code():
+    torch.manual_seed(0)
+    ranker = Ranker(30, 8, "small").eval()
+    rows, refs = torch.randint(0, 30, (10, 8)), torch.randint(0, 30, (4, 8))
+    is_real = torch.tensor([1, 0, 0, 1, 1, 0, 1, 0, 0, 0], dtype=torch.bool)
+    gamma = 1.7
+    with torch.no_grad():
+        loss = authors_ranker_loss(ranker, rows, is_real, refs, gamma)
+        features, ref_features = ranker(rows).double().numpy(), ranker(refs).double().numpy()
+    labels = np.stack([~is_real.numpy(), is_real.numpy()], axis=1).astype(float)
+    assert loss.item() == pytest.approx(theirs_rank_loss(features, ref_features, labels, gamma),
+                                        abs=1e-5)
+    assert batch_scores(torch.from_numpy(features) * 3, torch.from_numpy(ref_features), gamma) \
+        .numpy() == pytest.approx(theirs_scores(features, ref_features, gamma))  # cosines
+
+
+def test_the_authors_reward_is_a_softmax_among_the_batchs_own_completions(monkeypatch):
+    """rollout.py 100-109 and ranker.py 148-149: the completions of every rollout k and
+    prefix length t, then the sequences themselves, scored together, reshaped [K, T, B],
+    a softmax over B, the mean over K, transposed to [B, T]."""
+    torch.manual_seed(0)
+    n_seq, length, rollouts, vocab = 5, 6, 3, 11
+    sequences = torch.randint(0, vocab, (n_seq, length))
+    completions = torch.randint(0, vocab, (length - 1, rollouts, n_seq, length))  # ours: (t, k, b)
+    monkeypatch.setattr(Rollout, "_complete", lambda self, tokens, *args: completions.reshape(
+        -1, length).clone())
+    ranker = Ranker(vocab, length, "small").eval()
+    refs = torch.randint(0, vocab, (4, length))
+    gamma = 1.3
+
+    def score(rows):  # their score of every row, with one reference set
+        return batch_scores(ranker.eval_features(rows), ranker.eval_features(refs), gamma)
+
+    generator = LSTMGenerator(vocab_size=vocab, seq_len=length, emb_dim=4, hidden_dim=4)
+    ours = Rollout(generator).rewards(sequences, rollouts, score,
+                                      across_batch=lambda s: torch.softmax(s, dim=1))
+    # Theirs: rollout_results [K, T, B, T], the sequences themselves as step T.
+    results = torch.cat([completions.transpose(0, 1),
+                         sequences.expand(rollouts, 1, n_seq, length)], dim=1)
+    with torch.no_grad():
+        features = ranker(results.reshape(-1, length)).double().numpy()
+        ref_features = ranker(refs).double().numpy()
+    scores = theirs_scores(features, ref_features, gamma).reshape(rollouts, length, n_seq)
+    all_rank_score = np.exp(scores) / np.exp(scores).sum(axis=2, keepdims=True)
+    theirs = np.transpose(np.mean(all_rank_score, axis=0))
+    np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-6)
+    assert ours.sum(dim=0).numpy() == pytest.approx(np.ones(length))  # shares of the batch
+
+
+def test_the_authors_batches_mix_both_kinds_in_one_order_for_every_epoch():
+    real, fake = torch.zeros(70, 3, dtype=torch.long), torch.ones(60, 3, dtype=torch.long)
+    from harness_plugins.rankgan import _mixed_batches
+    batches = list(_mixed_batches(real, fake, 2, 32, torch.Generator().manual_seed(0)))
+    assert len(batches) == 4  # 130 rows: two of 64 an epoch, the remainder dropped
+    for rows, is_real in batches:
+        assert len(rows) == 64 and torch.equal(is_real, rows[:, 0] == 0)
+        assert 0 < is_real.sum() < 64
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches[:2], batches[2:]))
+
+
+def test_the_authors_profile_runs_end_to_end(cli, tiny_dataset, tmp_path):
+    args = [a for s in TINY for a in ("--set", s)]
+    result = cli("-q", "run", "-m", "rankgan", "-d", "tiny", "--profile", "authors",
+                 "--results", str(tmp_path), *args)
+    assert result.exit_code == 0, result.output
+    curve = pd.read_csv(run_dir(tmp_path) / "curve.csv")
+    adversarial = curve[curve.phase == "adversarial"]
+    # Rewards are shares of the batch: 1 / 16 on average over the 16 sequences.
+    assert adversarial.mean_reward.to_numpy() == pytest.approx(1 / 16)
+    config = json.loads((run_dir(tmp_path) / "config.json").read_text())
+    assert config["config"]["ranking"] == "authors" and config["config"]["pg_loss"] == "sum"
 
 
 def run_dir(results: Path) -> Path:
