@@ -48,13 +48,17 @@ def collect(results: Path | str | None) -> pd.DataFrame:
 
 
 def run_conditions(method: str, config: dict) -> str:
-    """What the method says a run with this config.json was made under (see
-    ``api.conditions_of``), as ``key=value; key=value``; "" for a method not installed."""
+    """What a run with this config.json was made under, as ``key=value; key=value``: what
+    its method says of its settings (see ``api.conditions_of``; nothing for a method not
+    installed), and its profile, with the ``--set`` changes if any: a profile changed by
+    them is not the profile that made a published figure."""
     from harness.plugins import registry
 
     found = registry().methods.get(method)
     own = conditions_of(found, config.get("config", {})) if found is not None else {}
-    return "; ".join(f"{key}={value}" for key, value in sorted(own.items()))
+    changed = ", ".join(f"{key}={value}" for key, value in sorted(config.get("settings", {}).items()))
+    profile = canonical_profile(config["profile"]) + (f" with --set {changed}" if changed else "")
+    return "; ".join(f"{key}={value}" for key, value in sorted({**own, "profile": profile}.items()))
 
 
 def made_on(config: dict) -> str:
@@ -254,15 +258,16 @@ def parse_conditions(text: str) -> dict[str, set[str]]:
 
 def our_conditions(rows: pd.DataFrame, view: Dataset) -> dict[str, set[str]]:
     """Under what one method's rows were made: the data set's conditions, the harness's
-    evaluation, what the method says of each run (its ``conditions`` column, which may
-    override the evaluation's, e.g. logits its generator scales), the runs' profiles and
-    data. A key the runs disagree on holds every value they have."""
+    evaluation, the runs' profiles and data, then what ``run_conditions`` says of each run
+    (its ``conditions`` column: it may override the evaluation's, e.g. logits its generator
+    scales, and names the ``--set`` changes to a profile). A key the runs disagree on holds
+    every value they have."""
     ours = {key: {value} for key, value in {**view.conditions, **EVALUATION}.items()}
+    ours.update({column: set(rows[column]) for column in ("profile", "data") if column in rows})
     by_run = [parse_conditions(text) for text in set(rows.get("conditions", ()))]
     for key in {key for found in by_run for key in found}:
         ours[key] = set().union(*(found.get(key, ours.get(key, {"unknown"})) for found in by_run))
-    return {**ours, **{column: set(rows[column]) for column in ("profile", "data")
-                       if column in rows}}
+    return ours
 
 
 def differing_condition(figure: dict[str, set[str]], ours: dict[str, set[str]]) -> str:

@@ -51,7 +51,11 @@ def test_comparison_tests_each_method_against_the_data_sets_baseline(results):
 
 def test_a_published_figure_gets_a_gap_only_under_its_own_conditions(results):
     rows = table.collect(results)
-    made_their_way = rows.assign(profile="authors")  # the code that made Table 1
+    def under(profile: str) -> pd.DataFrame:  # as if the runs had been made so
+        return rows.assign(profile=profile.split(" ")[0], conditions=rows.conditions.str.replace(
+            "profile=paper", f"profile={profile}"))
+
+    made_their_way = under("authors")  # the code that made Table 1
     def table_1(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[frame.source.str.contains("Table 1")].set_index("method")
 
@@ -65,6 +69,10 @@ def test_a_published_figure_gets_a_gap_only_under_its_own_conditions(results):
                                                          "over the batch (the figure's: summed "
                                                          "over the batch)")
     assert "random" not in paper.index  # no run of it here
+    # The profile changed by --set is not the profile that made the figure.
+    changed = table_1(table.beside_the_paper(under("authors with --set epochs=2"), "oracle"))
+    assert changed.loc["mle", "gap (ours - paper)"] == \
+        "not comparable: profile authors with --set epochs=2 (the figure's: authors)"
     # The paper's settings are not the code that made the figure: no gap either.
     other = table_1(table.beside_the_paper(rows, "oracle"))
     assert other.loc["mle", "gap (ours - paper)"] == \
@@ -204,3 +212,28 @@ def test_each_method_is_judged_at_the_baselines_diversity():
                            for s in range(3)])
     never = table.matched_diversity(shifted, "oracle").set_index("method")
     assert never.loc["ss", "temperature at mle's nll_test"] == "not reached"
+
+
+def test_the_committed_references_get_a_gap_only_where_every_condition_holds():
+    """Every numeric gap `harness table` prints for the committed reference sets, with the
+    figure it is taken from; every other figure (RelGAN's 6.680 on another oracle, SeqGAN's
+    made with a summed loss, ...) is "not comparable" with the condition named."""
+    results = Path(__file__).resolve().parents[1] / "results"
+    rows = table.collect(results)
+    gaps, refused = set(), {}
+    for (run_id, dataset), group in rows.groupby(["run_id", "dataset"]):
+        for line in table.beside_the_paper(group, dataset).itertuples():
+            gap = line[4]
+            if gap.startswith("not comparable: "):
+                refused[run_id, dataset, line.method, line.paper] = gap
+            elif gap != "–":
+                gaps.add((run_id.split("-cpu")[0], dataset, line.method, line.paper))
+    assert gaps == {("reference-authors", "oracle", "random", "10.31"),
+                    ("reference-authors", "oracle", "mle", "9.038"),
+                    ("reference-authors", "oracle", "real", "5.761"),
+                    ("reference", "oracle", "real", "5.761"), ("reference", "poems", "real", "0.746")}
+    assert refused["reference-cpu-2026-12-02", "oracle", "relgan", "6.68"].startswith(
+        "not comparable: oracle seqgan-target-params")
+    assert refused["reference-authors-cpu-2026-11-30", "oracle", "seqgan", "8.736"] == (
+        "not comparable: profile authors with --set adv_batches=1, disc_pretrain_rounds=1 "
+        "(the figure's: authors)")
