@@ -77,6 +77,12 @@ class CotConfig:
 # Their NLL-oracle was evaluated every 100 steps; here every 5 epochs (780 steps).
 PAPER = {"pretrain_epochs": 0, "mediator_warmup_epochs": 0, "cot_epochs": 1282,
          "cot_eval_every": 5}
+# The authors' code at one commit, desire2020/CoT @05f3908 (after decfd1f of 2018-11-09
+# moved the generator from Adam 1e-2 with a clip at 5.0 to 1e-3 without one): the paper
+# profile with that commit's optimisers, which are this Config's defaults (generator Adam
+# 1e-3, betas 0.9/0.95, no clip; mediator Adam 3e-3, betas 0.9/0.95), stated again here so
+# that a change of defaults cannot move it.
+AUTHORS = {**PAPER, "generator_lr": 1e-3, "generator_grad_clip": 0.0, "mediator_lr": 3e-3}
 
 
 class Cot:
@@ -84,7 +90,7 @@ class Cot:
 
     name = "cot"
     Config = CotConfig
-    profiles = {"paper": PAPER}
+    profiles = {"paper": PAPER, "authors": AUTHORS}
     starts_from = ("mle",)  # the default profile starts from the shared MLE run
 
     def train(self, ctx: RunContext) -> LSTMGenerator:
