@@ -4,10 +4,11 @@ and (with TensorFlow) the script remakes the file byte for byte."""
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from harness import oracle
+from harness import oracle, store, table
 from harness.api import HarnessError
 from harness.download import sha256_of
 from harness.plugins import registry
@@ -85,3 +86,22 @@ def test_the_script_remakes_the_npz_byte_for_byte(tmp_path):
     pytest.importorskip("tensorflow")
     make.save(make.draw_oracle(), tmp_path / "remade.npz")
     assert sha256_of(tmp_path / "remade.npz") == oracle_relgan.SHA256
+
+
+def _relgan_rows(tmp_path, dataset: str) -> pd.DataFrame:
+    run = tmp_path / "r" / dataset / "relgan" / "seed-0"
+    store.write_json(run / "config.json", {"run_id": "r", "dataset": dataset, "method": "relgan",
+                                           "seed": 0, "corpus": {}, "profile": "paper"})
+    store.write_json(run / "metrics.json", {"nll_oracle": 6.9})
+    return table.collect(tmp_path)
+
+
+def test_the_relgan_figure_compares_on_its_own_oracle_only(tmp_path):
+    mine = table.beside_the_paper(_relgan_rows(tmp_path, "oracle-relgan"), "oracle-relgan")
+    assert mine.set_index("method").loc["relgan", "gap (ours - paper)"] == f"{6.9 - 6.680:+.4f}"
+    seqgans = table.beside_the_paper(_relgan_rows(tmp_path, "oracle"), "oracle")
+    assert "relgan" not in set(seqgans.get("method", ()))  # not shown on SeqGAN's oracle
+    # and were it shown there, the oracle condition would refuse the gap
+    figure = table.parse_conditions(table.published_figures("oracle-relgan").conditions.iloc[0])
+    assert table.differing_condition(figure, {"oracle": {"seqgan-target-params"}}).startswith(
+        "oracle seqgan-target-params")
