@@ -30,6 +30,7 @@ BUILTIN_PLUGINS = (
     "harness.slurm",
     "harness.loggers",
     "harness_datasets.oracle",
+    "harness_datasets.oracle_relgan",
     "harness_datasets.poems",
     "harness_datasets.obama",
     "harness_datasets.text_file",

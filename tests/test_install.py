@@ -1,5 +1,6 @@
 """Installed without -e and run from another directory, the harness still finds what it
-ships as package data (the published figures) and tabulates committed results."""
+ships as package data (the published figures, RelGAN's oracle) and tabulates committed
+results."""
 from __future__ import annotations
 
 import os
@@ -21,6 +22,9 @@ def test_a_regular_install_tabulates_the_committed_results_beside_the_paper(tmp_
                             "print(harness.__file__); print(harness_datasets.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert all(line.startswith(str(target)) for line in where.stdout.split())
+    # RelGAN's oracle ships as package data too, and passes its checksum there.
+    subprocess.run([sys.executable, "-c", "from harness_datasets.oracle_relgan import "
+                    "relgan_oracle; relgan_oracle()"], cwd=tmp_path, env=env, check=True)
     shown = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()",
                             "table", "--results", str(REFERENCE)], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
