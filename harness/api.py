@@ -88,6 +88,9 @@ class Dataset:
     # What decides whether a published figure compares with ours on this data set, e.g.
     # {"oracle": "seqgan-target-params"}: matched against the figures' ``conditions``.
     conditions: dict[str, str] = field(default_factory=dict)
+    # Whether ``run --all`` trains on it; False for a data set that exists to compare with
+    # one published figure (named with -d, it runs like any other).
+    in_all: bool = True
 
 
 @runtime_checkable

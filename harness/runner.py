@@ -82,7 +82,7 @@ def plan(methods: list[str] | None, datasets: list[str] | None, seeds: list[int]
             raise HarnessError(f"{name} has no {profile!r} profile (its profiles: "
                                f"{', '.join(config.profiles_of(found.methods[name]))})")
     datasets = [found.dataset(d).name for d in datasets or
-                [name for name, d in found.datasets.items() if not d.argument]]
+                [name for name, d in found.datasets.items() if not d.argument and d.in_all]]
     return [RunSpec(m, d, seed, profile) for m in methods for d in datasets for seed in seeds
             if getattr(found.methods[m], "supports", lambda name: True)(d)]
 

@@ -151,7 +151,10 @@ def published_figures(dataset: str | None = None) -> pd.DataFrame:
         pd.DataFrame(columns=PUBLISHED_COLUMNS)
     figures = figures.reindex(columns=PUBLISHED_COLUMNS).fillna(
         {"protocol": "", "conditions": "", "note": ""})
-    return figures if dataset is None else figures[figures.dataset == dataset]
+    # A figure's ``dataset`` may name several tables, e.g. "oracle-relgan|oracle": the data
+    # set it was made on, and others where it is shown as not comparable.
+    shown_on = figures.dataset.astype(str).str.split("|")
+    return figures if dataset is None else figures[shown_on.apply(lambda names: dataset in names)]
 
 
 # --- statistics ---------------------------------------------------------------------------

@@ -106,9 +106,12 @@ def test_plan_expands_methods_datasets_seeds(tiny_dataset):
     assert [(s.method, s.seed) for s in specs] == [("mle", 0), ("mle", 1), ("real", 0), ("real", 1)]
     everything = plan(None, None, [0, 1], "paper")
     methods = registry().methods
-    # A data set that needs an argument (text:PATH) has nothing to run until it is given one.
-    datasets = [name for name, d in registry().datasets.items() if not d.argument]
+    # A data set that needs an argument (text:PATH) has nothing to run until it is given one;
+    # one made for a single published figure (oracle-relgan) runs only when named.
+    datasets = [name for name, d in registry().datasets.items() if not d.argument and d.in_all]
     assert "text" in registry().datasets and "text" not in datasets
+    assert "oracle-relgan" not in datasets and "oracle" in datasets
+    assert {s.dataset for s in plan(["mle"], ["oracle-relgan"], [0], "default")} == {"oracle-relgan"}
     assert {(s.method, s.dataset, s.seed) for s in everything} == {
         (m, d, seed) for m in methods for d in datasets for seed in (0, 1)}
     assert len(everything) == len(methods) * len(datasets) * 2
