@@ -1,9 +1,75 @@
 """LeakGAN (Guo et al., AAAI 2018): a hierarchical generator steered by features leaked
 from the discriminator.
 
-The discriminator (SeqGAN's CNN, ``adversarial.Discriminator``) maps a prefix s_t to its
-feature vector f_t (pooled convolutions through the highway layer; the prefix's missing
-tokens embed as zeros). The generator has two LSTMs:
+Where the paper's text and its authors' code differ. Their code: CR-Gjx/LeakGAN @4044de6,
+``Synthetic Data/`` at length 20, the version with the x1.5 (the one the paper's figures came
+from; ``No Temperature/Synthetic Data/``, added at dc3360e, samples at x1.0 and trains at
+rate 0.01; what is cited below was so in substance from the first commit, 3bf2d03, though
+Main.py's lines moved). L: its LeakGANModel.py, M: Main.py, D: Discriminator.py, by line;
+[n]: the notes.
+
+ difference       paper text          authors' code            ours: default,    ours: authors
+                                                                paper
+ ---------------  ------------------  -----------------------  ----------------  --------------
+ sampling logits  softmax(O_t w_t)    x1.5 when train=0 (all   x1                as theirs [1]
+                                      tokens), train=1: x1.5
+                                      on tokens 0-1 only;
+                                      rollouts x1 (L127-128,
+                                      L367; M234, 283, 304)
+ worker reward    r_t per token       one batch-mean cosine    r_t per token     batch mean of
+                                      (L282-294)                                 r_t [2]
+ manager loss     Q_t d_cos per goal  -mean(Q) x batch-mean    Q_t d_cos per     as theirs [3]
+                                      cosine; pre-training:    goal
+                                      -cosine / (T B / c)
+                                      (L243-244, L270-271)
+ reward rescale   sigma(delta (1/2 -  sigma(delta (i / B -     the paper's       as theirs [4]
+                  rank / B))          1/2)) / rollouts, i in
+                                      dict order (M110-131,
+                                      M157-158)
+ interleaved MLE  yes                 none (M278-319; their    every 4 batches;  none
+                                      COCO script: every 15)   paper: 15
+
+[1] ``eval_logit_scale`` multiplies the logits whenever the generator is not in training
+    mode: the harness samples and scores (NLL-oracle, NLL-test, the sweep, ``generate``) in
+    eval mode, so every evaluated sample is drawn at x1.5 as theirs were (M291: train=0) and
+    NLL-test is the likelihood of that same distribution. Training picks its mode per call:
+    the discriminator's negatives as train=0 (M234, M304), the policy-gradient samples as
+    train=1 (M283), where ``scaled_first_tokens`` = 2 keeps x1.5 on tokens 0 and 1 (their
+    ``i > 1`` condition), rollouts at x1 (L367). The losses read unscaled logits (L205).
+[2] tf.losses.cosine_distance(labels, predictions, axis) with its default reduction
+    (SUM_BY_NONZERO_WEIGHTS, weights 1.0) is sum(1 - sum(labels * predictions, axis)) over
+    every other index, divided by their number: 1 - it is the mean cosine, one scalar. Their
+    worker loss is -that scalar x the mean log-probability of the sampled tokens (L288-294).
+    Ours takes the batch mean of the paper's r_t (this module's pairs of feature change and
+    goal, see "Not reproduced"); the discriminator's rewards never reach the worker.
+[3] Adversarial: -sum(Q * m) / (T B / c) with m the batch-mean cosine of (f_{t+c} - f_t,
+    g_t) and Q [B, T/c], i.e. -mean(Q) m (L270-271; ours: the mean of the rescaled rewards
+    [B, P], P = T/c where c divides T); pre-training: -m / (T B / c) (L243-244, a sum over
+    a scalar), B the batch's rows. Only the goals' pairs are ours ("Not reproduced").
+[4] Only the mean of the rescaled rewards reaches the manager under [3]. Their Python 2
+    dict numbers a point's distinct values in hash order, ours by first appearance: without
+    ties both give the values of 1..B once each, the same mean; a tie repeats the number
+    the dict gave it, so with ties the means may differ slightly.
+
+Also the authors' profile values (M, D): Adam 5e-5 for the discriminator (D97); no L2 on it
+(M62 sets 0.2 but M173 never passes it: D60's default 0.0); 9,984 negatives (M78: 156
+batches of 64). Their exponential learning-rate decays (L31-36) reach no optimizer (L247,
+265, 274, 297 take the constant rate): there is no decay to reproduce.
+
+Not reproduced (architecture, the same in every profile):
+- Goals: w_t sums the goals g_{t-c}..g_{t-1} (the paper's sliding window); their code holds
+  one summed goal per block of c tokens, summing g_{jc-c}..g_{jc-1} when sampling (L114-137)
+  but g_{jc-c+1}..g_{jc} when teacher-forcing and in rollouts (L193-227, L328-339): their
+  losses score sequences under other goals than they were sampled with. Their worker's
+  cosine pairs f_{t+1} - f_{start of t's block} with the block's goal (L212-214, L195).
+- Leaked features: their discriminator embeds the padding of a prefix (-1, looked up at
+  row 0 of a vocab + 1 table: D110-114) as a learned vector; ours as zeros.
+- Their discriminator's positives are 9,984 fresh oracle samples per round (M235, M305);
+  ours, rows of the training split.
+
+The model. The discriminator (SeqGAN's CNN, ``adversarial.Discriminator``) maps a prefix
+s_t to its feature vector f_t (pooled convolutions through the highway layer; the prefix's
+missing tokens embed as zeros). The generator has two LSTMs:
 
 - the MANAGER reads f_t and emits a unit goal g_t in feature space;
 - the WORKER reads the previous token and emits a matrix O_t [vocab, k]; the goals of the
@@ -18,29 +84,16 @@ the goals). Rewards are rescaled by rank within the batch, sigma(delta (1/2 - ra
 (the paper's "bootstrapped rescaled activation"), and MLE epochs are interleaved with the
 adversarial batches (the paper's "interleaved training").
 
-Choices where paper and authors' code (CR-Gjx/LeakGAN) differ, or neither says:
-- w_t sums the goals g_{t-c}..g_{t-1} (the paper's sliding window); the authors' code
-  holds one goal per block of c steps. w_0 reads a learned initial goal, as theirs.
+Other choices, in every profile:
+- w_0 reads a learned initial goal, as theirs.
 - Rollouts start from prefixes of length c, 2c, ... and the sequence itself is scored
   at T, as the authors' ``get_reward`` does (about c times fewer than SeqGAN's rollouts);
   the manager's g_t is weighted by the reward at the first such point >= t + c.
-- The rank rescaling is the paper's formula; the authors' ``rescale`` ranks by the order
-  of a Python dict, not by value, and divides by the number of rollouts afterwards.
 - The worker's loss never updates the manager and the manager's never updates the
   worker, as the authors' separate gradient lists; neither ever updates the
   discriminator, whose features are a constant input.
-- The authors' x1.5 on the logits is left out (CR-Gjx/LeakGAN @4044de6, Synthetic
-  Data/LeakGANModel.py lines 127-128): it applies to every token whenever ``train=0``,
-  i.e. to every sample their NLL-oracle scores and every discriminator negative, and to
-  the first two tokens of the policy-gradient samples too; their ``No Temperature``
-  directory (dc3360e) sets it to 1.0, and the first author called it "a trick in the early
-  version" (geek-ai/Texygen issue 19). Their learning-rate decay is left out too.
-- Their worker reward and goal loss use ``tf.losses.cosine_distance`` with its default
-  reduction (lines 243-244, 270-271, 288-294): one batch-mean cosine, a scalar, not the
-  per-token intrinsic rewards of the paper's formulas that this module implements.
-- Their synthetic-data script interleaves no MLE in the adversarial loop (Synthetic
-  Data/Main.py lines 278-319); their COCO script does, one epoch every 15 batches, as the
-  paper says and as this module does (``mle_every``).
+- The first author called the x1.5 "a trick in the early version" (geek-ai/Texygen issue
+  19); the default and paper profiles leave it out.
 - Pre-training as the authors' synthetic-data script: cycles of discriminator rounds then
   MLE epochs (worker: cross-entropy; manager: the cosine objective on real data with
   Q = 1). It trains its own generator: the shared LSTM's MLE run cannot serve.
@@ -48,6 +101,7 @@ Choices where paper and authors' code (CR-Gjx/LeakGAN) differ, or neither says:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +116,14 @@ from harness.training import Checkpoint
 from harness_plugins import adversarial as adv
 
 PRETRAIN, ADVERSARIAL = "pretrain", "adversarial"
+
+# What a run's rows were made under (``LeakGan.conditions``), in the words a published
+# figure's ``conditions`` column names them. LOGITS_UNSCALED is the harness's own
+# evaluation (harness.table.EVALUATION["logits"]).
+ALGORITHM_PAPER = "the paper's formulas"
+ALGORITHM_AUTHORS = "the authors' code (batch-mean cosine losses, no interleaved MLE)"
+LOGITS_UNSCALED = "unscaled"
+LOGITS_AUTHORS = "scaled by 1.5 (the authors' train=0 path)"
 
 
 @hookimpl
@@ -93,8 +155,11 @@ class LeakGanConfig:
     disc_size: str = "small"          # "small" (CPU) or "paper" (the authors' 1,720 filters)
     disc_dropout: float = 0.0         # drop probability in the discriminator (the authors'
                                       # LeakGAN keeps all: 0; SeqGAN drops 0.25)
-    disc_lr: float = 1e-4             # discriminator Adam (authors)
-    disc_l2: float = 0.2              # L2 on the discriminator's output layer (authors)
+    disc_lr: float = 1e-4             # discriminator Adam (SeqGAN's authors; LeakGAN's:
+                                      # 5e-5, Discriminator.py line 97)
+    disc_l2: float = 0.2              # L2 on the discriminator's output layer (SeqGAN's
+                                      # authors; LeakGAN's Main.py line 62 sets 0.2 but
+                                      # never passes it on: 0)
     disc_batch_size: int = 64
     disc_negatives: int = 2000        # generated sequences per discriminator round
                                       # (authors: 10,000)
@@ -109,10 +174,29 @@ class LeakGanConfig:
                                       # COCO Main.py: 15)
     adv_eval_every: int = 2           # adversarial batches between curve points (authors: 5;
                                       # each point samples 10,000 sequences)
+    # The authors' code where it departs from the paper's text (the ``authors`` profile;
+    # CR-Gjx/LeakGAN @4044de6, Synthetic Data/; the module docstring's table).
+    eval_logit_scale: float = 1.0     # factor on the logits whenever the generator is not in
+                                      # training mode: evaluation samples and likelihoods,
+                                      # the discriminator's negatives (authors: 1.5, their
+                                      # train=0; LeakGANModel.py lines 127-128)
+    scaled_first_tokens: int = 0      # tokens at the start of the policy-gradient samples
+                                      # still drawn at x eval_logit_scale (authors: 2, their
+                                      # ``i > 1`` condition on the same lines)
+    goal_loss: str = "paper"          # "paper": -Q_t d_cos per goal; "authors": -mean(Q)
+                                      # x the batch-mean cosine (LeakGANModel.py lines
+                                      # 243-244, 270-271)
+    worker_reward: str = "paper"      # "paper": r_t per token; "authors": one batch mean
+                                      # (LeakGANModel.py lines 288-294)
+    reward_rescale: str = "paper"     # "paper": sigma(delta (1/2 - rank / B)); "authors":
+                                      # theirs, / n_rollouts (Main.py lines 110-131, 157-158)
 
     def __post_init__(self):
-        require(self, positive=("grad_clip", "rescale_delta"), fractions=("disc_dropout",),
-                choices={"disc_size": ("small", "paper")},
+        variants = ("paper", "authors")
+        require(self, positive=("grad_clip", "rescale_delta", "eval_logit_scale"),
+                fractions=("disc_dropout",),
+                choices={"disc_size": ("small", "paper"), "goal_loss": variants,
+                         "worker_reward": variants, "reward_rescale": variants},
                 at_least_one=("emb_dim", "hidden_dim", "goal_size", "step_size", "batch_size",
                               "disc_batch_size", "disc_negatives", "g_steps", "n_rollouts",
                               "adv_eval_every"))
@@ -128,12 +212,32 @@ PAPER = {"goal_size": 16, "lr": 0.0015, "adv_eval_every": 5, "pretrain_cycles": 
          "disc_negatives": 10_000, "disc_epochs": 3, "adv_batches": 800, "d_steps": 5,
          "n_rollouts": 4, "mle_every": 15}
 
+# Their synthetic-data code itself (CR-Gjx/LeakGAN @4044de6, Synthetic Data/; the x1.5
+# version, not No Temperature/ of dc3360e), Main.py at length 20 unless said: EMB_DIM,
+# HIDDEN_DIM 32 (lines 46-47), BATCH_SIZE 64 (30), GOAL_SIZE 16 (32), step_size 4 (176),
+# LEARNING_RATE 0.0015 (45), grad_clip 5.0 (LeakGANModel.py 23); 10 cycles (232) of 5
+# discriminator rounds (233) and PRE_EPOCH_NUM / 10 = 8 MLE epochs (258); the discriminator
+# of lines 43-44 with keep probability 1.0 (61), batches of 64 (172), Adam 5e-5
+# (Discriminator.py 97), no L2 (173: dis_l2_reg_lambda never passed), 3 epochs (238) on
+# int(10,000 / 64) x 64 = 9,984 negatives (72, 78); TOTAL_BATCH 800 (68) of 1 generator
+# update (273) and 5 discriminator rounds (303), 4 rollouts (284), the rescale's 16 (111),
+# no interleaved MLE (278-319), a curve point every 5 batches (290); and the variants above.
+AUTHORS = {"emb_dim": 32, "hidden_dim": 32, "batch_size": 64, "goal_size": 16,
+           "step_size": 4, "lr": 0.0015, "grad_clip": 5.0, "pretrain_cycles": 10,
+           "pretrain_epochs": 8, "disc_pretrain_rounds": 5, "disc_size": "paper",
+           "disc_dropout": 0.0, "disc_batch_size": 64, "disc_lr": 5e-5, "disc_l2": 0.0,
+           "disc_epochs": 3, "disc_negatives": 9_984, "adv_batches": 800, "g_steps": 1,
+           "d_steps": 5, "n_rollouts": 4, "rescale_delta": 16.0, "mle_every": 0,
+           "adv_eval_every": 5, "eval_logit_scale": 1.5, "scaled_first_tokens": 2,
+           "goal_loss": "authors", "worker_reward": "authors", "reward_rescale": "authors"}
+
 
 # --- the leaked features ----------------------------------------------------------------
 #
 # f_t is the discriminator's feature vector (pooled convolutions through its highway layer,
 # what its output layer reads) of the prefix y_<t, the missing tokens embedded as zeros (the
-# authors pad with -1, whose embedding look-up is zero). A convolution of window k at
+# authors pad with -1 and look up row 0 of a table one row longer than the vocabulary: a
+# learned padding vector; see the module's "Not reproduced"). A convolution of window k at
 # position p then sums its taps j over the present tokens only: sum_{j < min(k, t - p)}
 # W_j e(y_{p+j}). Computed from these per-tap partial sums, every prefix costs one pass
 # over the sequence, not one convolution of the whole sequence per prefix (the 2-core
@@ -209,16 +313,20 @@ class LeakGanGenerator(TeacherForced):
                  disc_emb_dim: int = adv.SMALL["emb_dim"],
                  filter_sizes: tuple[int, ...] | list[int] = adv.SMALL["filter_sizes"],
                  num_filters: tuple[int, ...] | list[int] = adv.SMALL["num_filters"],
-                 disc_dropout: float = 0.0, init_std: float | None = 0.1):
+                 disc_dropout: float = 0.0, init_std: float | None = 0.1,
+                 eval_logit_scale: float = 1.0, scaled_first_tokens: int = 0):
         super().__init__()
         self.constructor_args = dict(
             vocab_size=vocab_size, seq_len=seq_len, start_token=start_token, emb_dim=emb_dim,
             hidden_dim=hidden_dim, goal_size=goal_size, step_size=step_size,
             disc_emb_dim=disc_emb_dim, filter_sizes=list(filter_sizes),
             num_filters=list(num_filters), disc_dropout=disc_dropout,
-            init_std=None)  # the state dict sets every weight
+            init_std=None,  # the state dict sets every weight
+            eval_logit_scale=eval_logit_scale, scaled_first_tokens=scaled_first_tokens)
         self.vocab_size, self.seq_len, self.start_token = vocab_size, seq_len, start_token
         self.goal_size, self.step_size = goal_size, step_size
+        # Saved with the weights: a loaded generator samples as the trained one did.
+        self.eval_logit_scale, self.scaled_first_tokens = eval_logit_scale, scaled_first_tokens
         self.discriminator = adv.Discriminator(vocab_size, seq_len, disc_emb_dim,
                                                tuple(filter_sizes), tuple(num_filters),
                                                disc_dropout)
@@ -290,26 +398,45 @@ class LeakGanGenerator(TeacherForced):
         return self.logits(hidden, self.goal_directions(goals.detach())), goals, features
 
     def teacher_forced_logits(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.teacher_forced(tokens)[0]
+        """The logits sampling in the current mode draws from (``logit_scales``): in eval
+        mode every likelihood (NLL-test, the sweep) is that of the evaluated samples'
+        distribution. The losses read ``teacher_forced``'s, unscaled, as the authors' do."""
+        logits = self.teacher_forced(tokens)[0]
+        scales = self.logit_scales(self.training)
+        if all(scale == 1.0 for scale in scales):
+            return logits
+        return logits * torch.tensor(scales, device=logits.device).unsqueeze(-1)
 
     # --- sampling -----------------------------------------------------------------------
 
+    def logit_scales(self, training: bool) -> list[float]:
+        """The factor on each step's logits when sampling [T]. Outside training (the
+        authors' train=0) ``eval_logit_scale`` at every step; in training (their train=1)
+        on the first ``scaled_first_tokens`` steps only, 1 after."""
+        scaled = min(self.scaled_first_tokens, self.seq_len) if training else self.seq_len
+        return [self.eval_logit_scale] * scaled + [1.0] * (self.seq_len - scaled)
+
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
-               chunk: int | None = None) -> torch.Tensor:
+               chunk: int | None = None, scales: list[float] | None = None) -> torch.Tensor:
+        """``n`` sequences; ``scales``: the factor on each step's logits (default: this
+        mode's ``logit_scales``)."""
         blank = torch.zeros(n, self.seq_len, dtype=torch.long, device=self.device)
         chunk = chunk or rows_per_step(self.device, 256)
         return torch.cat([self.complete(rows, torch.zeros(len(rows), dtype=torch.long,
                                                           device=self.device),
-                                        temperature, generator)
+                                        temperature, generator, scales=scales)
                           for rows in blank.split(chunk)]) if n else blank
 
     @torch.no_grad()
     def complete(self, tokens: torch.Tensor, given: torch.Tensor, temperature: float = 1.0,
-                 generator: torch.Generator | None = None, return_log_probs: bool = False):
+                 generator: torch.Generator | None = None, return_log_probs: bool = False,
+                 scales: list[float] | None = None):
         """``tokens`` [B, T] with row b's first ``given[b]`` tokens kept, the rest sampled,
-        step by step: at step t the manager reads the features of y_<t. With
+        step by step: at step t the manager reads the features of y_<t, and the logits are
+        multiplied by ``scales[t]`` (default: this mode's ``logit_scales``). With
         ``return_log_probs``, also the log-probability of each sampled token (0 where kept)."""
+        scales = self.logit_scales(self.training) if scales is None else scales
         tokens = tokens.clone()
         log_probs = torch.zeros(tokens.shape, device=tokens.device)
         n = len(tokens)
@@ -327,6 +454,8 @@ class LeakGanGenerator(TeacherForced):
             free = given <= t
             if bool(free.any()):
                 logits = self.logits(hidden[free, 0], direction[free, 0])
+                if scales[t] != 1.0:
+                    logits = logits * scales[t]
                 tokens[free, t], log_probs[free, t] = sample_from_logits(logits, temperature,
                                                                          generator)
             recent = [*recent, goal][-self.step_size:]
@@ -339,24 +468,75 @@ def new_generator(corpus: Corpus, cfg: LeakGanConfig, device: torch.device) -> L
     sizes = adv.PAPER if cfg.disc_size == "paper" else adv.SMALL
     return LeakGanGenerator(corpus.vocab_size, corpus.seq_len, corpus.start_token, cfg.emb_dim,
                             cfg.hidden_dim, cfg.goal_size, cfg.step_size, sizes["emb_dim"],
-                            sizes["filter_sizes"], sizes["num_filters"],
-                            cfg.disc_dropout).to(device)
+                            sizes["filter_sizes"], sizes["num_filters"], cfg.disc_dropout,
+                            eval_logit_scale=cfg.eval_logit_scale,
+                            scaled_first_tokens=cfg.scaled_first_tokens).to(device)
 
 
 # --- the objectives -----------------------------------------------------------------------
+
+Cosine = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def paper_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """d_cos along the last axis, torch's (the paper's formulas)."""
+    return F.cosine_similarity(a, b, dim=-1)
+
+
+def tf_unit(x: torch.Tensor) -> torch.Tensor:
+    """tf.nn.l2_normalize along the last axis: x / sqrt(max(sum x^2, 1e-12))."""
+    return x * x.square().sum(dim=-1, keepdim=True).clamp_min(1e-12).rsqrt()
+
+
+def tf_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The authors' cosine: their TF-normalised vectors' products summed over the last axis
+    (the 1 - x inside tf.losses.cosine_distance, before its reduction)."""
+    return (tf_unit(a) * tf_unit(b)).sum(dim=-1)
+
+
+def goal_cosines(goals: torch.Tensor, features: torch.Tensor, step_size: int,
+                 cosine: Cosine = paper_cosine) -> torch.Tensor:
+    """d_cos(f_{t+c} - f_t, g_t) [B, T-c+1] for t = 0..T-c: how well each goal foretold
+    where the features went over the next c tokens."""
+    span = goals.shape[1] - step_size + 1
+    return cosine(features[:, step_size:] - features[:, :span], goals[:, :span])
+
 
 def manager_loss(goals: torch.Tensor, features: torch.Tensor, step_size: int,
                  rewards: torch.Tensor | None = None) -> torch.Tensor:
     """-mean_t Q_t d_cos(f_{t+c} - f_t, g_t) over t = 0..T-c (``rewards`` Q [B, T-c+1];
     None: Q = 1, the pre-training objective)."""
-    span = goals.shape[1] - step_size + 1
-    similarity = F.cosine_similarity(features[:, step_size:] - features[:, :span],
-                                     goals[:, :span], dim=-1)
+    similarity = goal_cosines(goals, features, step_size)
     return -(similarity if rewards is None else similarity * rewards).mean()
 
 
+def authors_manager_loss(goals: torch.Tensor, features: torch.Tensor, step_size: int,
+                         rewards: torch.Tensor | None = None) -> torch.Tensor:
+    """The authors' goal loss (LeakGANModel.py lines 243-244, 270-271). m: the mean cosine
+    over the batch and the goals, one scalar (tf.losses.cosine_distance's default reduction).
+    Adversarial (``rewards`` [B, P]): their -sum(Q * m) / (T B / c) over Q [B, T/c], i.e.
+    -mean(Q) m; each goal's own reward counts no more than any other's. Pre-training (None):
+    their -sum(m) / (T B / c), a sum over a scalar, B the batch's rows."""
+    mean_cosine = goal_cosines(goals, features, step_size, tf_cosine).mean()
+    if rewards is None:
+        rows, length = goals.shape[:2]
+        return -mean_cosine / (length * rows // step_size)
+    return -rewards.mean() * mean_cosine
+
+
+def goal_objective(goals: torch.Tensor, features: torch.Tensor, step_size: int, variant: str,
+                   rewards: torch.Tensor | None = None) -> torch.Tensor:
+    """The manager's loss, ``variant`` "paper" (per goal, weighted by its Q_t) or "authors"
+    (``authors_manager_loss``); ``rewards`` [B, P] the rescaled rewards, None in pre-training."""
+    if variant == "authors":
+        return authors_manager_loss(goals, features, step_size, rewards)
+    weights = None if rewards is None else manager_weights(rewards, goals.shape[1], step_size)
+    return manager_loss(goals, features, step_size, weights)
+
+
 @torch.no_grad()
-def intrinsic_rewards(goals: torch.Tensor, features: torch.Tensor, step_size: int) -> torch.Tensor:
+def intrinsic_rewards(goals: torch.Tensor, features: torch.Tensor, step_size: int,
+                      cosine: Cosine = paper_cosine) -> torch.Tensor:
     """The worker's reward for token t [B, T]: the mean over i = 1..c (those with a goal) of
     d_cos(f_{t+1} - f_{t+1-i}, g_{t+1-i}), f_{t+1} being the features after the token."""
     n, length, _ = goals.shape
@@ -364,10 +544,20 @@ def intrinsic_rewards(goals: torch.Tensor, features: torch.Tensor, step_size: in
     count = goals.new_zeros(length)
     for i in range(1, min(step_size, length) + 1):
         span = length + 1 - i  # goals g_0..g_{T-i} reach f_i..f_T
-        total[:, i - 1:] += F.cosine_similarity(features[:, i:] - features[:, :span],
-                                                goals[:, :span], dim=-1)
+        total[:, i - 1:] += cosine(features[:, i:] - features[:, :span], goals[:, :span])
         count[i - 1:] += 1
     return total / count
+
+
+@torch.no_grad()
+def worker_rewards(goals: torch.Tensor, features: torch.Tensor, step_size: int,
+                   variant: str) -> torch.Tensor:
+    """The reward that multiplies the log-probability of each token: "paper", r_t [B, T];
+    "authors", one scalar, the batch mean of r_t (their Worker_Reward, LeakGANModel.py lines
+    288-294: a cosine under tf.losses.cosine_distance's default reduction)."""
+    if variant == "authors":
+        return intrinsic_rewards(goals, features, step_size, tf_cosine).mean()
+    return intrinsic_rewards(goals, features, step_size)
 
 
 def rescale_by_rank(rewards: torch.Tensor, delta: float) -> torch.Tensor:
@@ -380,6 +570,33 @@ def rescale_by_rank(rewards: torch.Tensor, delta: float) -> torch.Tensor:
     return torch.sigmoid(delta * (0.5 - ranks.to(rewards.dtype) / n))
 
 
+def rescale_like_authors(rewards: torch.Tensor, delta: float, n_rollouts: int) -> torch.Tensor:
+    """The authors' ``rescale`` and ``/ rollout_num`` (Main.py lines 110-131, 157-158), per
+    column of ``rewards`` [B, K]: the column's distinct values numbered i = 1, 2, ... in the
+    order a dict keeps them, each becoming sigma(delta (i / B - 1/2)) / n_rollouts. Their
+    Python 2 dict kept floats in hash order, not by value; this numbers them by first
+    appearance. Under their batch-mean goal loss only the mean counts: without ties that
+    of 1..B, in either order; a tie repeats whichever number the dict gave it."""
+    rows = rewards.shape[0]
+    out = torch.empty_like(rewards)
+    for column in range(rewards.shape[1]):
+        values = rewards[:, column].tolist()
+        number: dict[float, int] = {}
+        for value in values:
+            number.setdefault(value, len(number) + 1)
+        i = torch.tensor([number[value] for value in values], dtype=rewards.dtype,
+                         device=rewards.device)
+        out[:, column] = torch.sigmoid(delta * (i / rows - 0.5)) / n_rollouts
+    return out
+
+
+def rescale(raw: torch.Tensor, cfg: LeakGanConfig) -> torch.Tensor:
+    """The raw rewards [B, P] rescaled the paper's way or the authors' (``reward_rescale``)."""
+    if cfg.reward_rescale == "authors":
+        return rescale_like_authors(raw, cfg.rescale_delta, cfg.n_rollouts)
+    return rescale_by_rank(raw, cfg.rescale_delta)
+
+
 def reward_points(seq_len: int, step_size: int) -> list[int]:
     """Prefix lengths rolled out from (c, 2c, ... below T) and T, the sequence itself."""
     return [*range(step_size, seq_len, step_size), seq_len]
@@ -389,12 +606,14 @@ def reward_points(seq_len: int, step_size: int) -> list[int]:
 def rollout_rewards(generator: LeakGanGenerator, sequences: torch.Tensor, n_rollouts: int,
                     score: adv.Score, rng: torch.Generator | None = None) -> torch.Tensor:
     """Raw rewards [B, P]: at each of ``reward_points`` but the last, the mean score of
-    ``n_rollouts`` completions of the prefix; at T, the score of the sequence."""
+    ``n_rollouts`` completions of the prefix; at T, the score of the sequence. Completions
+    draw from the unscaled logits in every mode (the authors' rollout, LeakGANModel.py
+    line 367)."""
     n, length = sequences.shape
     starts = reward_points(length, generator.step_size)[:-1]
     given = torch.tensor(starts, device=sequences.device).repeat_interleave(n_rollouts * n)
     completed = generator.complete(sequences.repeat(len(starts) * n_rollouts, 1), given,
-                                   generator=rng)
+                                   generator=rng, scales=[1.0] * length)
     scores = score(torch.cat([completed, sequences])).float().to(sequences.device)
     rolled = scores[:len(completed)].view(len(starts), n_rollouts, n).mean(dim=1)
     return torch.cat([rolled.T, scores[len(completed):, None]], dim=1)
@@ -430,9 +649,10 @@ def update(optimizer: torch.optim.Optimizer, worker_loss: torch.Tensor,
 
 
 def mle_epoch(generator: LeakGanGenerator, data: torch.Tensor, optimizer: torch.optim.Optimizer,
-              batch_size: int, grad_clip: float, rng: torch.Generator) -> tuple[float, float]:
-    """A shuffled pass: worker cross-entropy, manager cosine objective with Q = 1; the
-    mean token NLL and manager loss."""
+              batch_size: int, grad_clip: float, rng: torch.Generator,
+              goal_loss: str = "paper") -> tuple[float, float]:
+    """A shuffled pass: worker cross-entropy, manager cosine objective with Q = 1 (the
+    ``goal_loss`` variant); the mean token NLL and manager loss."""
     generator.train()
     order = torch.randperm(len(data), generator=rng)
     nll = goal = 0.0
@@ -440,26 +660,36 @@ def mle_epoch(generator: LeakGanGenerator, data: torch.Tensor, optimizer: torch.
         batch = data[order[start:start + batch_size]].to(generator.device)
         logits, goals, features = generator.teacher_forced(batch)
         worker = F.cross_entropy(logits.flatten(0, 1), batch.flatten())
-        step_nll, step_goal = update(optimizer, worker,
-                                     manager_loss(goals, features, generator.step_size), grad_clip)
+        manager = goal_objective(goals, features, generator.step_size, goal_loss)
+        step_nll, step_goal = update(optimizer, worker, manager, grad_clip)
         nll += step_nll * len(batch)
         goal += step_goal * len(batch)
     return nll / len(data), goal / len(data)
 
 
 def adversarial_step(generator: LeakGanGenerator, optimizer: torch.optim.Optimizer,
-                     sequences: torch.Tensor, rewards: torch.Tensor,
-                     grad_clip: float) -> tuple[float, float]:
+                     sequences: torch.Tensor, rewards: torch.Tensor, grad_clip: float,
+                     goal_loss: str = "paper", worker_reward: str = "paper"
+                     ) -> tuple[float, float]:
     """Worker: REINFORCE with the intrinsic reward; manager: the cosine objective weighted
-    by the rescaled rewards [B, P]. The worker and manager losses."""
+    by the rescaled rewards [B, P]; each the paper's or the authors' (``worker_rewards``,
+    ``goal_objective``). The worker and manager losses."""
     generator.train()
     c = generator.step_size
     logits, goals, features = generator.teacher_forced(sequences)
-    log_probs = -F.cross_entropy(logits.flatten(0, 1), sequences.flatten(),
-                                 reduction="none").view_as(sequences)
-    worker = -(intrinsic_rewards(goals, features, c) * log_probs).mean()
-    weights = manager_weights(rewards, sequences.shape[1], c)
-    return update(optimizer, worker, manager_loss(goals, features, c, weights), grad_clip)
+    worker = worker_loss(logits, sequences, worker_rewards(goals, features, c, worker_reward))
+    manager = goal_objective(goals, features, c, goal_loss, rewards)
+    return update(optimizer, worker, manager, grad_clip)
+
+
+def worker_loss(logits: torch.Tensor, tokens: torch.Tensor, rewards: torch.Tensor
+                ) -> torch.Tensor:
+    """REINFORCE: -mean over the tokens of reward x log G(y_t | y_<t); ``rewards`` [B, T],
+    or one scalar (the authors'). Log-softmax: the authors' log(clip(softmax, 1e-20, 1))
+    differs only below 1e-20."""
+    log_probs = -F.cross_entropy(logits.flatten(0, 1), tokens.flatten(),
+                                 reduction="none").view_as(tokens)
+    return -(rewards * log_probs).mean()
 
 
 class LeakGan:
@@ -467,7 +697,26 @@ class LeakGan:
 
     name = "leakgan"
     Config = LeakGanConfig
-    profiles = {"paper": PAPER}
+    profiles = {"paper": PAPER, "authors": AUTHORS}
+
+    def conditions(self, config: dict) -> dict[str, str]:
+        """What one run's rows were made under, from its resolved Config as a dict
+        (config.json's "config"; a key it lacks has the Config's default)."""
+        def get(key: str):
+            return config.get(key, getattr(LeakGanConfig, key))
+
+        variants = {get(key) for key in ("goal_loss", "worker_reward", "reward_rescale")}
+        if variants == {"paper"}:
+            algorithm = ALGORITHM_PAPER
+        elif variants == {"authors"} and get("mle_every") == 0:
+            algorithm = ALGORITHM_AUTHORS
+        else:  # a mix is neither code: no published figure was made so
+            algorithm = ("mixed: " + ", ".join(f"{key}={get(key)}" for key in (
+                "goal_loss", "worker_reward", "reward_rescale", "mle_every")))
+        scale = get("eval_logit_scale")
+        logits = LOGITS_UNSCALED if scale == 1 else \
+            f"scaled by {scale:g} (the authors' train=0 path)"
+        return {"algorithm": algorithm, "logits": logits}
 
     def train(self, ctx: RunContext) -> LeakGanGenerator:
         cfg, corpus = ctx.config, ctx.corpus
@@ -489,7 +738,9 @@ class LeakGan:
                  "sampling_rng": sampling}
 
         def discriminator_round() -> float:
-            fake = generator.sample(cfg.disc_negatives, generator=negatives).cpu()
+            # the authors' negatives come from their train=0 path (Main.py lines 234, 304)
+            fake = generator.sample(cfg.disc_negatives, generator=negatives,
+                                    scales=generator.logit_scales(training=False)).cpu()
             real = corpus.train[torch.randperm(len(corpus.train), generator=shuffle)
                                 [:cfg.disc_negatives]]
             return adv.train_discriminator(disc, disc_optimizer, real, fake, cfg.disc_epochs,
@@ -497,7 +748,7 @@ class LeakGan:
 
         def interleaved_mle() -> tuple[float, float]:
             return mle_epoch(generator, corpus.train, mle_optimizer, cfg.batch_size,
-                             cfg.grad_clip, mle_shuffle)
+                             cfg.grad_clip, mle_shuffle, cfg.goal_loss)
 
         saved = ctx.load_checkpoint()
         if saved is None or saved["phase"] != ADVERSARIAL:
@@ -539,11 +790,13 @@ class LeakGan:
         score = generator.discriminator.prob_real
         for batch in checkpoint.loop(cfg.adv_batches, f"adversarial {ctx.corpus.name}", "batch"):
             for _ in range(cfg.g_steps):
-                sequences = generator.sample(cfg.batch_size, generator=sampling)
+                # their policy-gradient samples come from the train=1 path (Main.py line 283)
+                sequences = generator.sample(cfg.batch_size, generator=sampling,
+                                             scales=generator.logit_scales(training=True))
                 raw = rollout_rewards(generator, sequences, cfg.n_rollouts, score, sampling)
-                rewards = rescale_by_rank(raw, cfg.rescale_delta)
-                worker, manager = adversarial_step(generator, optimizer, sequences, rewards,
-                                                   cfg.grad_clip)
+                worker, manager = adversarial_step(generator, optimizer, sequences,
+                                                   rescale(raw, cfg), cfg.grad_clip,
+                                                   cfg.goal_loss, cfg.worker_reward)
             info = {}
             if cfg.mle_every and batch % cfg.mle_every == 0:
                 info["train_nll"], _ = mle()

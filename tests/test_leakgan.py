@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 
 from harness import store
 from harness.api import Interrupted
-from harness.generator import load_generator
+from harness.generator import load_generator, log_probs_of_tokens
 from harness_plugins import leakgan as lg
 
 VOCAB, LENGTH, C = 11, 7, 3
@@ -249,3 +250,252 @@ def test_a_run_stopped_in_each_phase_resumes_to_identical_metrics(cli, tiny_data
     metrics = [{k: v for k, v in json.loads((d / "metrics.json").read_text()).items()
                 if not k.endswith("_seconds")} for d in (stopped, straight)]  # not timings
     assert metrics[0] == metrics[1]
+
+
+# --- the authors' code (the ``authors`` profile) -----------------------------------------
+#
+# Each variant against a transcription, written out here in numpy, of what the authors'
+# TensorFlow computes (CR-Gjx/LeakGAN @4044de6, Synthetic Data/LeakGANModel.py, Main.py).
+
+def tf_l2_normalize(x: np.ndarray, axis: int) -> np.ndarray:
+    """tf.nn.l2_normalize(x, axis), epsilon 1e-12: x / sqrt(max(sum(x ** 2), epsilon))."""
+    return x / np.sqrt(np.maximum(np.sum(x ** 2, axis=axis, keepdims=True), 1e-12))
+
+
+def tf_cosine_distance(labels: np.ndarray, predictions: np.ndarray, axis: int) -> float:
+    """tf.losses.cosine_distance(labels, predictions, axis) with weights=1.0 and the default
+    reduction SUM_BY_NONZERO_WEIGHTS: losses = 1 - sum(labels * predictions, axis) (kept
+    as a size-1 axis), then sum(losses * weights) / the number of nonzero weights
+    broadcast to the losses' shape."""
+    losses = 1 - np.sum(labels * predictions, axis=axis, keepdims=True)
+    weights = np.broadcast_to(np.float32(1.0), losses.shape)
+    return float(np.sum(losses * weights) / np.count_nonzero(weights))
+
+
+def pairs(goals: torch.Tensor, features: torch.Tensor, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """This module's (f_{t+c} - f_t, g_t) for t = 0..T-c, in numpy: [B, K, F] each."""
+    f, g = features.double().numpy(), goals.double().numpy()
+    span = g.shape[1] - c + 1
+    return f[:, c:c + span] - f[:, :span], g[:, :span]
+
+
+def test_the_authors_goal_loss_is_minus_the_mean_reward_times_the_batch_mean_cosine():
+    torch.manual_seed(7)
+    rows, length, c = 3, 8, 4
+    goals, features = torch.randn(rows, length, 6), torch.randn(rows, length + 1, 6)
+    q = torch.rand(rows, length // c)  # their reward placeholder: [B, T / c]
+    change, goal = pairs(goals, features, c)
+    cosine = 1 - tf_cosine_distance(tf_l2_normalize(change, 2), tf_l2_normalize(goal, 2), 2)
+    # LeakGANModel.py lines 270-271: -sum(reward * (1 - cosine_distance)) / (T * B / c)
+    adversarial = -np.sum(q.double().numpy() * cosine) / (length * rows // c)
+    assert lg.goal_objective(goals, features, c, "authors", q).item() == pytest.approx(
+        adversarial, rel=1e-5)
+    # lines 243-244, pre-training: -sum(1 - cosine_distance) / (T * B / c), a sum of a scalar
+    pretraining = -np.sum(cosine) / (length * rows // c)
+    assert lg.goal_objective(goals, features, c, "authors").item() == pytest.approx(
+        pretraining, rel=1e-5)
+    # Which goal earned which reward does not matter to theirs; to the paper's it does.
+    shuffled = q.flatten()[torch.randperm(q.numel())].view_as(q)
+    assert lg.goal_objective(goals, features, c, "authors", shuffled).item() == pytest.approx(
+        adversarial, rel=1e-5)
+    assert lg.goal_objective(goals, features, c, "paper", shuffled).item() != pytest.approx(
+        lg.goal_objective(goals, features, c, "paper", q).item(), rel=1e-3)
+
+
+def test_the_authors_worker_loss_is_one_batch_mean_reward_times_the_mean_log_probability():
+    torch.manual_seed(8)
+    rows, length, c, vocab = 3, 6, 3, 5
+    goals, features = torch.randn(rows, length, 4), torch.randn(rows, length + 1, 4)
+    logits, y = torch.randn(rows, length, vocab), torch.randint(vocab, (rows, length))
+    f, g = features.double().numpy(), goals.double().numpy()
+    unit = lambda x: tf_l2_normalize(x, -1)  # noqa: E731
+    # The paper's r_t (this module's pairs), each cosine TF's, then their reduction: a mean
+    # over every (row, token), one scalar (the 1 - cosine_distance of lines 288).
+    r = np.zeros((rows, length))
+    for t in range(length):
+        lags = range(1, min(c, t + 1) + 1)
+        r[:, t] = np.mean([np.sum(unit(f[:, t + 1] - f[:, t + 1 - i]) * unit(g[:, t + 1 - i]),
+                                  axis=-1) for i in lags], axis=0)
+    reward = r.mean()
+    assert lg.worker_rewards(goals, features, c, "authors").item() == pytest.approx(reward,
+                                                                                    rel=1e-5)
+    # lines 290-294: -sum(reward * one_hot(x) * log(clip(p, 1e-20, 1))) / (T * B)
+    p = torch.softmax(logits.double(), dim=-1).numpy()
+    one_hot = np.eye(vocab)[y.numpy()]
+    expected = -np.sum(reward * one_hot * np.log(np.clip(p, 1e-20, 1.0))) / (length * rows)
+    scalar = lg.worker_rewards(goals, features, c, "authors")
+    assert lg.worker_loss(logits, y, scalar).item() == pytest.approx(expected, rel=1e-5)
+
+
+def authors_rescale(raw: np.ndarray, rollouts: int) -> np.ndarray:
+    """Main.py lines 110-131 and 157-158 as Python 3 runs them, on raw [B, P]: per reward
+    point, its distinct values numbered k = 1, 2, ... by first appearance, each becoming
+    e^(16 k / B - 8) / (1 + e^(16 k / B - 8)), then divided by the number of rollouts."""
+    out = np.zeros(raw.shape)
+    batch = raw.shape[0]
+    for point in range(raw.shape[1]):
+        values, first, where = np.unique(raw[:, point], return_index=True, return_inverse=True)
+        k = np.argsort(np.argsort(first)) + 1  # rank of each distinct value's first sighting
+        x = 16.0 * k[where.ravel()] / batch - 8.0
+        out[:, point] = np.exp(x) / (1 + np.exp(x)) / rollouts
+    return out
+
+
+def test_the_authors_rescale_numbers_distinct_values_and_divides_by_the_rollouts():
+    raw = torch.tensor([[0.9, 0.1], [0.2, 0.3], [0.9, 0.2], [0.1, 0.8], [0.5, 0.4]])
+    rescaled = lg.rescale_like_authors(raw, 16.0, 4)
+    np.testing.assert_allclose(rescaled.numpy(), authors_rescale(raw.numpy(), 4), rtol=1e-6)
+    assert rescaled[0, 0] == rescaled[2, 0]  # a tie shares its value
+    # Without ties a column's values are those of 1..B in some order: its mean, all that
+    # their goal loss reads, is the same whichever sequence got which.
+    flipped = lg.rescale_like_authors(raw.flip(0), 16.0, 4)
+    torch.testing.assert_close(flipped[:, 1].mean(), rescaled[:, 1].mean())
+    assert not torch.equal(flipped[:, 1], rescaled[:, 1].flip(0))  # not ranked by value
+
+
+def scaled_generator(scale: float = 1.5, first: int = 2) -> lg.LeakGanGenerator:
+    torch.manual_seed(0)
+    generator = lg.LeakGanGenerator(VOCAB, LENGTH, start_token=2, emb_dim=5, hidden_dim=6,
+                                    goal_size=4, step_size=C, disc_emb_dim=4,
+                                    filter_sizes=(1, 2, 3), num_filters=(3, 4, 5),
+                                    eval_logit_scale=scale, scaled_first_tokens=first)
+    with torch.no_grad():  # logits a few units apart, so that x1.5 shows in the samples
+        generator.worker_output.bias.normal_(0.0, 1.0)
+    return generator.eval()
+
+
+def test_in_eval_mode_the_generator_samples_and_scores_at_the_scaled_logits():
+    g, y = scaled_generator(), tokens(20)
+    raw = g.teacher_forced(y)[0].detach()
+    with torch.no_grad():
+        torch.testing.assert_close(g.token_log_probs(y),
+                                   log_probs_of_tokens(1.5 * raw, y), atol=1e-5, rtol=0)
+    drawn, step_log_probs = g.complete(y, torch.zeros(20, dtype=torch.long), 1.0,
+                                       torch.Generator().manual_seed(3), return_log_probs=True)
+    with torch.no_grad():
+        expected = log_probs_of_tokens(1.5 * g.teacher_forced(drawn)[0], drawn)
+    torch.testing.assert_close(step_log_probs, expected, atol=1e-5, rtol=0)
+    # The first token's logits are every row's: its frequencies are softmax(1.5 logits).
+    first = g.sample(8000, generator=torch.Generator().manual_seed(4))[:, 0]
+    frequencies = torch.bincount(first, minlength=VOCAB).double() / len(first)
+    logits = raw[0, 0].double()
+    scaled, plain = torch.softmax(1.5 * logits, 0), torch.softmax(logits, 0)
+    assert (frequencies - scaled).abs().sum() / 2 < 0.02
+    assert (plain - scaled).abs().sum() / 2 > 0.05  # far enough apart to tell
+
+
+def test_in_training_mode_only_the_first_tokens_stay_scaled_and_one_means_unchanged():
+    g, y = scaled_generator(), tokens()
+    raw = g.teacher_forced(y)[0].detach()
+    g.train()
+    assert g.logit_scales(training=True) == [1.5, 1.5] + [1.0] * (LENGTH - 2)
+    assert g.logit_scales(training=False) == [1.5] * LENGTH
+    with torch.no_grad():
+        expected = torch.cat([1.5 * raw[:, :2], raw[:, 2:]], dim=1)
+        torch.testing.assert_close(g.teacher_forced_logits(y), expected)
+        drawn, step = g.complete(y, torch.zeros(len(y), dtype=torch.long), 1.0,
+                                 torch.Generator().manual_seed(5), return_log_probs=True)
+        torch.testing.assert_close(step, g.token_log_probs(drawn), atol=1e-5, rtol=0)
+    plain = scaled_generator(1.0, 0)  # the default and paper profiles: nothing scaled
+    for training in (True, False):
+        plain.train(training)
+        with torch.no_grad():
+            assert torch.equal(plain.teacher_forced_logits(y), plain.teacher_forced(y)[0])
+
+
+def test_an_adversarial_step_and_an_mle_epoch_take_the_authors_losses():
+    import copy
+
+    g, y = tiny_generator(), tokens(6)
+    g.train()
+    before = copy.deepcopy(g)
+    rewards = torch.rand(6, len(lg.reward_points(LENGTH, C)))
+    logits, goals, features = before.teacher_forced(y)
+    worker = lg.worker_loss(logits, y, lg.worker_rewards(goals, features, C, "authors"))
+    manager = lg.authors_manager_loss(goals, features, C, rewards)
+    optimizer = lg.new_optimizer(g, 0.01)
+    got = lg.adversarial_step(g, optimizer, y, rewards, 5.0, "authors", "authors")
+    assert got == pytest.approx((worker.item(), manager.item()), rel=1e-5)
+    g = copy.deepcopy(before)  # one batch of all rows: the epoch's losses are the batch's
+    _, goal = lg.mle_epoch(g, y, lg.new_optimizer(g, 0.01), 6, 5.0,
+                           torch.Generator().manual_seed(0), "authors")
+    assert goal == pytest.approx(lg.authors_manager_loss(goals, features, C).item(), rel=1e-5)
+
+
+TINY_AUTHORS = ["pretrain_cycles=1", "pretrain_epochs=1", "disc_pretrain_rounds=1",
+                "disc_negatives=64", "disc_batch_size=32", "batch_size=32", "adv_batches=2",
+                "adv_eval_every=1", "n_rollouts=2", "d_steps=1", "disc_epochs=1",
+                "disc_size=small", "emb_dim=8", "hidden_dim=8", "goal_size=4"]
+
+
+def test_the_authors_profile_holds_their_synthetic_data_settings():
+    from dataclasses import asdict
+
+    from harness.config import resolve
+    from harness.plugins import registry
+
+    method = registry().methods["leakgan"]
+    config = asdict(resolve(method, "authors", {}))
+    assert {key: config[key] for key in lg.AUTHORS} == lg.AUTHORS
+    assert {key: config[key] for key in ("eval_logit_scale", "scaled_first_tokens", "goal_loss",
+                                         "worker_reward", "reward_rescale", "mle_every",
+                                         "lr", "disc_lr", "disc_l2", "disc_negatives")} == {
+        "eval_logit_scale": 1.5, "scaled_first_tokens": 2, "goal_loss": "authors",
+        "worker_reward": "authors", "reward_rescale": "authors", "mle_every": 0,
+        "lr": 0.0015, "disc_lr": 5e-5, "disc_l2": 0.0, "disc_negatives": 9984}
+    for profile in ("default", "paper"):  # the paper's formulas, as before
+        other = asdict(resolve(method, profile, {}))
+        assert (other["eval_logit_scale"], other["scaled_first_tokens"], other["goal_loss"],
+                other["worker_reward"], other["reward_rescale"]) == (1.0, 0, "paper", "paper",
+                                                                     "paper")
+
+
+def test_the_conditions_name_the_algorithm_and_the_logits_a_run_was_made_with():
+    from dataclasses import asdict
+
+    from harness import table
+    from harness.api import method_info
+
+    method = lg.LeakGan()
+    assert lg.LOGITS_UNSCALED == table.EVALUATION["logits"]
+    assert method.conditions(asdict(lg.LeakGanConfig(**lg.PAPER))) == {
+        "algorithm": lg.ALGORITHM_PAPER, "logits": lg.LOGITS_UNSCALED}
+    assert method.conditions(asdict(lg.LeakGanConfig(**lg.AUTHORS))) == {
+        "algorithm": lg.ALGORITHM_AUTHORS, "logits": lg.LOGITS_AUTHORS}
+    assert method.conditions({}) == method.conditions(asdict(lg.LeakGanConfig()))
+    mixed = method.conditions({"goal_loss": "authors"})["algorithm"]
+    assert mixed not in (lg.ALGORITHM_PAPER, lg.ALGORITHM_AUTHORS)
+    assert method_info(method).conditions == {}  # a callable answers per run, not here
+
+
+def test_runs_end_to_end_under_the_authors_profile(cli, tiny_dataset, monkeypatch):
+    seen = []  # (mode or the scales asked for) of every sampling call
+    complete = lg.LeakGanGenerator.complete
+
+    def spy(self, *args, **kwargs):
+        scales = kwargs.get("scales")
+        seen.append(tuple(scales) if scales is not None else ("mode", self.training))
+        return complete(self, *args, **kwargs)
+
+    monkeypatch.setattr(lg.LeakGanGenerator, "complete", spy)
+    result = cli("-q", "run", "-m", "leakgan", "-d", "tiny", "--profile", "authors",
+                 *settings(TINY_AUTHORS))
+    assert result.exit_code == 0, result.output
+    run_dir = next(results().glob("*/tiny/leakgan/seed-0"))
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["profile"] == "authors"
+    assert lg.LeakGan().conditions(saved["config"]) == {"algorithm": lg.ALGORITHM_AUTHORS,
+                                                        "logits": lg.LOGITS_AUTHORS}
+    curve = pd.read_csv(run_dir / "curve.csv")
+    adversarial = curve[curve.phase == "adversarial"]
+    assert list(adversarial.epoch) == [2, 3]
+    assert adversarial.train_nll.isna().all()  # no interleaved MLE
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0 < metrics["nll_oracle"] < 20 and 0 < metrics["nll_test"] < 20
+    # Negatives at train=0, policy-gradient samples at train=1, rollouts unscaled,
+    # evaluation in eval mode (x1.5 there); nothing in training left to the mode.
+    length = 8
+    assert (1.5,) * length in seen and (1.5, 1.5) + (1.0,) * (length - 2) in seen
+    assert (1.0,) * length in seen and ("mode", False) in seen and ("mode", True) not in seen
+    loaded = load_generator(run_dir / "generator.pt")
+    assert (loaded.eval_logit_scale, loaded.scaled_first_tokens) == (1.5, 2)
