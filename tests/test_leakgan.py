@@ -454,7 +454,6 @@ def test_the_conditions_name_the_algorithm_and_the_logits_a_run_was_made_with():
     from dataclasses import asdict
 
     from harness import table
-    from harness.api import method_info
 
     method = lg.LeakGan()
     assert lg.LOGITS_UNSCALED == table.EVALUATION["logits"]
@@ -465,7 +464,12 @@ def test_the_conditions_name_the_algorithm_and_the_logits_a_run_was_made_with():
     assert method.conditions({}) == method.conditions(asdict(lg.LeakGanConfig()))
     mixed = method.conditions({"goal_loss": "authors"})["algorithm"]
     assert mixed not in (lg.ALGORITHM_PAPER, lg.ALGORITHM_AUTHORS)
-    assert method_info(method).conditions == {}  # a callable answers per run, not here
+    # In the table a run's own word on its logits overrides the harness's default.
+    recorded = {"profile": "authors", "config": asdict(lg.LeakGanConfig(**lg.AUTHORS))}
+    rows = pd.DataFrame({"method": ["leakgan"], "profile": ["authors"], "data": [""],
+                         "conditions": [table.run_conditions("leakgan", recorded)]})
+    ours = table.our_conditions(rows, table.dataset_view("oracle", {"nll_oracle"}))
+    assert ours["logits"] == {lg.LOGITS_AUTHORS} and ours["algorithm"] == {lg.ALGORITHM_AUTHORS}
 
 
 def test_runs_end_to_end_under_the_authors_profile(cli, tiny_dataset, monkeypatch):
