@@ -117,8 +117,8 @@ def test_plan_expands_methods_datasets_seeds(tiny_dataset):
     assert len(everything) == len(methods) * len(datasets) * 2
     # A profile of the methods' own: only the methods that declare it, and the reference rows.
     authors = plan(None, ["tiny"], [0], "authors")
-    assert sorted(s.method for s in authors) == ["mle", "pg-bleu", "random", "rankgan", "real",
-                                                 "seqgan", "ss"]
+    assert sorted(s.method for s in authors) == ["leakgan", "mle", "pg-bleu", "random", "rankgan",
+                                                 "real", "relgan", "seqgan", "ss"]
     # The profile's name until 0.3 plans the same runs; a method without it is refused.
     assert plan(None, ["tiny"], [0], "authors-2016") == authors
     with pytest.raises(HarnessError, match="maligan has no 'authors' profile"):

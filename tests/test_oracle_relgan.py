@@ -91,7 +91,7 @@ def test_the_script_remakes_the_npz_byte_for_byte(tmp_path):
 def _relgan_rows(tmp_path, dataset: str) -> pd.DataFrame:
     run = tmp_path / "r" / dataset / "relgan" / "seed-0"
     store.write_json(run / "config.json", {"run_id": "r", "dataset": dataset, "method": "relgan",
-                                           "seed": 0, "corpus": {}, "profile": "paper"})
+                                           "seed": 0, "corpus": {}, "profile": "authors"})
     store.write_json(run / "metrics.json", {"nll_oracle": 6.9})
     return table.collect(tmp_path)
 

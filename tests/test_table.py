@@ -126,7 +126,7 @@ def test_published_figures_are_package_data():
     # SeqGAN's oracle's table too, where its condition refuses a gap.
     relgan = table.published_figures("oracle-relgan").set_index("method")
     assert relgan.loc["relgan", "value"] == 6.680
-    assert relgan.loc["relgan", "conditions"] == "oracle=relgan-seeded-tf"
+    assert relgan.loc["relgan", "conditions"] == "oracle=relgan-seeded-tf; profile=authors"
     assert set(table.published_figures().dataset) == {"obama", "oracle", "oracle-relgan|oracle",
                                                       "poems"}
 
