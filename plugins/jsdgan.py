@@ -122,7 +122,7 @@ class JsdGanConfig:
                               "adv_eval_every"))
 
 
-# The paper's own training schedule could not be read here (the PMLR text was not
+# The paper's own training schedule was not checked against its text (the PMLR text was not
 # available); the profile keeps the benchmark's 120-epoch MLE pre-training shared with
 # SeqGAN and takes the JSD phase from TextGAN-PyTorch's run_jsdgan.py (williamSYSU/
 # TextGAN-PyTorch @1672332): ADV_train_epoch 500, NLL every 5 epochs. That script trains
