@@ -1,5 +1,14 @@
 """PG-BLEU: the SeqGAN policy-gradient loop with BLEU against real data as the reward
-instead of a discriminator (the paper's baseline)."""
+instead of a discriminator (the paper's baseline).
+
+Where the paper's text and the authors' code (LantaoYu/SeqGAN @4152436, pg_bleu/) differ:
+
+| | the paper's text | the authors' code | ours: default, paper | ours: authors |
+| --- | --- | --- | --- | --- |
+| reward | BLEU | nltk 3.2's unsmoothed sentence BLEU-3 against ~40% of the training data, 1 rollout (pg_bleu.py) | the same (``bleu_rule=nltk-3.2``) | the same |
+| policy-gradient loss | an expectation | summed over batch and tokens, then clip 5.0 (model.py 115-125) | averaged | summed |
+| oracle | SeqGAN's | drawn afresh in TensorFlow (seed 66) | SeqGAN's | SeqGAN's (the figure: not comparable) |
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass

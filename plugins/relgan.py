@@ -20,6 +20,14 @@ paper's "RelGAN with LSTM" ablation) with the very weights of ``LSTMGenerator``,
 starts from the shared MLE run (``pretrain_mle``) and gives a like-for-like row beside
 SeqGAN. The RMC variant pre-trains its own generator by MLE with the same settings; its
 curve rows carry the same phase name, "mle".
+
+Where the paper's text and the authors' code (weilinie/RelGAN @7402725) differ, for the
+figure the table compares:
+
+| | the paper's text | the authors' code and answers | ours: default, paper | ours: authors |
+| --- | --- | --- | --- | --- |
+| oracle | "the synthetic data" | their own TensorFlow-seeded LSTM (utils/models/OracleLstm.py) | the run's data set: ``oracle`` is SeqGAN's | run on ``oracle-relgan``, theirs |
+| beta_max, length 20 | 100 or 1,000 | 1 for the NLL-oracle entry (first author, issue #22) | 100 | 1 |
 """
 from __future__ import annotations
 

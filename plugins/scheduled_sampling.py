@@ -1,5 +1,17 @@
 """Scheduled sampling (Bengio et al. 2015): teacher forcing that feeds the model's own
-samples more and more often as training goes on."""
+samples more and more often as training goes on.
+
+Where the paper's text and the authors' code (LantaoYu/SeqGAN @4152436, schedule_sampling/)
+differ:
+
+| | the paper's text | the authors' code | ours: every profile |
+| --- | --- | --- | --- |
+| the coin between true and sampled token | per token | drawn once when the graph is built (0.3975 with their seed, below every rate of their schedule: only true tokens fed) | per token |
+| oracle | SeqGAN's | drawn afresh in TensorFlow (seed 66) | SeqGAN's (the figure: not comparable) |
+
+So their SS row is MLE trained longer; ``authors`` keeps real scheduled sampling with their
+schedule, and docs/reproduction.md compares their figure with our MLE curve.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass

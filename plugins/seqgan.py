@@ -1,5 +1,15 @@
 """SeqGAN (Yu et al. 2017): the MLE-pre-trained generator improved by policy gradient,
-rewarded by a CNN discriminator through Monte-Carlo rollout."""
+rewarded by a CNN discriminator through Monte-Carlo rollout.
+
+Where the paper's text and the authors' code (LantaoYu/SeqGAN @4152436, MLE_SeqGAN/) differ:
+
+| | the paper's text | the authors' code | ours: default, paper | ours: authors |
+| --- | --- | --- | --- | --- |
+| policy-gradient loss | an expectation | summed over batch and tokens, then clip 5.0 (model.py 115-125) | averaged over the batch | summed |
+| rollout policy | G_beta, the generator | the live generator (rollout.py: its update writes tensors the graph never reads) | the live generator | the live generator |
+| generator Adam | not stated | 1e-3 at @4152436 ("ignore learning rate"), 1e-2 at e2b52fb | 1e-2 | 1e-3 |
+| NLL-oracle kept | the result | the best of a curve read after every batch | final, best labelled | final, best labelled |
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
