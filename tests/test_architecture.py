@@ -55,6 +55,7 @@ def test_the_core_imports_no_builtin_plugin():
                     ("harness_plugins", "harness_datasets")}, path.name
 
 
+@pytest.mark.slow
 def test_a_generator_is_saved_as_tensors_and_loaded_without_pickle(tmp_path):
     generator = G.LSTMGenerator(vocab_size=30, seq_len=6, emb_dim=8, hidden_dim=8)
     G.save_generator(tmp_path / "generator.pt", generator)
@@ -95,6 +96,7 @@ def test_a_random_oracle_leaves_the_global_random_state_alone():
     assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
 
 
+@pytest.mark.slow
 def test_two_seeds_differ_and_one_seed_repeats_on_the_random_oracle_data_set(cli, tiny_dataset,
                                                                              tmp_path):
     def run(seed: int, where: str) -> tuple[dict, list[torch.Tensor]]:

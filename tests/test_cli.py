@@ -30,6 +30,7 @@ def test_third_party_method_runs_end_to_end(cli, unigram_plugin, tiny_dataset):
     assert "| unigram" in result.output  # the table is printed after the run
 
 
+@pytest.mark.slow
 def test_mle_learns_and_results_round_trip_through_table(cli, tiny_dataset):
     result = cli("-q", "run", "-m", "mle", "-d", "tiny", "--seeds", "2",
                  "--set", "epochs=6", "--set", "eval_every=3", "--set", "lr=0.02")
@@ -125,6 +126,7 @@ def test_plan_expands_methods_datasets_seeds(tiny_dataset):
         plan(["maligan"], ["tiny"], [0], "authors")
 
 
+@pytest.mark.slow
 def test_plots_samples_and_sweep(cli, unigram_plugin, tiny_dataset):
     assert cli("-q", "run", "-m", "unigram", "-m", "mle", "-d", "tiny", "--set", "epochs=2",
                "--set", "eval_every=1").exit_code == 0
@@ -143,6 +145,7 @@ def test_plots_samples_and_sweep(cli, unigram_plugin, tiny_dataset):
     assert missing.exit_code == 2 and "no finished run of mle on tiny, seed 9" in missing.output
 
 
+@pytest.mark.slow
 def test_generate_draws_fresh_samples_from_a_saved_generator(cli, tiny_dataset):
     assert cli("-q", "run", "-m", "mle", "-d", "tiny", "--set", "epochs=1").exit_code == 0
     run_dir = next(results().glob("*/tiny/mle/seed-0"))
@@ -153,6 +156,7 @@ def test_generate_draws_fresh_samples_from_a_saved_generator(cli, tiny_dataset):
     assert cli("generate", str(run_dir), "-n", "4", "--seed", "6").output != first.output
 
 
+@pytest.mark.slow
 def test_the_table_of_the_default_results_directory_has_every_section(
         cli, unigram_plugin, tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.delenv("HARNESS_RESULTS")

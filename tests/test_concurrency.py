@@ -80,6 +80,7 @@ def metrics(directory: Path) -> dict:
     return {k: v for k, v in found.items() if k not in TIMINGS}
 
 
+@pytest.mark.slow
 def test_a_second_identical_command_names_the_process_running_the_run(cli, tiny_dataset,
                                                                        tmp_path):
     undisturbed = cli(*harness_args(tmp_path / "alone"))
@@ -108,6 +109,7 @@ LOCK_AND_WAIT = ("import fcntl, sys, time; lock = open(sys.argv[1], 'a'); "
                  "fcntl.flock(lock, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(120)")
 
 
+@pytest.mark.slow
 def test_a_run_locked_by_another_process_is_refused_before_anything_is_written(
         cli, tiny_dataset, tmp_path):
     spec, options = RunSpec("mle", "tiny", 0), RunOptions("busy", str(tmp_path),
@@ -153,6 +155,7 @@ def group(leader: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_workers_end_when_their_parent_is_killed_and_the_command_resumes(cli, tiny_dataset,
                                                                          tmp_path):

@@ -90,6 +90,7 @@ def test_shared_work_and_the_mle_snapshot_key_depend_on_the_device(tmp_path):
     assert len(snapshots) == 3
 
 
+@pytest.mark.slow
 def test_precision_is_for_cuda_and_recorded(cli, tiny_dataset):
     refused = cli("run", "-m", "mle", "-d", "tiny", "--device", "cpu", "--precision", "tf32")
     assert refused.exit_code == 2 and "applies to CUDA only" in refused.output

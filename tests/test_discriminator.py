@@ -5,6 +5,7 @@ from harness_plugins.adversarial import PAPER, SMALL, Discriminator, train_discr
 from harness.oracle import random_oracle
 
 
+@pytest.mark.slow
 def test_separates_oracle_samples_from_uniform_noise():
     torch.manual_seed(0)
     oracle = random_oracle(vocab_size=40, seq_len=8, emb_dim=8, hidden_dim=8, seed=11)

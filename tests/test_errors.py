@@ -75,6 +75,7 @@ def test_a_nan_loss_fails_only_its_run(cli, register_plugin, tiny_dataset):
     ("sampling", "RuntimeError: sampling broke"),
     ("training", "ValueError: training broke"),
 ])
+@pytest.mark.slow
 def test_a_broken_or_diverged_generator_fails_only_its_run(cli, register_plugin, tiny_dataset,
                                                            broken, message):
     def train(ctx):
@@ -116,6 +117,7 @@ def test_the_loss_check_raises_diverged():
         mle_epoch(generator, corpus.train, torch.optim.Adam(generator.parameters()), 32, 5.0, None)
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_and_every_random_stream_recorded(cli, tiny_dataset, tmp_path):
     args = ["-q", "run", "-m", "seqgan", "-d", "tiny", "--set", "pretrain_epochs=2",
             "--set", "adv_batches=2", "--set", "disc_pretrain_rounds=1",

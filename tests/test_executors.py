@@ -84,6 +84,7 @@ def test_unknown_executor_is_a_user_error(cli):
     assert result.exit_code == 2 and "unknown executor 'ray'; choose one of: local" in result.output
 
 
+@pytest.mark.slow
 def test_local_runs_record_a_plan_that_status_reads(cli, tiny_dataset, unigram_plugin):
     assert cli("-q", "run", "-m", "unigram", "-m", "real", "-d", "tiny").exit_code == 0
     plan = json.loads((results() / "default" / "plan.json").read_text())
@@ -112,6 +113,7 @@ def test_state_of_a_run(status, live, submitted, expected):
     assert executors._state(status, live, submitted) == expected
 
 
+@pytest.mark.slow
 def test_submitit_jobs_respect_dependencies_and_only_failures_are_resubmitted(
         cli, tiny_everywhere, submitit_local):
     args = ["-q", "run", "-m", "seqgan", "-m", "mle", "-d", "tiny", "--executor", submitit_local,
@@ -171,6 +173,7 @@ def _metrics(results: Path) -> dict:
             for d in sorted(results.glob("*/tiny/*/seed-*"))}
 
 
+@pytest.mark.slow
 def test_jobs_run_at_once_in_dependency_order_with_the_numbers_of_one_at_a_time(
         cli, tiny_everywhere, tmp_path):
     alone = cli("-q", "run", *PARALLEL, "--results", str(tmp_path / "alone"))
@@ -183,6 +186,7 @@ def test_jobs_run_at_once_in_dependency_order_with_the_numbers_of_one_at_a_time(
     assert store.read_json(seqgan / "config.json")["torch_threads"] == 1
 
 
+@pytest.mark.slow
 def test_a_kill_during_jobs_resumes_like_a_kill_during_one_run(tiny_everywhere, tmp_path):
     import signal
     import subprocess

@@ -138,6 +138,7 @@ def harness(installed: dict, *args: str, fault: str = "none") -> subprocess.Comp
                           env=installed["env"], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_harness_list_finds_the_installed_plugin(installed):
     listed = harness(installed, "list")
     assert listed.returncode == 0, listed.stderr
@@ -153,6 +154,7 @@ def outcome(results: Path) -> dict:
             "samples": (directory / "samples.txt").read_text()}
 
 
+@pytest.mark.slow
 def test_a_tiny_cot_run_finishes_and_resumes_to_the_same_result(installed, tmp_path):
     args = ["-q", "run", "-m", "cot", "-d", "tiny", "--run-id", "cot-test", "--sweep", "1.0",
             *TINY_COT]

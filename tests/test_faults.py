@@ -90,6 +90,7 @@ FAULTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, fault", FAULTS)
 def test_killed_run_resumes_to_identical_metrics(tmp_path, uninterrupted, method, fault):
     killed = drive(fault, method, tmp_path)
@@ -105,6 +106,7 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path, uninterrupted, method
     assert json.loads((directory / "status.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_stops_and_resumes(tmp_path, uninterrupted):
     stopped = drive("term-after:adversarial:1", "seqgan", tmp_path)
     assert stopped.returncode == 130, stopped.stderr
@@ -121,6 +123,7 @@ def test_sigterm_saves_a_checkpoint_stops_and_resumes(tmp_path, uninterrupted):
     assert outcome(tmp_path, "seqgan") == uninterrupted["seqgan"]
 
 
+@pytest.mark.slow
 def test_table_reports_a_killed_run_instead_of_reading_it(tmp_path):
     assert drive("kill-after:mle:1", "mle", tmp_path).returncode == -signal.SIGKILL
     table = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()",

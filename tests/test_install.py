@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "results" / "reference-cpu-2026-12-02"
 
 
+@pytest.mark.slow
 def test_a_regular_install_tabulates_the_committed_results_beside_the_paper(tmp_path):
     target = tmp_path / "site-packages"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",

@@ -109,6 +109,7 @@ def test_batch_jsd_is_zero_for_an_even_spread_and_log2_at_most():
 
 # --- end to end ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_jsdgan_runs_after_the_shared_mle_pretraining(cli, tiny_dataset):
     args = [arg for setting in SETTINGS for arg in ("--set", setting)]
     result = cli("-q", "run", "-m", "mle", "-m", "jsdgan", "-d", "tiny", "--set", "epochs=3",
@@ -153,6 +154,7 @@ def outcome(results: Path) -> dict:
             "samples": (directory / "samples.txt").read_text()}
 
 
+@pytest.mark.slow
 def test_a_run_killed_in_the_jsd_phase_resumes_to_identical_metrics(cli, tiny_dataset,
                                                                      tmp_path):
     # The uninterrupted run in this process (one torch thread, as the driver's).

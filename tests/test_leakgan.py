@@ -196,6 +196,7 @@ def settings(items: list[str]) -> list[str]:
     return [arg for item in items for arg in ("--set", item)]
 
 
+@pytest.mark.slow
 def test_runs_end_to_end_and_its_saved_generator_samples_and_scores(cli, tiny_dataset):
     result = cli("-q", "run", "-m", "leakgan", "-d", "tiny", *settings(TINY_RUN))
     assert result.exit_code == 0, result.output
@@ -229,6 +230,7 @@ def stop_after(monkeypatch, phase: str, count: int) -> None:
     monkeypatch.setattr(store, "write_torch", write)
 
 
+@pytest.mark.slow
 def test_a_run_stopped_in_each_phase_resumes_to_identical_metrics(cli, tiny_dataset,
                                                                   monkeypatch):
     run = lambda run_id: cli("-q", "run", "-m", "leakgan", "-d", "tiny",  # noqa: E731
@@ -472,6 +474,7 @@ def test_the_conditions_name_the_algorithm_and_the_logits_a_run_was_made_with():
     assert ours["logits"] == {lg.LOGITS_AUTHORS} and ours["algorithm"] == {lg.ALGORITHM_AUTHORS}
 
 
+@pytest.mark.slow
 def test_runs_end_to_end_under_the_authors_profile(cli, tiny_dataset, monkeypatch):
     seen = []  # (mode or the scales asked for) of every sampling call
     complete = lg.LeakGanGenerator.complete

@@ -15,6 +15,7 @@ def results() -> Path:
     return Path(os.environ["HARNESS_RESULTS"])
 
 
+@pytest.mark.slow
 def test_tensorboard_and_mlflow_hold_the_curve_the_metrics_and_the_config(cli, tiny_dataset):
     pytest.importorskip("tensorboard")
     pytest.importorskip("mlflow")

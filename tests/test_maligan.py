@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from harness.generator import LSTMGenerator
@@ -102,6 +103,7 @@ def test_the_generated_suffix_grows_by_k_tokens_a_stage_down_to_no_real_tokens()
     assert kept_tokens(0, 20, 20, 5) == 0  # K >= T: MaliGAN-basic from the start
 
 
+@pytest.mark.slow
 def test_maligan_runs_end_to_end_from_the_shared_mle_pretraining(cli, tiny_dataset):
     result = cli("-q", "run", "-m", "mle", "-m", "maligan", "-d", "tiny", "--set", "epochs=2",
                  *TINY)
@@ -120,6 +122,7 @@ def test_maligan_runs_end_to_end_from_the_shared_mle_pretraining(cli, tiny_datas
     assert all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
 
 
+@pytest.mark.slow
 def test_a_run_killed_in_each_phase_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_path):
     clean = tmp_path / "clean"
     done = drive("none", "maligan", clean, TINY[1::2])

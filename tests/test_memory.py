@@ -31,6 +31,7 @@ print(*counts)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_freed_blocks_are_reused_not_faulted_in_again():
     out = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True,

@@ -23,6 +23,7 @@ def run_dir(method: str) -> Path:
     return next(Path(os.environ["HARNESS_RESULTS"]).glob(f"*/tiny/{method}/seed-0"))
 
 
+@pytest.mark.slow
 def test_seqgan_and_pg_bleu_reuse_the_mle_pretraining(cli, tiny_dataset, caplog):
     result = cli("-q", "run", "-m", "mle", "-m", "seqgan", "-m", "pg-bleu", "-d", "tiny",
                  "--set", "epochs=3", *ADVERSARIAL)
@@ -43,6 +44,7 @@ def test_seqgan_and_pg_bleu_reuse_the_mle_pretraining(cli, tiny_dataset, caplog)
     assert "discriminator" in set(pd.read_csv(run_dir("seqgan") / "curve.csv").phase)
 
 
+@pytest.mark.slow
 def test_a_run_that_trains_its_pretraining_itself_equals_one_that_reuses_it(cli, tiny_dataset,
                                                                            tmp_path):
     """The discriminator is built before the pre-training: the generator's initial weights
@@ -66,6 +68,7 @@ def test_a_run_that_trains_its_pretraining_itself_equals_one_that_reuses_it(cli,
     assert alone == after
 
 
+@pytest.mark.slow
 def test_scheduled_sampling_runs_and_lowers_the_true_token_rate(cli, tiny_dataset):
     result = cli("-q", "run", "-m", "ss", "-d", "tiny", "--set", "epochs=4",
                  "--set", "eval_every=2", "--set", "rate_decay=0.2")
@@ -234,6 +237,7 @@ def test_the_real_row_is_scored_against_a_split_it_is_not_drawn_from():
     assert metrics["train_copy"] < 0.5  # held-out sentences, not copies of the training data
 
 
+@pytest.mark.slow
 def test_a_longer_mle_run_serves_a_shorter_pretraining_bit_for_bit(cli, tiny_dataset, tmp_path):
     adversarial = ["--set", "pretrain_epochs=2", "--set", "eval_every=2", "--set", "adv_batches=1",
                    "--set", "n_rollouts=1"]
@@ -254,6 +258,7 @@ def test_a_longer_mle_run_serves_a_shorter_pretraining_bit_for_bit(cli, tiny_dat
     assert list(pre.nll_oracle) == list(mle_curve.nll_oracle[mle_curve.epoch <= 2])
 
 
+@pytest.mark.slow
 def test_a_data_sets_method_settings_apply_under_the_default_profile_only(cli, register_plugin):
     import types
 

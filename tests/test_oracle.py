@@ -11,6 +11,7 @@ from harness.download import DataFile, fetch, sha256_of
 from harness.evaluate import mean_token_nll
 
 
+@pytest.mark.slow
 def test_the_authors_samples_score_5_761(mirror):
     real = oracle.read_token_file(fetch(paper.REAL_DATA, mirror))
     assert real.shape == (9984, 20)

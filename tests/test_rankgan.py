@@ -69,6 +69,7 @@ def test_ranker_loss_is_the_papers_objective():
     assert loss.item() == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_trained_ranker_rewards_real_sequences_above_generated_ones():
     torch.manual_seed(0)
     oracle = random_oracle(vocab_size=40, seq_len=8, emb_dim=8, hidden_dim=8, seed=11)
@@ -170,6 +171,7 @@ def test_the_authors_batches_mix_both_kinds_in_one_order_for_every_epoch():
     assert all(torch.equal(a[0], b[0]) for a, b in zip(batches[:2], batches[2:]))
 
 
+@pytest.mark.slow
 def test_the_authors_profile_runs_end_to_end(cli, tiny_dataset, tmp_path):
     args = [a for s in TINY for a in ("--set", s)]
     result = cli("-q", "run", "-m", "rankgan", "-d", "tiny", "--profile", "authors",
@@ -187,6 +189,7 @@ def run_dir(results: Path) -> Path:
     return next(results.glob("*/tiny/rankgan/seed-0"))
 
 
+@pytest.mark.slow
 def test_a_tiny_run_ends_with_finite_metrics_and_every_phase(cli, tiny_dataset, tmp_path):
     args = [a for s in TINY for a in ("--set", s)]
     result = cli("-q", "run", "-m", "rankgan", "-d", "tiny", "--results", str(tmp_path), *args)
@@ -232,6 +235,7 @@ def outcome(results: Path) -> dict:
             "samples": (directory / "samples.txt").read_text()}
 
 
+@pytest.mark.slow
 def test_a_run_killed_in_each_phase_resumes_to_identical_metrics(cli, tiny_dataset, tmp_path,
                                                                   monkeypatch):
     def run(results: Path):

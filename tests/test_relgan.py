@@ -161,6 +161,7 @@ def tiny_run_dir(method: str = "relgan") -> Path:
     return next(Path(os.environ["HARNESS_RESULTS"]).glob(f"*/tiny/{method}/seed-0"))
 
 
+@pytest.mark.slow
 def test_rmc_relgan_runs_end_to_end_with_its_beta_schedule(cli, tiny_dataset):
     result = cli("-q", "run", "-m", "relgan", "-d", "tiny", *TINY)
     assert result.exit_code == 0, result.output
@@ -175,6 +176,7 @@ def test_rmc_relgan_runs_end_to_end_with_its_beta_schedule(cli, tiny_dataset):
     assert math.isfinite(metrics["nll_oracle"])
 
 
+@pytest.mark.slow
 def test_lstm_relgan_starts_from_the_shared_mle_run(cli, tiny_dataset):
     result = cli("-q", "run", "-m", "mle", "-m", "relgan", "-d", "tiny", "--set", "epochs=2",
                  "--set", "generator=lstm", *TINY)
@@ -185,6 +187,7 @@ def test_lstm_relgan_starts_from_the_shared_mle_run(cli, tiny_dataset):
     assert curve[curve.phase == "adversarial"].g_loss.notna().all()
 
 
+@pytest.mark.slow
 def test_killed_relgan_resumes_to_identical_metrics(tmp_path):
     """Killed in the adversarial phase, so the resumed run also crosses from the saved
     pre-training into it (a kill during pre-training resumes through mle's Checkpoint)."""

@@ -95,6 +95,7 @@ def exact_rewards(gen: LSTMGenerator, sequences: torch.Tensor, score) -> torch.T
     return q.float()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["rewards", "rewards_naive"])
 def test_sampled_rewards_estimate_the_exact_expectation(method):
     torch.manual_seed(2)

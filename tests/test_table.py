@@ -1,7 +1,6 @@
 """Tables from synthetic results: mean ± stderr, Welch's p against the data set's
 baseline, the published figures beside ours; and a data set and method of a test-only
 plugin shown with their own metadata."""
-import json
 import math
 import os
 import types
@@ -169,6 +168,7 @@ def toy_plugin(register_plugin, tmp_path):
     return module
 
 
+@pytest.mark.slow
 def test_a_plugins_data_set_and_method_get_their_own_table_and_plots(cli, toy_plugin):
     result = cli("-q", "run", "-m", "echo", "-m", "random", "-d", "toy", "--seeds", "2")
     assert result.exit_code == 0, result.output

@@ -258,6 +258,7 @@ def _poem_lines(corpus) -> list[str]:
     return lines
 
 
+@pytest.mark.slow
 def test_real_poems(real_mirror):
     corpus = poems.load_poems("default", 0, mirror=real_mirror)
     assert len(corpus.train) + len(corpus.test) == 16_394

@@ -32,6 +32,7 @@ def snapshot(root: Path) -> dict:
     return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} if root.exists() else {}
 
 
+@pytest.mark.slow
 def test_a_text_file_gives_a_trained_generator_its_row_and_samples(cli, lines_file):
     result = cli("-q", "run", "-m", "mle", "-d", f"text:{lines_file}", "--set", "epochs=2",
                  "--set", "max_len=8", "--set", "vocab_size=12")
@@ -83,6 +84,7 @@ def test_a_bad_setting_of_the_data_set_is_a_user_error(cli, lines_file):
     assert result.exit_code == 2 and "tokens must be one of words, chars" in result.output
 
 
+@pytest.mark.slow
 def test_a_relative_path_names_the_same_runs_from_its_directory(cli, lines_file, monkeypatch):
     monkeypatch.chdir(lines_file.parent)
     result = cli("-q", "run", "-m", "mle", "-d", f"text:{lines_file.name}", "--set", "epochs=1",

@@ -78,6 +78,7 @@ def test_names_are_checked_where_the_store_makes_paths():
         store.run_dir("r", store.RunKey("default", "tiny", "mle", -1))
 
 
+@pytest.mark.slow
 def test_where_a_run_lies_decides_its_key_not_what_its_config_says(cli, tiny_dataset, tmp_path):
     run_dir = finished(cli)
     config = json.loads((run_dir / "config.json").read_text())
@@ -96,6 +97,7 @@ def test_where_a_run_lies_decides_its_key_not_what_its_config_says(cli, tiny_dat
     one_line_error(cli("table"), str(run_dir / "config.json"), "mle")
 
 
+@pytest.mark.slow
 def test_verify_re_runs_in_its_own_scratch_directory_whatever_the_run_id_says(
         cli, tiny_dataset, tmp_path):
     run_dir = finished(cli)
@@ -121,6 +123,7 @@ def _shared_files(pattern: str) -> list[Path]:
     return sorted((results() / store.SHARED).rglob(pattern))
 
 
+@pytest.mark.slow
 def test_a_tampered_mle_snapshot_is_refused_by_name_and_the_digest_is_recorded(
         cli, tiny_dataset):
     first = finished(cli, "mle", "first")
@@ -154,6 +157,7 @@ def test_a_shared_file_without_its_digest_is_refused(tmp_path):
         store.read_shared(path)
 
 
+@pytest.mark.slow
 def test_a_tampered_judge_lm_is_refused_by_name(cli, tmp_path):
     corpus, rng = tmp_path / "lines.txt", random.Random(0)
     words = "the a cat dog sat ran on under mat log big small".split()
@@ -187,6 +191,7 @@ def _checkpointed_run(cli) -> Path:
     (lambda saved: saved["state"]["generator"].pop("output.bias"), ("does not fit",)),
     (lambda saved: saved["state"]["rng"].update(torch=torch.zeros(3)), ("does not fit",)),
 ])
+@pytest.mark.slow
 def test_a_checkpoint_that_does_not_fit_the_run_is_refused_by_name(cli, tiny_dataset, damage,
                                                                    words):
     run_dir = _checkpointed_run(cli)
@@ -272,6 +277,7 @@ def test_harness_generate_refuses_a_hostile_generator_in_one_line(cli, tiny_data
     ("config.json", json.dumps({"method": "mle"}), ("config.json", "required")),
     ("config.json", "", ("not valid JSON",)),
 ])
+@pytest.mark.slow
 def test_a_malformed_file_is_one_line_naming_it_in_every_reader(cli, tiny_dataset, name,
                                                                content, words):
     run_dir = finished(cli)
@@ -305,6 +311,7 @@ def test_a_malformed_status_is_one_line_naming_it(cli, tiny_dataset):
     one_line_error(cli("table"), str(run_dir / "status.json"))
 
 
+@pytest.mark.slow
 def test_status_of_a_copied_results_directory_reads_the_copy(cli, tiny_dataset, tmp_path):
     run_dir = finished(cli)
     plan = json.loads((run_dir.parents[2] / "plan.json").read_text())
@@ -332,6 +339,7 @@ def test_the_committed_reference_files_read_under_the_schemas():
 
 # --- writing: a full disk is one line, the last good files stay ---------------------------
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays(cli, tiny_dataset, monkeypatch):
     clean = metrics_of(finished(cli, "mle", "clean"))
     shutil.rmtree(results() / store.SHARED)  # the faulty run must train, not reuse
@@ -372,6 +380,7 @@ def test_results_files_get_the_permissions_of_any_new_file(tmp_path):
     assert (tmp_path / "config.json").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
+@pytest.mark.slow
 def test_a_missing_samples_file_or_unknown_profile_is_one_line(cli, tiny_dataset):
     run_dir = finished(cli)
     config = json.loads((run_dir / "config.json").read_text())

@@ -71,6 +71,7 @@ def test_free_bits_floor_each_dimension_of_the_batch_mean_kl():
     assert kl.grad.tolist() == [[0, 0, 0.5], [0, 0, 0.5]]  # dimensions under the floor are free
 
 
+@pytest.mark.slow
 def test_elbo_below_iwae_which_grows_with_k(model, corpus):
     tokens = corpus.test[:32]
     elbo = model.elbo(tokens, samples=200).mean().item()
@@ -114,6 +115,7 @@ def test_collapsed_posterior_has_no_active_units(model, corpus):
     assert vae.diagnostics(model, corpus.train)["active_units"] > 0
 
 
+@pytest.mark.slow
 def test_collapse_is_warned_and_recorded(cli, tiny_dataset, monkeypatch):
     new_model = vae.new_model
     monkeypatch.setattr(vae, "new_model", lambda *args: zero_posterior(new_model(*args)))
@@ -152,6 +154,7 @@ def test_interpolation_runs_from_one_sequence_to_the_other(model, corpus):
     assert torch.equal(path[0], ends[0]) and torch.equal(path[-1], ends[1])
 
 
+@pytest.mark.slow
 def test_runs_end_to_end_and_does_not_collapse(cli, tiny_dataset):
     result = cli("-q", "run", "-m", "vae", "-d", "tiny", *tiny_settings(epochs=6))
     assert result.exit_code == 0, result.output
@@ -166,6 +169,7 @@ def test_runs_end_to_end_and_does_not_collapse(cli, tiny_dataset):
     assert not curve.collapsed.iloc[-1]
 
 
+@pytest.mark.slow
 def test_resumes_exactly_from_its_checkpoint(cli, tiny_dataset):
     run = lambda run_id, epochs: cli(  # noqa: E731
         "-q", "run", "-m", "vae", "-d", "tiny", "--run-id", run_id, *tiny_settings(epochs=epochs))

@@ -74,6 +74,7 @@ def test_the_verdict_is_a_stated_test_over_the_metrics():
     assert 0 < LEVEL < 1
 
 
+@pytest.mark.slow
 def test_a_run_re_run_is_identical_and_an_edited_metric_is_caught(cli, tiny_dataset):
     run_dir = tiny_run(cli)
     result = cli("verify", str(run_dir))
@@ -93,6 +94,7 @@ def test_a_run_re_run_is_identical_and_an_edited_metric_is_caught(cli, tiny_data
     assert {line.split("|")[1].strip() for line in outside} == {"bleu3", "nll_test"}
 
 
+@pytest.mark.slow
 def test_a_run_made_otherwise_planted_in_a_row_of_three_seeds_is_caught(cli, tiny_dataset):
     runs = [tiny_run(cli, "mle", seed) for seed in range(3)]
     planted = tiny_run(cli, "random", 0, "elsewhere", "emb_dim=8")
@@ -105,6 +107,7 @@ def test_a_run_made_otherwise_planted_in_a_row_of_three_seeds_is_caught(cli, tin
 
 @pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() == "DEFAULT",
                     reason="torch already runs its kernels without vector instructions here")
+@pytest.mark.slow
 def test_on_another_instruction_set_a_run_verifies_within_noise_not_bit_for_bit(
         cli, tiny_dataset, tiny_everywhere):
     """torch's kernels for another CPU (here: no vector instructions, as a machine without
@@ -139,6 +142,7 @@ def test_verify_says_which_conclusions_of_the_table_a_repeated_run_would_change(
                        "seqgan vs mle: nll_test: better -> no difference"]
 
 
+@pytest.mark.slow
 def test_config_records_what_decides_the_last_bits(cli, tiny_dataset):
     config = store.read_json(tiny_run(cli) / "config.json")
     assert config["device"] == "cpu" and config["precision"] == "fp32"
@@ -149,6 +153,7 @@ def test_config_records_what_decides_the_last_bits(cli, tiny_dataset):
     assert environment["torch_threads"] == 1 and environment["torch_cpu_capability"]
 
 
+@pytest.mark.slow
 def test_verify_refuses_a_run_of_another_kind_of_device_unless_asked(cli, tiny_dataset):
     run_dir = tiny_run(cli)
     config = store.read_json(run_dir / "config.json")
@@ -160,6 +165,7 @@ def test_verify_refuses_a_run_of_another_kind_of_device_unless_asked(cli, tiny_d
     assert crossed.exit_code == 0, crossed.output
 
 
+@pytest.mark.slow
 def test_a_committed_reference_run_verifies_here(cli, mirror):
     """Bit for bit on the machine that made it; within its noise on any other."""
     run_dir = REFERENCE / "oracle" / "random" / "seed-0"
