@@ -164,7 +164,7 @@ def describe(corpus: Corpus) -> str:
 
 @harness.hookimpl
 def register_commands(cli):
-    from harness.cli import user_errors
+    from harness.commands import user_errors
     from harness.config import check_settings, parse_settings, resolve
 
     @cli.group()

@@ -362,7 +362,7 @@ class Vae:
 
 @hookimpl
 def register_commands(cli):
-    from harness.cli import finished_run, run_corpus, run_options, user_errors
+    from harness.commands import finished_run, run_corpus, run_options, user_errors
     from harness.download import MIRROR_ENV
 
     @cli.command()
