@@ -95,16 +95,26 @@ class Dataset:
 
 @runtime_checkable
 class Generator(Protocol):
-    """What every method returns: something to sample from and to score with."""
+    """What every method returns: something to sample from and to score with.
+
+    What the harness also reads where a generator has it (harness/evaluate.py, store):
+
+    - ``log_likelihoods(tokens, temperatures)``: the list of ``log_likelihood`` at several
+      temperatures, computing once what the temperature does not change (the sweep);
+    - ``likelihood_is_bound``: True where ``log_likelihood`` is a lower bound (the VAE's
+      IWAE): NLL-test is then marked a bound;
+    - ``samples_outside(split, n, generator)``: sentences from outside ``split`` to score
+      against it instead of the samples (the ``real`` row: real text not used as references);
+    - ``constructor_args``: plain values that rebuild it, so that it is saved as a state
+      dict plus these (``generator.pt``) and loaded without pickle.
+    """
 
     def sample(self, n: int, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` sequences as an int64 tensor [n, seq_len]."""
 
     def log_likelihood(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        """Per-sequence log-likelihood (nats, summed over tokens), shape [n]. Optional too:
-        ``log_likelihoods(tokens, temperatures)``, the list of these at several temperatures
-        (the sweep uses it to compute what the temperature does not change once)."""
+        """Per-sequence log-likelihood (nats, summed over tokens), shape [n]."""
 
 
 class Method(Protocol):
