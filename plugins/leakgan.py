@@ -101,6 +101,7 @@ Other choices, in every profile:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from typing import Callable
 
 import torch
@@ -698,6 +699,7 @@ class LeakGan:
     name = "leakgan"
     Config = LeakGanConfig
     profiles = {"paper": PAPER, "authors": AUTHORS}
+    published = (resources.files("harness_plugins") / "published" / "leakgan2018.csv",)
 
     def conditions(self, config: dict) -> dict[str, str]:
         """What one run's rows were made under, from its resolved Config as a dict
