@@ -2,7 +2,8 @@
 
 The paper's file (samim23/obama-rnn ``input.txt``, verified by its git blob id) is used
 when it is in the mirror or the download cache, or can be downloaded; otherwise the CoPS
-stand-in from the mirror is used, a warning is logged and every table says so.
+stand-in from the mirror is used: the corpus carries a warning, which `harness run` prints
+once, and every table says so.
 ``HARNESS_OFFLINE=1`` switches the download off; ``load_obama(original=False)`` skips
 the original altogether and ``original=True`` insists on it.
 
@@ -13,7 +14,6 @@ of paragraphs with exact duplicates on one side. The profile and seed do not cha
 from __future__ import annotations
 
 import functools
-import logging
 from collections import Counter
 from importlib import resources
 from pathlib import Path
@@ -27,7 +27,6 @@ from harness.text import (EOS, EVAL_SAMPLES, SPLIT_SEED, TEST_FRACTION, TOKEN_PA
                           build_vocab, encode, format_text, lines_sha256, rows_also_in,
                           split_by_text, tokenize, unk_rate, where)
 
-log = logging.getLogger("harness")
 
 OBAMA_ORIGINAL = DataFile(
     "obama_speeches/input.txt", "",
@@ -114,16 +113,16 @@ def obama_corpus(text: str, filename: str = "paragraphs", vocab_cap: int = 5_000
 @functools.lru_cache(maxsize=4)
 def _obama(where_: tuple, original: bool | None, vocab_cap: int, max_len: int) -> Corpus:
     mirror = where_[0]
-    path = None
+    path, warning = None, ""
     if original is not False:
         try:
             path = fetch(OBAMA_ORIGINAL, mirror)
         except DownloadError as error:
             if original:
                 raise
-            log.warning("the paper's Obama corpus (samim23/obama-rnn input.txt) is not "
-                        "available (%s); using the CoPS stand-in, which is NOT the paper's "
-                        "data set", error)
+            warning = (f"the paper's Obama corpus (samim23/obama-rnn input.txt) is not "
+                       f"available ({error}); using the CoPS stand-in, which is NOT the "
+                       f"paper's data set")
     if path is not None:
         text = path.read_bytes().decode("utf-8", errors="replace")
         return obama_corpus(
@@ -133,12 +132,14 @@ def _obama(where_: tuple, original: bool | None, vocab_cap: int, max_len: int) -
             file=OBAMA_ORIGINAL.path, url=OBAMA_ORIGINAL.url,
             git_blob_sha1=OBAMA_ORIGINAL.git_blob_sha1, sha256=sha256_of(path))
     path = fetch(OBAMA_STANDIN, mirror)
-    return obama_corpus(
+    corpus = obama_corpus(
         path.read_text(encoding="utf-8"), str(path), vocab_cap, max_len,
         variant=STANDIN_VARIANT,
         source="Corpus of Presidential Speeches (Brown 2016), 48 Obama speeches, one "
                "cleaned paragraph per line (see obama_speeches/PROVENANCE.md)",
         file=OBAMA_STANDIN.path, sha256=OBAMA_STANDIN.sha256)
+    corpus.warning = warning
+    return corpus
 
 
 def load_obama(profile: str = "default", seed: int = 0, mirror: str | Path | None = None, *,

@@ -42,6 +42,9 @@ class Corpus:
     end_token: int | None = None     # text: a sentence ends at its first end token
     info: dict = field(default_factory=dict)  # provenance, split, what a table should say
     format: Callable[[list[int]], str] | None = None  # one sequence as a person reads it
+    # What the user must be told about this data (a stand-in for the paper's set): printed
+    # once by the command that plans the runs, not by every process that loads it.
+    warning: str = ""
 
     @property
     def seq_len(self) -> int:

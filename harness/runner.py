@@ -342,11 +342,14 @@ def preflight(specs: list[RunSpec], options: RunOptions, check_device: bool = Tr
         configs[dataset, profile, method] = config.resolve(
             found.methods[method], profile, options.settings, found.dataset(dataset))
     check_writable(store.results_dir(options.results))
-    vocab_sizes = {}
+    vocab_sizes, warnings = {}, []
     for name, profile, seed in sorted({(s.dataset, s.profile, s.seed) for s in specs}):
         corpus = _try_loading(found.dataset(name), profile, seed, options)
         if corpus is not None:
             vocab_sizes[name, profile] = corpus.vocab_size
+            warnings += [corpus.warning] if corpus.warning not in warnings else []
+    for warning in filter(None, warnings):  # once per command, not per process or seed
+        log.warning(warning)
     if device is not None:
         for (dataset, profile, _), cfg in configs.items():
             if (dataset, profile) in vocab_sizes:

@@ -219,10 +219,9 @@ def test_obama_falls_back_to_the_stand_in(tmp_path, monkeypatch, caplog):
     _put(tmp_path, obama.OBAMA_STANDIN.path, content)
     digest = hashlib.sha256(content.encode()).hexdigest()
     monkeypatch.setattr(obama, "OBAMA_STANDIN", DataFile(obama.OBAMA_STANDIN.path, digest))
-    with caplog.at_level(logging.WARNING, logger="harness"):
-        corpus = obama.load_obama("default", 1, mirror=tmp_path)
+    corpus = obama.load_obama("default", 1, mirror=tmp_path)
     assert corpus.info["variant"] == obama.STANDIN_VARIANT
-    assert "NOT the paper's" in caplog.text
+    assert "NOT the paper's" in corpus.warning  # said by the command, once (below)
     assert corpus.info["n_paragraphs"] == 21
     assert obama.load_obama("default", 2, mirror=tmp_path) is corpus  # cached; seed-independent
     with pytest.raises(DownloadError):
@@ -302,3 +301,22 @@ def test_registered(real_mirror, monkeypatch):
     monkeypatch.setenv("HARNESS_DATA_MIRROR", str(real_mirror))  # the mirror from the environment
     speeches = datasets["obama"].load(profile="paper", seed=3)
     assert speeches.name == "obama" and speeches.info["variant"] == obama.STANDIN_VARIANT
+
+
+def test_a_corpus_warning_is_said_once_per_command(tiny_dataset, monkeypatch, caplog, tmp_path):
+    """Every seed's corpus (and every worker that loads one) carries the warning; the
+    command that plans the runs says it once."""
+    from harness import runner
+
+    real_load = runner.load_corpus
+
+    def with_warning(*args, **kwargs):
+        corpus = real_load(*args, **kwargs)
+        corpus.warning = "the paper's data is not available; using a stand-in"
+        return corpus
+
+    monkeypatch.setattr(runner, "load_corpus", with_warning)
+    specs = runner.plan(["mle"], ["tiny"], [0, 1, 2], "default")
+    with caplog.at_level(logging.WARNING, logger="harness"):
+        runner.preflight(specs, runner.RunOptions(run_id="w", results=str(tmp_path)))
+    assert caplog.text.count("using a stand-in") == 1
