@@ -56,7 +56,8 @@ def run_conditions(method: str, config: dict) -> str:
 
     found = registry().methods.get(method)
     own = conditions_of(found, config.get("config", {})) if found is not None else {}
-    changed = ", ".join(f"{key}={value}" for key, value in sorted(config.get("settings", {}).items()))
+    settings = sorted(config.get("settings", {}).items())
+    changed = ", ".join(f"{key}={value}" for key, value in settings)
     profile = canonical_profile(config["profile"]) + (f" with --set {changed}" if changed else "")
     return "; ".join(f"{key}={value}" for key, value in sorted({**own, "profile": profile}.items()))
 
