@@ -193,11 +193,17 @@ def in_dependency_order(runs: list[RunSpec]) -> list[RunSpec]:
 STATES = ("done", "running", "queued", "failed", "interrupted", "missing")
 
 
-def run_states(plan: Plan) -> list[dict]:
-    """One row per run: its state (done, running, queued, failed, interrupted or missing)
-    and, for a failure, the reason (from status.json or the job's log)."""
+def live_jobs(plan: Plan) -> dict[str, str]:
+    """Spec key -> ``queued`` or ``running`` for the plan's jobs its executor still holds."""
     executor = registry().executors.get(plan.executor)
-    live = executor.live(plan) if executor is not None else {}
+    return executor.live(plan) if executor is not None else {}
+
+
+def run_states(plan: Plan, live: dict[str, str] | None = None) -> list[dict]:
+    """One row per run: its state (done, running, queued, failed, interrupted or missing)
+    and, for a failure, the reason (from status.json or the job's log). ``live``: the
+    executor's word on its jobs, asked here when not given."""
+    live = live_jobs(plan) if live is None else live
     rows = []
     for spec in plan.runs:
         status = store.run_status(plan.run_dir(spec))
@@ -283,10 +289,9 @@ def wait(plan_path: Path, poll_seconds: float = 5.0, timeout: float | None = Non
     started = time.monotonic()
     while True:
         plan = Plan.load(plan_path)
-        rows = run_states(plan)
-        executor = registry().executors.get(plan.executor)
-        if not any(r["state"] in ("queued", "running") for r in rows) and \
-                not (executor is not None and executor.live(plan)):
+        live = live_jobs(plan)  # asked once a poll (squeue on Slurm)
+        rows = run_states(plan, live)
+        if not live and not any(r["state"] in ("queued", "running") for r in rows):
             return rows
         if timeout is not None and time.monotonic() - started > timeout:
             raise TimeoutError(f"runs of {plan_path} still queued or running after {timeout} s")
