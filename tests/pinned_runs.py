@@ -1,0 +1,70 @@
+"""Tiny runs of every method, pinned: speed work must not move a single float.
+
+``python tests/pinned_runs.py`` trains every registered method on the tests' tiny oracle
+(default profile, seed 0, one thread) and writes what each run produced — every metric
+but the timings, and the learning curve — to ``tests/pinned/tiny-runs.json`` with the
+environment that decides the floats (torch version, the CPU's vector instruction set).
+``tests/test_pinned_runs.py`` trains them again and asks for the very same values wherever
+that environment is the same; elsewhere the floats may legitimately differ, and it says so.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+PINNED = TESTS / "pinned" / "tiny-runs.json"
+
+
+def environment() -> dict[str, str]:
+    """What decides the floats of a run on this machine, besides the code."""
+    import torch
+
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": "1"}
+
+
+def _without_timings(metrics: dict) -> dict:
+    return {k: (_without_timings(v) if isinstance(v, dict) else v)
+            for k, v in metrics.items() if not k.endswith("_seconds")}
+
+
+def _curve(path: Path) -> list[dict]:
+    if not path.exists():  # the rows that do not train
+        return []
+    return [{k: v for k, v in row.items() if not k.endswith("_seconds")}
+            for row in csv.DictReader(io.StringIO(path.read_text()))]
+
+
+def tiny_runs() -> dict[str, dict]:
+    """Every method's metrics and curve on the tiny oracle, trained in a scratch directory."""
+    with tempfile.TemporaryDirectory() as scratch:
+        env = {**os.environ, "HARNESS_PLUGINS": "harness_tiny", "HARNESS_RESULTS": scratch,
+               "HARNESS_CACHE": str(Path(scratch) / "cache"),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+        env.pop("HARNESS_DATA_MIRROR", None)
+        subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", "-q", "run",
+                        "--all", "-d", "tiny", "--run-id", "pinned", "--jobs", "1", "--threads", "1"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        runs = {}
+        for directory in sorted((Path(scratch) / "pinned" / "tiny").glob("*/seed-0")):
+            metrics = json.loads((directory / "metrics.json").read_text())
+            runs[directory.parent.name] = {"metrics": _without_timings(metrics),
+                                           "curve": _curve(directory / "curve.csv")}
+        return runs
+
+
+if __name__ == "__main__":
+    import subprocess as sp
+
+    commit = sp.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                    cwd=TESTS).stdout.strip()
+    PINNED.write_text(json.dumps({"commit": commit, "environment": environment(),
+                                  "runs": tiny_runs()}, indent=1, sort_keys=True) + "\n")
+    print(f"pinned {PINNED} at {commit}")
