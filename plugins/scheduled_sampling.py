@@ -66,9 +66,12 @@ def scheduled_sampling_loss(generator: LSTMGenerator, batch: torch.Tensor, rate:
     token = inputs[:, :1]
     for t in range(batch.shape[1]):
         step_logits, state = generator(token, state)
-        logits.append(step_logits[:, 0])
+        # squeeze, not [:, 0]: its backward is a view, where indexing's fills a zero
+        # tensor of the step's logits and copies the gradient in, at every step.
+        step_logits = step_logits.squeeze(1)
+        logits.append(step_logits)
         if t + 1 < batch.shape[1]:
-            sampled, _ = sample_from_logits(step_logits[:, 0].detach(), generator=rng)
+            sampled, _ = sample_from_logits(step_logits.detach(), generator=rng)
             use_true = torch.rand(len(batch), generator=rng, device=batch.device) < rate
             token = torch.where(use_true, batch[:, t], sampled).unsqueeze(1)
     return F.cross_entropy(torch.stack(logits, 1).flatten(0, 1), batch.flatten())
