@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from harness import hookimpl
 from harness.config import require
-from harness.generator import LSTMGenerator, sample_from_logits
+from harness.generator import LSTMGenerator
 from harness.training import Checkpoint, new_generator, train_step
 
 
@@ -66,12 +66,44 @@ def scheduled_sampling_loss(generator: LSTMGenerator, batch: torch.Tensor, rate:
     token = inputs[:, :1]
     for t in range(batch.shape[1]):
         step_logits, state = generator(token, state)
-        logits.append(step_logits[:, 0])
+        # squeeze, not [:, 0]: its backward is a view, where indexing's fills a zero
+        # tensor of the step's logits and copies the gradient in, at every step.
+        step_logits = step_logits.squeeze(1)
+        logits.append(step_logits)
         if t + 1 < batch.shape[1]:
-            sampled, _ = sample_from_logits(step_logits[:, 0].detach(), generator=rng)
-            use_true = torch.rand(len(batch), generator=rng, device=batch.device) < rate
-            token = torch.where(use_true, batch[:, t], sampled).unsqueeze(1)
+            token = next_inputs(step_logits.detach(), batch[:, t], rate, rng).unsqueeze(1)
     return F.cross_entropy(torch.stack(logits, 1).flatten(0, 1), batch.flatten())
+
+
+def next_inputs(logits: torch.Tensor, true_tokens: torch.Tensor, rate: float,
+                rng: torch.Generator) -> torch.Tensor:
+    """Per row, the true token (probability ``rate``) or one drawn from ``logits``.
+
+    The random numbers are those of ``sample_from_logits`` (one uniform per row) and then
+    the coins, in that order, so the tokens are exactly theirs; but on the CPU only the rows
+    that take a sampled token pay for the softmax over the vocabulary: at the default
+    schedule's rates (0.98 to 0.84) that is a few rows in a batch. A GPU computes every row:
+    picking the rows would cost it a wait for the device at every step."""
+    uniforms = torch.rand(len(logits), 1, device=logits.device, generator=rng)
+    use_true = torch.rand(len(logits), device=logits.device, generator=rng) < rate
+    if logits.device.type != "cpu":
+        rows = slice(None)
+    else:
+        rows = (~use_true).nonzero().squeeze(1)
+        if len(rows) == 0:
+            return true_tokens
+    sampled = true_tokens.clone()
+    sampled[rows] = inverse_cdf_draw(logits[rows], uniforms[rows])
+    return torch.where(use_true, true_tokens, sampled)
+
+
+def inverse_cdf_draw(logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """``sample_from_logits``'s draw (temperature 1) for given uniforms [n, 1], without
+    the log-probability: the same operations, so the same tokens."""
+    top = logits.amax(dim=-1, keepdim=True)
+    cdf = (logits - top).exp_().cumsum_(dim=-1)
+    u = uniforms * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_max_(cdf.shape[1] - 1).squeeze(1)
 
 
 class ScheduledSampling:

@@ -232,8 +232,13 @@ class VaeGenerator(nn.Module):
     def elbo(self, tokens: torch.Tensor, samples: int = 1) -> torch.Tensor:
         """E_q[log p(x|z)] - KL(q(z|x) || p(z)) per sequence (nats); the expectation is
         estimated with ``samples`` draws from a fixed seed, the KL is exact."""
+        return self.elbo_given_posterior(tokens, *self.encode(tokens), samples)
+
+    @torch.no_grad()
+    def elbo_given_posterior(self, tokens: torch.Tensor, mu: torch.Tensor,
+                             logvar: torch.Tensor, samples: int = 1) -> torch.Tensor:
+        """``elbo`` for a posterior the caller has already encoded."""
         rng = self._eval_generator()
-        mu, logvar = self.encode(tokens)
         std = (0.5 * logvar).exp()
         reconstruction = sum(
             self.token_log_probs(tokens, mu + std * torch.randn(
@@ -290,10 +295,10 @@ def diagnostics(model: VaeGenerator, tokens: torch.Tensor, batch: int = 64) -> d
     mus, kls, bounds = [], [], []
     for chunk in tokens.split(batch):
         chunk = chunk.to(model.device)
-        mu, logvar = model.encode(chunk)
+        mu, logvar = model.encode(chunk)  # once: the KL and the bound share it
         mus.append(mu)
         kls.append(gaussian_kl(mu, logvar).sum(dim=1))
-        bounds.append(-model.elbo(chunk))
+        bounds.append(-model.elbo_given_posterior(chunk, mu, logvar))
     kl, bound = torch.cat(kls).mean().item(), torch.cat(bounds).mean().item()
     return {"recon_nll": bound - kl, "kl": kl, "bound": bound,
             "active_units": active_units(torch.cat(mus))}

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from harness import store
-from harness.generator import LSTMGenerator
+from harness.generator import LSTMGenerator, sample_from_logits
 from harness_plugins.adversarial import policy_gradient_step
-from harness_plugins.scheduled_sampling import (ScheduledSamplingConfig, scheduled_sampling_loss,
+from harness_plugins.scheduled_sampling import (ScheduledSamplingConfig, inverse_cdf_draw,
+                                                next_inputs, scheduled_sampling_loss,
                                                 true_token_rate)
 
 ADVERSARIAL = ["--set", "pretrain_epochs=3", "--set", "eval_every=3", "--set", "adv_batches=4",
@@ -96,6 +97,23 @@ def test_scheduled_sampling_is_teacher_forcing_at_rate_one_and_draws_per_token()
     losses = {round(scheduled_sampling_loss(generator, batch, 0.5, rng).item(), 6)
               for _ in range(5)}
     assert len(losses) > 1
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.5, 0.9, 1.0])
+def test_scheduled_sampling_draws_the_tokens_of_sample_from_logits_then_a_coin(rate):
+    """Sampling only the rows that need it (the CPU) or every row (a GPU) gives the tokens,
+    and leaves the random stream where sample_from_logits and then the coins would."""
+    torch.manual_seed(0)
+    logits, true_tokens = torch.randn(64, 300) * 3, torch.randint(0, 300, (64,))
+    before, after, every_row = (torch.Generator().manual_seed(5) for _ in range(3))
+    sampled, _ = sample_from_logits(logits, generator=before)
+    expected = torch.where(torch.rand(64, generator=before) < rate, true_tokens, sampled)
+    assert torch.equal(next_inputs(logits, true_tokens, rate, after), expected)
+    assert torch.equal(after.get_state(), before.get_state())
+    uniforms = torch.rand(64, 1, generator=every_row)
+    use_true = torch.rand(64, generator=every_row) < rate
+    assert torch.equal(torch.where(use_true, true_tokens, inverse_cdf_draw(logits, uniforms)),
+                       expected)
 
 
 def test_a_positive_reward_raises_the_sequence_likelihood():
