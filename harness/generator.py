@@ -38,11 +38,22 @@ def sample_from_logits(logits: torch.Tensor, temperature: float = 1.0,
     """
     if temperature != 1.0:
         logits = logits / temperature
+    uniform = torch.rand(logits.shape[0], 1, device=logits.device, generator=generator)
+    return draw_inverse_cdf(logits, uniform, torch.empty_like(logits))
+
+
+def draw_inverse_cdf(logits: torch.Tensor, uniform: torch.Tensor, cdf: torch.Tensor,
+                     log_probs: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``sample_from_logits`` with its uniforms [rows, 1] given and the cumulative sums
+    written into ``cdf`` (a buffer of the logits' shape, reused by the caller: a fresh
+    [rows, vocab] tensor per step costs page faults). ``log_probs=False`` leaves out the
+    log-probabilities (None), which evaluation's samples do not need."""
     top = logits.amax(dim=-1, keepdim=True)
-    cdf = (logits - top).exp_().cumsum_(dim=-1)
+    torch.sub(logits, top, out=cdf).exp_().cumsum_(dim=-1)
     total = cdf[:, -1:]
-    u = torch.rand(cdf.shape[0], 1, device=cdf.device, generator=generator) * total
-    tokens = torch.searchsorted(cdf, u, right=True).clamp_max_(cdf.shape[1] - 1)
+    tokens = torch.searchsorted(cdf, uniform * total, right=True).clamp_max_(cdf.shape[1] - 1)
+    if not log_probs:
+        return tokens.squeeze(1), None
     return tokens.squeeze(1), (logits.gather(1, tokens) - top - total.log()).squeeze(1)
 
 
@@ -181,24 +192,50 @@ class LSTMGenerator(TeacherForced):
                return_log_probs: bool = False, chunk: int | None = None):
         """Ancestral sampling, step by step, carrying the LSTM state (h, c) forward.
 
-        Small chunks keep the [chunk, vocab] softmax in cache: 2-3x faster on a CPU (a GPU
-        takes them all at once: ``rows_per_step``).
+        Every step runs the LSTM once over all ``n`` rows (a one-step LSTM call costs about
+        as much for 128 rows as for thousands), then projects and draws ``chunk`` rows at a
+        time, which keeps the [chunk, vocab] logits in cache: 2-3x faster on a CPU (a GPU
+        takes them all at once: ``rows_per_step``). The uniforms are drawn in the order of
+        one chunk after another, each step by step, so the tokens depend on ``chunk`` as
+        they always have, and on nothing else.
         """
-        tokens, log_probs, chunk = [], [], chunk or rows_per_step(self.device, 128)
-        for start in range(0, n, chunk):
-            rows = min(chunk, n - start)
-            token = torch.full((rows, 1), self.start_token, dtype=torch.long, device=self.device)
-            state, steps, step_log_probs = None, [], []
-            for _ in range(self.seq_len):
-                logits, state = self(token, state)
-                drawn, log_p = sample_from_logits(logits[:, -1], temperature, generator)
-                token = drawn.unsqueeze(1)
-                steps.append(drawn)
-                step_log_probs.append(log_p)
-            tokens.append(torch.stack(steps, dim=1))
-            log_probs.append(torch.stack(step_log_probs, dim=1))
-        tokens = torch.cat(tokens)
-        return (tokens, torch.cat(log_probs)) if return_log_probs else tokens
+        chunk = chunk or rows_per_step(self.device, 128)
+        uniforms = self._uniforms(n, chunk, generator)
+        tokens = torch.empty(n, self.seq_len, dtype=torch.long, device=self.device)
+        log_probs = torch.empty(n, self.seq_len, device=self.device) if return_log_probs else None
+        logits = torch.empty(min(chunk, n), self.vocab_size, device=self.device)
+        cdf = torch.empty_like(logits)
+        token = torch.full((n, 1), self.start_token, dtype=torch.long, device=self.device)
+        state = None
+        for t in range(self.seq_len):
+            hidden, state = self.lstm(self.embedding(token), state)
+            for start in range(0, n, chunk):
+                rows = slice(start, start + chunk)
+                drawn, log_p = self._draw(hidden[rows, 0], uniforms[rows, t:t + 1], temperature,
+                                          logits, cdf, return_log_probs)
+                tokens[rows, t] = drawn
+                if return_log_probs:
+                    log_probs[rows, t] = log_p
+            token = tokens[:, t:t + 1]
+        return (tokens, log_probs) if return_log_probs else tokens
+
+    def _draw(self, hidden: torch.Tensor, uniform: torch.Tensor, temperature: float,
+              logits: torch.Tensor, cdf: torch.Tensor, log_probs: bool):
+        """One step's tokens for these rows, the logits projected into the buffer ``logits``
+        (``addmm``: the very floats of ``self.output``)."""
+        rows = len(hidden)
+        logits = torch.addmm(self.output.bias, hidden, self.output.weight.t(), out=logits[:rows])
+        if temperature != 1.0:
+            logits.div_(temperature)
+        return draw_inverse_cdf(logits, uniform, cdf[:rows], log_probs)
+
+    def _uniforms(self, n: int, chunk: int, generator: torch.Generator | None) -> torch.Tensor:
+        """[n, seq_len] uniforms, drawn as the chunk-by-chunk sampler always drew them: for
+        each chunk of rows, one ``torch.rand(rows, 1)`` per step."""
+        draws = [torch.stack([torch.rand(min(chunk, n - start), device=self.device,
+                                         generator=generator) for _ in range(self.seq_len)], 1)
+                 for start in range(0, n, chunk)]
+        return torch.cat(draws) if draws else torch.empty(0, self.seq_len, device=self.device)
 
 
 # --- saved generators: a state dict plus the constructor's arguments -----------------
