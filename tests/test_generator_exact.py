@@ -59,6 +59,13 @@ def paper_sized():
     return LSTMGenerator(vocab_size=5000, seq_len=20, emb_dim=32, hidden_dim=32).eval()
 
 
+@pytest.fixture(scope="module")
+def judge_sized():
+    """The judge LMs' sizes (``language_model.LmSettings``) on Obama-like paragraphs."""
+    torch.manual_seed(1)
+    return LSTMGenerator(vocab_size=5000, seq_len=40, emb_dim=32, hidden_dim=64).eval()
+
+
 @pytest.mark.parametrize("n, chunk, temperature", [(1000, None, 1.0), (333, 50, 1.5),
                                                    (129, None, 0.7)])
 def test_sampling_gives_the_reference_tokens_and_log_probs(paper_sized, n, chunk, temperature):
@@ -72,11 +79,14 @@ def test_sampling_gives_the_reference_tokens_and_log_probs(paper_sized, n, chunk
     assert torch.equal(alone, expected_tokens)
 
 
-@pytest.mark.parametrize("temperatures", [(1.0,), (0.5, 1.0, 1.75)])
-def test_nll_gives_the_reference_floats(paper_sized, temperatures):
-    tokens = paper_sized.sample(1001, generator=torch.Generator().manual_seed(5))
-    means, per_sequence = sequence_log_likelihoods(paper_sized, tokens, temperatures)
+@pytest.mark.parametrize("model, temperatures", [("paper_sized", (1.0,)),
+                                                 ("paper_sized", (0.5, 1.0, 1.75)),
+                                                 ("judge_sized", (1.0,))])
+def test_nll_gives_the_reference_floats(model, temperatures, request):
+    model = request.getfixturevalue(model)
+    tokens = model.sample(1001, generator=torch.Generator().manual_seed(5))
+    means, per_sequence = sequence_log_likelihoods(model, tokens, temperatures)
     for mean, rows, temperature in zip(means, per_sequence, temperatures):
-        expected_mean, expected_rows = reference_nll(paper_sized, tokens, temperature)
+        expected_mean, expected_rows = reference_nll(model, tokens, temperature)
         assert mean == expected_mean
         assert (rows == expected_rows).all()
