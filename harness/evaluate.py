@@ -16,7 +16,7 @@ import torch
 from harness import language_model, quality
 from harness.api import Corpus, Diverged, Generator, check_finite
 from harness.generator import mean_token_nll, mean_token_nll_and_se, sequence_log_likelihoods
-from harness.metrics import BleuReferences, self_bleu_scores
+from harness.metrics import BleuReferences, self_bleu_scores_by_order
 from harness.uncertainty import (binomial_se, jackknife_groups, jackknife_se, mean_and_se,
                                  token_nll_se)
 
@@ -203,9 +203,9 @@ def diversity(sentences: list[list[int]], corpus: Corpus, seed: int, forward: di
     errors = {} if errors is None else errors
     metrics: dict = {}
     n_self = min(SELF_BLEU_HYPOTHESES, len(sentences))
+    self_bleu = self_bleu_scores_by_order(sentences, BLEU_ORDERS, n_hypotheses=n_self, seed=seed)
     for n in BLEU_ORDERS:
-        metrics[f"self_bleu{n}"], errors[f"self_bleu{n}"] = mean_and_se(
-            self_bleu_scores(sentences, max_n=n, n_hypotheses=n_self, seed=seed))
+        metrics[f"self_bleu{n}"], errors[f"self_bleu{n}"] = mean_and_se(self_bleu[n])
     metrics["n_self_bleu_hypotheses"] = n_self
     held_out = _held_out_like(sentences, corpus)
     as_references = BleuReferences(sentences, max(BLEU_ORDERS))

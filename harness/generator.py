@@ -38,11 +38,22 @@ def sample_from_logits(logits: torch.Tensor, temperature: float = 1.0,
     """
     if temperature != 1.0:
         logits = logits / temperature
+    uniform = torch.rand(logits.shape[0], 1, device=logits.device, generator=generator)
+    return draw_inverse_cdf(logits, uniform, torch.empty_like(logits))
+
+
+def draw_inverse_cdf(logits: torch.Tensor, uniform: torch.Tensor, cdf: torch.Tensor,
+                     log_probs: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``sample_from_logits`` with its uniforms [rows, 1] given and the cumulative sums
+    written into ``cdf`` (a buffer of the logits' shape, reused by the caller: a fresh
+    [rows, vocab] tensor per step costs page faults). ``log_probs=False`` leaves out the
+    log-probabilities (None), which evaluation's samples do not need."""
     top = logits.amax(dim=-1, keepdim=True)
-    cdf = (logits - top).exp_().cumsum_(dim=-1)
+    torch.sub(logits, top, out=cdf).exp_().cumsum_(dim=-1)
     total = cdf[:, -1:]
-    u = torch.rand(cdf.shape[0], 1, device=cdf.device, generator=generator) * total
-    tokens = torch.searchsorted(cdf, u, right=True).clamp_max_(cdf.shape[1] - 1)
+    tokens = torch.searchsorted(cdf, uniform * total, right=True).clamp_max_(cdf.shape[1] - 1)
+    if not log_probs:
+        return tokens.squeeze(1), None
     return tokens.squeeze(1), (logits.gather(1, tokens) - top - total.log()).squeeze(1)
 
 
@@ -80,14 +91,18 @@ def sequence_log_likelihoods(scorer, tokens: torch.Tensor, temperatures: tuple[f
     totals = [0.0 if on_host else torch.zeros((), dtype=torch.float64, device=device)
               for _ in temperatures]
     rows: list[list[torch.Tensor]] = [[] for _ in temperatures]
-    for start in range(0, len(tokens), batch):
-        chunk = tokens[start:start + batch].to(device)
+    # A scorer that blocks its own work (``likelihood_batches_per_call``) takes several
+    # batches per call; the sums stay those of one batch after another.
+    per_call = batch * getattr(scorer, "likelihood_batches_per_call", 1)
+    for start in range(0, len(tokens), per_call):
+        chunk = tokens[start:start + per_call].to(device)
         if hasattr(scorer, "log_likelihoods"):
             values = scorer.log_likelihoods(chunk, temperatures)
         else:
             values = [scorer.log_likelihood(chunk, temperature=t) for t in temperatures]
         for i, value in enumerate(values):
-            totals[i] -= value.sum().item() if on_host else value.sum().double()
+            for part in value.split(batch):
+                totals[i] -= part.sum().item() if on_host else part.sum().double()
             rows[i].append(value)
     per_sequence = [torch.cat(r).double().cpu().numpy() if r else np.zeros(0) for r in rows]
     return [float(total) / tokens.numel() for total in totals], per_sequence
@@ -142,6 +157,15 @@ def log_probs_of_tokens(logits: torch.Tensor, tokens: torch.Tensor, temperature:
     return -nll.view_as(tokens)
 
 
+def _log_softmax_at(logits: torch.Tensor, targets: torch.Tensor, temperature: float,
+                    scaled: torch.Tensor, log_softmax: torch.Tensor) -> torch.Tensor:
+    """``log_probs_of_tokens`` of flat logits [rows, vocab] at ``targets`` [rows, 1], with
+    the scaled logits and the log-softmax written into the buffers given."""
+    if temperature != 1.0:
+        logits = torch.div(logits, temperature, out=scaled[:len(logits)])
+    return torch.log_softmax(logits, 1, out=log_softmax[:len(logits)]).gather(1, targets)
+
+
 class LSTMGenerator(TeacherForced):
     def __init__(self, vocab_size: int, seq_len: int, emb_dim: int = 32,
                  hidden_dim: int = 32, start_token: int = 0, init_std: float | None = 0.1):
@@ -176,29 +200,87 @@ class LSTMGenerator(TeacherForced):
     def teacher_forced_logits(self, tokens: torch.Tensor) -> torch.Tensor:
         return self(self.shifted_inputs(tokens))[0]
 
+    # ``sequence_log_likelihoods`` may hand this many of its batches to one call: the LSTM
+    # runs once over them all, the logits are made LIKELIHOOD_ROWS rows at a time.
+    likelihood_batches_per_call = 32
+    LIKELIHOOD_ROWS = 4  # 80 rows of logits (1.6 MB): measured fastest of 2-32 on the 2-core CPU
+
+    def log_likelihoods(self, tokens: torch.Tensor, temperatures: tuple[float, ...]
+                        ) -> list[torch.Tensor]:
+        """``log_likelihood`` at each temperature (the very floats of
+        ``TeacherForced.log_likelihoods``: rows are independent in every step), with the
+        logits and log-softmax of a few rows at a time in reused buffers, which stay in
+        cache and cost no page faults. With gradients on, the differentiable pass."""
+        if torch.is_grad_enabled() or not len(tokens):
+            return super().log_likelihoods(tokens, temperatures)
+        hidden = self.lstm(self.embedding(self.shifted_inputs(tokens)))[0]
+        block = rows_per_step(self.device, self.LIKELIHOOD_ROWS)
+        buffers = [torch.empty(min(block, len(tokens)) * self.seq_len, self.vocab_size,
+                               device=self.device) for _ in range(3)]
+        values = [torch.empty(len(tokens), device=self.device) for _ in temperatures]
+        for start in range(0, len(tokens), block):
+            rows = slice(start, start + block)
+            logits = self._block_logits(hidden[rows], buffers[0])
+            targets = tokens[rows].reshape(-1, 1)
+            for value, temperature in zip(values, temperatures):
+                log_p = _log_softmax_at(logits, targets, temperature, *buffers[1:])
+                value[rows] = log_p.view(-1, self.seq_len).sum(dim=1)
+        return values
+
+    def _block_logits(self, hidden: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+        """``self.output`` of [rows, steps, hidden] as [rows * steps, vocab], into ``buffer``."""
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        return torch.addmm(self.output.bias, flat, self.output.weight.t(), out=buffer[:len(flat)])
+
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
                return_log_probs: bool = False, chunk: int | None = None):
         """Ancestral sampling, step by step, carrying the LSTM state (h, c) forward.
 
-        Small chunks keep the [chunk, vocab] softmax in cache: 2-3x faster on a CPU (a GPU
-        takes them all at once: ``rows_per_step``).
+        Every step runs the LSTM once over all ``n`` rows (a one-step LSTM call costs about
+        as much for 128 rows as for thousands), then projects and draws ``chunk`` rows at a
+        time, which keeps the [chunk, vocab] logits in cache: 2-3x faster on a CPU (a GPU
+        takes them all at once: ``rows_per_step``). The uniforms are drawn in the order of
+        one chunk after another, each step by step, so the tokens depend on ``chunk`` as
+        they always have, and on nothing else.
         """
-        tokens, log_probs, chunk = [], [], chunk or rows_per_step(self.device, 128)
-        for start in range(0, n, chunk):
-            rows = min(chunk, n - start)
-            token = torch.full((rows, 1), self.start_token, dtype=torch.long, device=self.device)
-            state, steps, step_log_probs = None, [], []
-            for _ in range(self.seq_len):
-                logits, state = self(token, state)
-                drawn, log_p = sample_from_logits(logits[:, -1], temperature, generator)
-                token = drawn.unsqueeze(1)
-                steps.append(drawn)
-                step_log_probs.append(log_p)
-            tokens.append(torch.stack(steps, dim=1))
-            log_probs.append(torch.stack(step_log_probs, dim=1))
-        tokens = torch.cat(tokens)
-        return (tokens, torch.cat(log_probs)) if return_log_probs else tokens
+        chunk = chunk or rows_per_step(self.device, 128)
+        uniforms = self._uniforms(n, chunk, generator)
+        tokens = torch.empty(n, self.seq_len, dtype=torch.long, device=self.device)
+        log_probs = torch.empty(n, self.seq_len, device=self.device) if return_log_probs else None
+        logits = torch.empty(min(chunk, n), self.vocab_size, device=self.device)
+        cdf = torch.empty_like(logits)
+        token = torch.full((n, 1), self.start_token, dtype=torch.long, device=self.device)
+        state = None
+        for t in range(self.seq_len):
+            hidden, state = self.lstm(self.embedding(token), state)
+            for start in range(0, n, chunk):
+                rows = slice(start, start + chunk)
+                drawn, log_p = self._draw(hidden[rows, 0], uniforms[rows, t:t + 1], temperature,
+                                          logits, cdf, return_log_probs)
+                tokens[rows, t] = drawn
+                if return_log_probs:
+                    log_probs[rows, t] = log_p
+            token = tokens[:, t:t + 1]
+        return (tokens, log_probs) if return_log_probs else tokens
+
+    def _draw(self, hidden: torch.Tensor, uniform: torch.Tensor, temperature: float,
+              logits: torch.Tensor, cdf: torch.Tensor, log_probs: bool):
+        """One step's tokens for these rows, the logits projected into the buffer ``logits``
+        (``addmm``: the very floats of ``self.output``)."""
+        rows = len(hidden)
+        logits = torch.addmm(self.output.bias, hidden, self.output.weight.t(), out=logits[:rows])
+        if temperature != 1.0:
+            logits.div_(temperature)
+        return draw_inverse_cdf(logits, uniform, cdf[:rows], log_probs)
+
+    def _uniforms(self, n: int, chunk: int, generator: torch.Generator | None) -> torch.Tensor:
+        """[n, seq_len] uniforms, drawn as the chunk-by-chunk sampler always drew them: for
+        each chunk of rows, one ``torch.rand(rows, 1)`` per step."""
+        draws = [torch.stack([torch.rand(min(chunk, n - start), device=self.device,
+                                         generator=generator) for _ in range(self.seq_len)], 1)
+                 for start in range(0, n, chunk)]
+        return torch.cat(draws) if draws else torch.empty(0, self.seq_len, device=self.device)
 
 
 # --- saved generators: a state dict plus the constructor's arguments -----------------

@@ -34,7 +34,8 @@ import numpy as np
 
 from harness.uncertainty import mean_and_se
 
-__all__ = ["BLEU_RULES", "BleuReferences", "bleu", "self_bleu", "self_bleu_scores"]
+__all__ = ["BLEU_RULES", "BleuReferences", "bleu", "self_bleu", "self_bleu_scores",
+           "self_bleu_scores_by_order"]
 
 # nltk's SmoothingFunction().method1 default: a precision with 0 matches
 # becomes (0 + epsilon) / denominator.
@@ -311,8 +312,18 @@ def self_bleu_scores(samples: Iterable[Sentence], max_n: int = 4,
     has it.  ``n_hypotheses`` scores only a seeded random subset of that many
     samples (each still against all others); None = all.
     """
-    if max_n < 1:
-        raise ValueError(f"max_n must be >= 1, got {max_n}")
+    return self_bleu_scores_by_order(samples, (max_n,), n_hypotheses, seed)[max_n]
+
+
+def self_bleu_scores_by_order(samples: Iterable[Sentence], orders: Sequence[int],
+                              n_hypotheses: int | None = None, seed: int = 0
+                              ) -> dict[int, np.ndarray]:
+    """``self_bleu_scores`` at each of ``orders``: the n-gram index and the clipped
+    counts are made once, for the largest order (an order's counts do not depend on the
+    others), instead of once per order."""
+    if min(orders) < 1:
+        raise ValueError(f"max_n must be >= 1, got {min(orders)}")
+    max_n = max(orders)
     sents = _as_token_lists(samples)
     s_count = len(sents)
     if s_count < 2:
@@ -371,4 +382,5 @@ def self_bleu_scores(samples: Iterable[Sentence], max_n: int = 4,
         take_lo = lo_ok & (~hi_ok | (lens - lo <= hi - lens))
         closest[alone] = np.where(take_lo, lo, hi)
 
-    return _scores_from_stats(numerators[chosen], lengths[chosen], closest[chosen], max_n)
+    return {n: _scores_from_stats(numerators[chosen], lengths[chosen], closest[chosen], n)
+            for n in orders}
