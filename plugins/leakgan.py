@@ -309,22 +309,33 @@ class GrowingPrefixFeatures:
         self.disc, self.length = disc, length
         self.partial = [torch.zeros(rows, length - conv.kernel_size[0] + 1, conv.out_channels,
                                     device=conv.weight.device) for conv in disc.convs]
+        # the max over the complete windows: pooling then reads at most k + 1 positions
+        self.complete_max = [torch.full((rows, 1, conv.out_channels), -torch.inf,
+                                        device=conv.weight.device) for conv in disc.convs]
         self.size = 0  # tokens read so far
 
     def features(self) -> torch.Tensor:
-        return _pool(self.disc, self.partial)
+        """The max over every position, exactly: the complete windows' running max, then
+        the windows the prefix ends inside and the first not reached (all zero after it)."""
+        candidates = []
+        for partial, best, conv in zip(self.partial, self.complete_max, self.disc.convs):
+            first = max(0, self.size - conv.kernel_size[0] + 1)
+            candidates.append(torch.cat([best, partial[:, first:self.size + 1]], dim=1))
+        return _pool(self.disc, candidates)
 
     def read(self, token: torch.Tensor) -> None:
         """Append ``token`` [B] at position ``size``."""
         t = self.size
         embedded = self.disc.embedding(token)
-        for partial, conv in zip(self.partial, self.disc.convs):
+        for partial, best, conv in zip(self.partial, self.complete_max, self.disc.convs):
             k = conv.kernel_size[0]
             first, last = max(0, t - k + 1), min(t, partial.shape[1] - 1)
             if first <= last:  # windows starting at p see the token through tap t - p
                 taps = _taps(embedded[:, None], conv)[:, 0]
                 # starts first..last take taps t - first down to t - last: a slice, in place
                 partial[:, first:last + 1] += taps[:, t - last:t - first + 1].flip(1)
+            if t - k + 1 == first <= last:  # the window at ``first`` is now complete
+                torch.maximum(best, partial[:, first:first + 1], out=best)
         self.size += 1
 
 
