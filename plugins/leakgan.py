@@ -270,9 +270,35 @@ def all_prefix_features(disc: adv.Discriminator, tokens: torch.Tensor) -> torch.
         # partial[:, p, m] = sum_{j < m} W_j e(y_{p+j}), m = 0..k
         window = torch.stack([taps[:, j:j + positions, j] for j in range(k)], dim=2)
         partial = F.pad(window.cumsum(dim=2), (0, 0, 1, 0))
-        present = (prefix[:, None] - torch.arange(positions, device=tokens.device)).clamp(0, k)
-        values.append(partial[:, torch.arange(positions, device=tokens.device), present])
-    return _pool(disc, values)  # values: [B, T+1, positions, filters]
+        if positions <= k + 1:
+            present = (prefix[:, None] - torch.arange(positions, device=tokens.device)).clamp(0, k)
+            values.append(partial[:, torch.arange(positions, device=tokens.device), present])
+        else:
+            values.append(_prefix_candidates(partial, length))
+    return _pool(disc, values)  # values: [B, T+1, candidates, filters]
+
+
+def _prefix_candidates(partial: torch.Tensor, length: int) -> torch.Tensor:
+    """For each prefix t = 0..T, k + 1 values [B, T+1, k+1, F] whose max is the max over
+    all window positions of ``partial`` [B, positions, k+1, F] (taps present: min(k, t - p)):
+    the running max of the complete windows, the k - 1 windows the prefix ends inside, and
+    a zero for the windows not reached yet. Max is exact, so the pooled features are the
+    very floats of the max over every position, at O(T k) instead of O(T^2)."""
+    rows, positions, k_plus_1, filters = partial.shape
+    k = k_plus_1 - 1
+    complete = partial[:, :, k].cummax(dim=1).values
+    missing = partial.new_full((rows, 1, filters), -torch.inf)
+    pool = torch.cat([partial.flatten(1, 2), complete, missing], dim=1)
+    first_complete, none = positions * k_plus_1, positions * (k_plus_1 + 1)
+    index = []
+    for t in range(length + 1):
+        row = [first_complete + t - k if t >= k else none]  # windows p <= t - k
+        for taps in range(1, k):  # the window at p = t - taps holds taps tokens
+            p = t - taps
+            row.append(p * k_plus_1 + taps if 0 <= p < positions else none)
+        row.append(t * k_plus_1 if t < positions else none)  # partial[:, t, 0] is 0
+        index.append(row)
+    return pool[:, torch.tensor(index, device=partial.device)]
 
 
 class GrowingPrefixFeatures:
@@ -283,22 +309,33 @@ class GrowingPrefixFeatures:
         self.disc, self.length = disc, length
         self.partial = [torch.zeros(rows, length - conv.kernel_size[0] + 1, conv.out_channels,
                                     device=conv.weight.device) for conv in disc.convs]
+        # the max over the complete windows: pooling then reads at most k + 1 positions
+        self.complete_max = [torch.full((rows, 1, conv.out_channels), -torch.inf,
+                                        device=conv.weight.device) for conv in disc.convs]
         self.size = 0  # tokens read so far
 
     def features(self) -> torch.Tensor:
-        return _pool(self.disc, self.partial)
+        """The max over every position, exactly: the complete windows' running max, then
+        the windows the prefix ends inside and the first not reached (all zero after it)."""
+        candidates = []
+        for partial, best, conv in zip(self.partial, self.complete_max, self.disc.convs):
+            first = max(0, self.size - conv.kernel_size[0] + 1)
+            candidates.append(torch.cat([best, partial[:, first:self.size + 1]], dim=1))
+        return _pool(self.disc, candidates)
 
     def read(self, token: torch.Tensor) -> None:
         """Append ``token`` [B] at position ``size``."""
         t = self.size
         embedded = self.disc.embedding(token)
-        for partial, conv in zip(self.partial, self.disc.convs):
+        for partial, best, conv in zip(self.partial, self.complete_max, self.disc.convs):
             k = conv.kernel_size[0]
             first, last = max(0, t - k + 1), min(t, partial.shape[1] - 1)
             if first <= last:  # windows starting at p see the token through tap t - p
                 taps = _taps(embedded[:, None], conv)[:, 0]
                 # starts first..last take taps t - first down to t - last: a slice, in place
                 partial[:, first:last + 1] += taps[:, t - last:t - first + 1].flip(1)
+            if t - k + 1 == first <= last:  # the window at ``first`` is now complete
+                torch.maximum(best, partial[:, first:first + 1], out=best)
         self.size += 1
 
 
@@ -383,7 +420,9 @@ class LeakGanGenerator(TeacherForced):
         weight = self.worker_output.weight.view(self.vocab_size, -1)  # rows (v), columns (k, h)
         bias = self.worker_output.bias.view(self.vocab_size, self.goal_size)
         outer = (direction.unsqueeze(-1) * hidden.unsqueeze(-2)).flatten(-2)
-        return outer @ weight.T + direction @ bias.T
+        # in place: the same sum without a third [rows, vocab] buffer (mm's backward does
+        # not read its output)
+        return (outer @ weight.T).add_(direction @ bias.T)
 
     # --- teacher forcing ----------------------------------------------------------------
 

@@ -147,7 +147,8 @@ def gumbel_noise(shape: torch.Size, device: torch.device,
                  generator: torch.Generator | None = None, eps: float = 1e-10) -> torch.Tensor:
     """g = -log(-log u), u ~ U(0, 1): argmax(o + g) is a draw from softmax(o)."""
     u = torch.rand(shape, device=device, generator=generator)
-    return -torch.log(-torch.log(u + eps) + eps)
+    # in place: the same element-wise steps in the same order, without five more buffers
+    return u.add_(eps).log_().neg_().add_(eps).log_().neg_()
 
 
 def rsgan_losses(real_scores: torch.Tensor, fake_scores: torch.Tensor
