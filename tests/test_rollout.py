@@ -143,3 +143,21 @@ def test_state_dict_round_trip():
     assert restored.update_rate == 0.5
     for name, value in gen.state_dict().items():
         assert torch.equal(restored.policy.state_dict()[name], value)
+
+
+@pytest.mark.parametrize("across_batch", [None, lambda scores: torch.softmax(scores, dim=1)])
+def test_a_discriminator_scores_completions_as_prob_real_does_bit_for_bit(across_batch):
+    # Paper-like shapes: 64 sequences of 20, 16 completions of each prefix, 19,520 rows
+    # scored (more than the 500 words, so by look-up); the prefix-sharing scoring must give
+    # exactly the rewards of scoring every row with prob_real.
+    from harness_plugins.adversarial import SMALL, Discriminator
+    torch.manual_seed(0)
+    gen = LSTMGenerator(vocab_size=500, seq_len=20, emb_dim=16, hidden_dim=16, init_std=1.0)
+    disc = Discriminator(500, 20, **SMALL)
+    sequences = gen.sample(64, generator=torch.Generator().manual_seed(1))
+    rollout = Rollout(gen)
+    by_rows, by_structure = (
+        rollout.rewards(sequences, 16, score, generator=torch.Generator().manual_seed(2),
+                        across_batch=across_batch)
+        for score in (disc.prob_real, disc))
+    assert torch.equal(by_structure, by_rows)
