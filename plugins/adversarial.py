@@ -50,6 +50,74 @@ SMALL = dict(emb_dim=32, filter_sizes=(1, 2, 3, 4, 5, 8, 10, 15, 20),
 PAPER_L2 = 0.2
 
 
+class _eval_mode:
+    """Eval mode (no dropout) for the block, the module's mode restored after it."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def __enter__(self) -> None:
+        self.was_training = self.module.training
+        self.module.eval()
+
+    def __exit__(self, *exc) -> None:
+        self.module.train(self.was_training)
+
+
+def _windows(tokens: torch.Tensor, table: torch.Tensor) -> list[torch.Tensor]:
+    """The running sums of every window of ``tokens`` [R, T]: entry j [R, T-k+1, filters] is
+    the sum of taps 0..j, added in order as ``_forward_by_lookup`` adds them (the last entry
+    is the convolution)."""
+    k = table.shape[0]
+    span = tokens.shape[1] - k + 1
+    sums = [F.embedding(tokens[:, :span], table[0])]
+    for j in range(1, k):
+        sums.append(sums[-1] + F.embedding(tokens[:, j:j + span], table[j]))
+    return sums
+
+
+def _pooled_rollout(completed: torch.Tensor, sequences: torch.Tensor,
+                    table: torch.Tensor) -> torch.Tensor:
+    """The max over positions of one window size's convolution [rows, filters] for the rows
+    [completed; sequences], each window summed tap by tap in order 0..k-1 as
+    ``_windows`` does (so the values are the same floats)."""
+    k = table.shape[0]
+    n_seq, length = sequences.shape
+    own = _windows(sequences, table)  # [B, T-k+1, f] per tap: the prefix sums, shared
+    running_max = own[-1].cummax(dim=1).values  # [:, p]: max over windows 0..p
+    blocks = completed.view(length - 1, -1, n_seq, length)  # (t, rollout, sequence)
+    pooled = []
+    for t in range(1, length):
+        pooled.append(_pool_completions(blocks[t - 1], own, running_max, t, table))
+    pooled.append(own[-1].amax(dim=1))
+    return torch.cat(pooled)
+
+
+def _pool_completions(rows: torch.Tensor, own: list[torch.Tensor], running_max: torch.Tensor,
+                      t: int, table: torch.Tensor) -> torch.Tensor:
+    """[N * B, f] for the completions [N, B, T] of prefixes of length t."""
+    k = table.shape[0]
+    n_rollouts, n_seq, length = rows.shape
+    first, last = max(0, t - k + 1), length - k  # the windows that read a sampled token
+    acc = rows.new_empty((n_rollouts, n_seq, last + 1 - first, table.shape[2]),
+                         dtype=table.dtype)
+    for p in range(first, min(t, last + 1)):  # starting in the prefix: its taps' sum, shared
+        acc[:, :, p - first] = own[t - p - 1][:, p]
+    # Tap j of window p reads position p + j: sampled for p >= t - j, so positions from
+    # max(first, t - j) on add it; at j = 0 that sets the windows that start at t or later.
+    for j in range(k):
+        start = max(first, t - j)
+        looked_up = F.embedding(rows[:, :, start + j:last + 1 + j], table[j])
+        if j == 0:
+            acc[:, :, start - first:] = looked_up
+        else:
+            acc[:, :, start - first:] += looked_up
+    pooled = acc.amax(dim=2)
+    if t >= k:  # windows inside the prefix
+        pooled = torch.maximum(pooled, running_max[:, t - k])
+    return pooled.reshape(n_rollouts * n_seq, -1)
+
+
 class Highway(nn.Module):
     """y = t * relu(W x) + (1 - t) * x with gate t = sigmoid(W_t x).
 
@@ -132,7 +200,10 @@ class Discriminator(nn.Module):
             for j in range(1, table.shape[0]):
                 acc += F.embedding(tokens[:, j:j + span], table[j])
             pooled.append(F.relu(acc.amax(dim=1) + conv.bias))
-        return self.output(self.above_pooling(torch.cat(pooled, dim=1)))
+        return self._logits(torch.cat(pooled, dim=1))
+
+    def _logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.output(self.above_pooling(pooled))
 
     @torch.no_grad()
     def prob_real(self, tokens: torch.Tensor, batch: int = 1024) -> torch.Tensor:
@@ -144,9 +215,7 @@ class Discriminator(nn.Module):
         tables of vocab x sum(k * filters) floats (250 MB at paper size). A few rows (the
         naive loop's 64) are cheaper to convolve.
         """
-        was_training = self.training
-        self.eval()
-        try:
+        with _eval_mode(self):
             device = self.output.weight.device
             tables = self._lookup_tables() if len(tokens) > self.embedding.num_embeddings else None
             probs = []
@@ -154,9 +223,34 @@ class Discriminator(nn.Module):
                 chunk = tokens[i:i + batch].to(device)
                 logits = self(chunk) if tables is None else self._forward_by_lookup(chunk, tables)
                 probs.append(torch.softmax(logits, dim=1)[:, 1])
-        finally:
-            self.train(was_training)
         return torch.cat(probs) if probs else tokens.new_zeros(0, dtype=torch.float)
+
+    @torch.no_grad()
+    def prob_real_of_rollout(self, completed: torch.Tensor, sequences: torch.Tensor,
+                             batch: int = 1024) -> torch.Tensor:
+        """``prob_real(torch.cat([completed, sequences]), batch)``, bit for bit, computing
+        each convolution window once.
+
+        ``completed`` [(T-1) * N * B, T] are the completions of ``sequences`` [B, T] as
+        ``Rollout._complete`` orders them: (prefix length t = 1..T-1, rollout, sequence).
+        A window that lies inside a prefix is the same in all N completions and in the
+        sequence itself, so it is computed once from ``sequences``; a window that starts
+        in the prefix shares the sum of its prefix taps, taken in the same order. Each row
+        then looks up only the taps that read its sampled tokens; the max over positions
+        is exact, so splitting it changes no bit.
+        """
+        tokens = torch.cat([completed, sequences])
+        if len(tokens) <= self.embedding.num_embeddings:
+            return self.prob_real(tokens, batch)  # convolved, as prob_real does
+        with _eval_mode(self):
+            device = self.output.weight.device
+            completed, sequences = completed.to(device), sequences.to(device)
+            pooled = torch.cat([
+                F.relu(_pooled_rollout(completed, sequences, table) + conv.bias)
+                for conv, table in zip(self.convs, self._lookup_tables())], dim=1)
+            probs = [torch.softmax(self._logits(pooled[i:i + batch]), dim=1)[:, 1]
+                     for i in range(0, len(pooled), batch)]
+        return torch.cat(probs)
 
     def l2_penalty(self) -> torch.Tensor:
         """The authors' L2 term: tf.nn.l2_loss (sum of squares / 2) of the output W and b only."""
@@ -264,6 +358,15 @@ def _draw(logits: torch.Tensor, greedy: bool, multinomial: bool,
     return sample_from_logits(logits, generator=generator)[0]
 
 
+def _draw_tokens(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """``sample_from_logits(logits, generator=generator)[0]``, the same floats and the same
+    uniforms, without the log-probabilities, overwriting ``logits`` with the cdf."""
+    top = logits.amax(dim=-1, keepdim=True)
+    cdf = logits.sub_(top).exp_().cumsum_(dim=-1)
+    u = torch.rand(cdf.shape[0], 1, device=cdf.device, generator=generator) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_max_(cdf.shape[1] - 1).squeeze(1)
+
+
 # Scores [groups, B] -> rewards [groups, B], each row one batch's completions of the same
 # prefix length and rollout (RankGAN's authors: a softmax across them).
 AcrossBatch = Callable[[torch.Tensor], torch.Tensor]
@@ -329,15 +432,16 @@ class Rollout:
         return torch.stack(hs[1:]), torch.stack(cs[1:])
 
     @torch.no_grad()
-    def rewards(self, sequences: torch.Tensor, n_rollouts: int, score: Score,
+    def rewards(self, sequences: torch.Tensor, n_rollouts: int, score: Score | Discriminator,
                 generator: torch.Generator | None = None, greedy: bool = False,
                 chunk: int | None = None, score_batch: int = 1 << 16,
                 across_batch: AcrossBatch | None = None) -> torch.Tensor:
         """Q [B, T] for ``sequences`` [B, T], every completion advanced in one batch.
 
         All completed rows and ``sequences`` go to ``score`` together, ``score_batch`` rows
-        a call (one call at paper sizes, so the discriminator builds its look-up tables
-        once; it chunks as suits it). ``across_batch`` turns the scores of each prefix
+        a call (one call at paper sizes). A ``Discriminator`` scores them all in one call
+        to ``prob_real_of_rollout``, which knows the rows' structure and shares the
+        convolution windows that lie in the prefixes. ``across_batch`` turns the scores of each prefix
         length and rollout, [groups, B], into rewards relative to the batch before the
         rollouts are averaged. ``greedy`` completes with the argmax instead of sampling
         (tests).
@@ -346,7 +450,10 @@ class Rollout:
         n_seq, length = tokens.shape
         chunk = chunk or rows_per_step(tokens.device, 256)
         completed = self._complete(tokens, n_rollouts, generator, greedy, chunk)
-        scores = _score_in_chunks(score, torch.cat([completed, tokens]), score_batch)
+        if isinstance(score, Discriminator):
+            scores = score.prob_real_of_rollout(completed, tokens).to(tokens.device)
+        else:
+            scores = _score_in_chunks(score, torch.cat([completed, tokens]), score_batch)
         if across_batch is not None:  # rows in blocks of the batch: (prefix, rollout), then whole
             scores = across_batch(scores.view(-1, n_seq)).reshape(-1)
         rows = len(completed)  # ordered (prefix length, rollout, sequence)
@@ -373,6 +480,10 @@ class Rollout:
             return completed
         h, c = (s.unsqueeze(1).expand(-1, n_rollouts, -1, -1).reshape(1, rows, -1).clone()
                 for s in self._prefix_states(tokens))
+        # One logits buffer for every chunk, drawn in place without log-probabilities:
+        # 1.7x faster than policy.output + sample_from_logits on the 2-core CPU (chunks of
+        # 64 to 1024 rows measured, 256 the fastest).
+        logits = h.new_empty(chunk, policy.output.out_features)
         for step in range(1, length):  # the 0-based position being sampled
             ready, active = (step - 1) * block, step * block
             if ready:  # rows that sampled position step - 1 read that token
@@ -380,7 +491,10 @@ class Rollout:
                 _, (h[:, :ready], c[:, :ready]) = policy.lstm(inputs, (h[:, :ready], c[:, :ready]))
             for i in range(0, active, chunk):
                 j = min(i + chunk, active)
-                completed[i:j, step] = _draw(policy.output(h[0, i:j]), greedy, False, generator)
+                out = torch.addmm(policy.output.bias, h[0, i:j], policy.output.weight.t(),
+                                  out=logits[:j - i])  # what policy.output computes
+                completed[i:j, step] = out.argmax(dim=-1) if greedy \
+                    else _draw_tokens(out, generator)
         return completed
 
     @torch.no_grad()
@@ -468,16 +582,17 @@ def policy_gradient_step(generator: LSTMGenerator, optimizer: torch.optim.Optimi
                       grad_clip)
 
 
-def train_policy_gradient(ctx: RunContext, generator: LSTMGenerator, score: Score,
-                          settings: PolicyGradientSettings, epoch_offset: int,
+def train_policy_gradient(ctx: RunContext, generator: LSTMGenerator,
+                          score: Score | Discriminator, settings: PolicyGradientSettings,
+                          epoch_offset: int,
                           between: Callable[[int], dict] | None = None,
                           extra: dict[str, Any] | None = None,
                           saved: dict | None = None,
                           across_batch: AcrossBatch | None = None) -> LSTMGenerator:
     """Adversarial training; ``extra`` names further parts of the state to checkpoint
     alongside (the discriminator, its optimiser and random streams); ``saved`` is the
-    run's checkpoint, resumed when it is of this phase; ``across_batch`` as in
-    ``Rollout.rewards``."""
+    run's checkpoint, resumed when it is of this phase; ``score`` and ``across_batch`` as
+    in ``Rollout.rewards``."""
     optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr)
     rollout = Rollout(generator, settings.rollout_update_rate)
     rng = ctx.rng("policy_gradient_sampling", 1, ctx.device)

@@ -98,6 +98,6 @@ class SeqGan:
             return {"disc_loss": losses[-1]} if losses else {}
 
         return adv.train_policy_gradient(
-            ctx, generator, discriminator.disc.prob_real, adv.PolicyGradientSettings.of(cfg),
+            ctx, generator, discriminator.disc, adv.PolicyGradientSettings.of(cfg),
             epoch_offset=cfg.pretrain_epochs, between=between, extra=discriminator.parts,
             saved=saved)

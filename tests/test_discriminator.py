@@ -67,3 +67,30 @@ def test_lookup_scoring_of_many_rows_equals_the_convolutions():
     with torch.no_grad():
         convolved = torch.softmax(disc(tokens), dim=1)[:, 1]
     torch.testing.assert_close(looked_up, convolved, atol=1e-6, rtol=0)
+
+
+def rollout_like_rows(vocab: int, seq_len: int, n_seq: int, n_rollouts: int, seed: int = 0):
+    """Sequences [B, T] and completions of their prefixes [(T-1) * N * B, T], rows ordered
+    (prefix length, rollout, sequence) as Rollout._complete orders them."""
+    rng = torch.Generator().manual_seed(seed)
+    sequences = torch.randint(0, vocab, (n_seq, seq_len), generator=rng)
+    completed = sequences.expand(seq_len - 1, n_rollouts, n_seq, seq_len).clone()
+    for t in range(1, seq_len):
+        completed[t - 1, :, :, t:] = torch.randint(0, vocab, (n_rollouts, n_seq, seq_len - t),
+                                                   generator=rng)
+    return sequences, completed.reshape(-1, seq_len)
+
+
+@pytest.mark.parametrize("vocab, seq_len, n_seq, n_rollouts, batch", [
+    (40, 12, 6, 5, 64),     # 336 rows > 40 words: looked up; windows up to 10 of 12
+    (300, 20, 8, 4, 128),   # windows 15 and 20 wider than most prefixes
+    (2000, 12, 6, 5, 64),   # 336 rows <= 2000 words: convolved, as prob_real does
+])
+def test_rollout_scoring_equals_prob_real_bit_for_bit(vocab, seq_len, n_seq, n_rollouts, batch):
+    torch.manual_seed(0)
+    disc = Discriminator(vocab, seq_len, emb_dim=16, filter_sizes=(1, 2, 3, 5, 7, 10, 15, 20),
+                         num_filters=(8, 12, 12, 8, 8, 8, 12, 12))
+    sequences, completed = rollout_like_rows(vocab, seq_len, n_seq, n_rollouts)
+    expected = disc.prob_real(torch.cat([completed, sequences]), batch=batch)
+    assert torch.equal(disc.prob_real_of_rollout(completed, sequences, batch=batch), expected)
+    assert disc.training  # the mode is restored

@@ -143,3 +143,65 @@ def test_state_dict_round_trip():
     assert restored.update_rate == 0.5
     for name, value in gen.state_dict().items():
         assert torch.equal(restored.policy.state_dict()[name], value)
+
+
+@pytest.mark.parametrize("across_batch", [None, lambda scores: torch.softmax(scores, dim=1)])
+def test_a_discriminator_scores_completions_as_prob_real_does_bit_for_bit(across_batch):
+    # Paper-like shapes: 64 sequences of 20, 16 completions of each prefix, 19,520 rows
+    # scored (more than the 500 words, so by look-up); the prefix-sharing scoring must give
+    # exactly the rewards of scoring every row with prob_real.
+    from harness_plugins.adversarial import SMALL, Discriminator
+    torch.manual_seed(0)
+    gen = LSTMGenerator(vocab_size=500, seq_len=20, emb_dim=16, hidden_dim=16, init_std=1.0)
+    disc = Discriminator(500, 20, **SMALL)
+    sequences = gen.sample(64, generator=torch.Generator().manual_seed(1))
+    rollout = Rollout(gen)
+    by_rows, by_structure = (
+        rollout.rewards(sequences, 16, score, generator=torch.Generator().manual_seed(2),
+                        across_batch=across_batch)
+        for score in (disc.prob_real, disc))
+    assert torch.equal(by_structure, by_rows)
+
+
+def rewards_before_the_speed_work(rollout: Rollout, sequences, n_rollouts, score, generator,
+                                  chunk=256):
+    """Rollout.rewards as it was (policy.output + sample_from_logits per chunk, every row
+    scored by ``score``): the reference the faster code must equal bit for bit."""
+    from harness.generator import sample_from_logits
+    policy = rollout.policy
+    n_seq, length = sequences.shape
+    block = n_rollouts * n_seq
+    rows = (length - 1) * block
+    completed = sequences.expand(length - 1, n_rollouts, n_seq, length).reshape(rows, length).clone()
+    h, c = (s.unsqueeze(1).expand(-1, n_rollouts, -1, -1).reshape(1, rows, -1).clone()
+            for s in rollout._prefix_states(sequences))
+    for step in range(1, length):
+        ready, active = (step - 1) * block, step * block
+        if ready:
+            inputs = policy.embedding(completed[:ready, step - 1:step])
+            _, (h[:, :ready], c[:, :ready]) = policy.lstm(inputs, (h[:, :ready], c[:, :ready]))
+        for i in range(0, active, chunk):
+            j = min(i + chunk, active)
+            completed[i:j, step] = sample_from_logits(policy.output(h[0, i:j]),
+                                                      generator=generator)[0]
+    scores = score(torch.cat([completed, sequences])).float()
+    q = scores[:rows].view(length - 1, n_rollouts, n_seq).mean(dim=1)
+    return torch.cat([q.T, scores[rows:, None]], dim=1)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("vocab, n_seq, n_rollouts", [
+    (600, 64, 16),  # paper shapes but the vocabulary: 19,520 rows > 600 words, looked up
+    (1000, 8, 4),   # 616 rows <= 1000 words: convolved
+])
+def test_rewards_equal_the_implementation_before_the_speed_work(vocab, n_seq, n_rollouts):
+    from harness_plugins.adversarial import SMALL, Discriminator
+    torch.manual_seed(0)
+    gen = LSTMGenerator(vocab_size=vocab, seq_len=20, emb_dim=32, hidden_dim=32, init_std=1.0)
+    disc = Discriminator(vocab, 20, **SMALL)
+    sequences = gen.sample(n_seq, generator=torch.Generator().manual_seed(1))
+    rollout = Rollout(gen)
+    expected = rewards_before_the_speed_work(rollout, sequences, n_rollouts, disc.prob_real,
+                                             torch.Generator().manual_seed(2))
+    q = rollout.rewards(sequences, n_rollouts, disc, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(q, expected)
