@@ -166,7 +166,7 @@ def main() -> None:
     n, r, m = args.batch, args.rollouts, args.n_samples
 
     def ours(seqs):
-        return rollout.rewards(seqs, r, disc.prob_real, rng)
+        return rollout.rewards(seqs, r, disc, rng)
 
     if "step" in parts:
         print(f"adversarial generator step: {n} sequences x {length - 1} prefixes x {r} "
@@ -179,9 +179,9 @@ def main() -> None:
              median_time(lambda: rollout.rewards(sequences, r, lambda rows: torch.zeros(len(rows)),
                                                  rng), args.repeats),
              rollout_work(n, r, length, vocab).seconds(rates))
-        completed = torch.cat([sequences] * ((length - 1) * r + 1))
-        show(f"  in it: the discriminator on {len(completed):,} rows",
-             median_time(lambda: disc.prob_real(completed), args.repeats),
+        completed = torch.cat([sequences] * ((length - 1) * r))  # rows ordered (t, n, b)
+        show(f"  in it: the discriminator on {len(completed) + n:,} rows",
+             median_time(lambda: disc.prob_real_of_rollout(completed, sequences), args.repeats),
              scoring_work(disc, n, r, length).seconds(rates))
     if "naive" in parts:
         def naive(seqs):

@@ -585,7 +585,7 @@ def timings(args, device: torch.device, summary: dict) -> dict:
     rollout = Rollout(gen, 0.0)
 
     def rewards(sequences):
-        return rollout.rewards(sequences, rollouts, disc.prob_real, rng)
+        return rollout.rewards(sequences, rollouts, disc, rng)
 
     record("adversarial_batch", f"adversarial batch {batch} x {length - 1} x {rollouts}",
            clock(device, lambda: adversarial_step(gen, g_opt, rollout, rewards, batch, rng)),
