@@ -39,17 +39,19 @@ def sample_from_logits(logits: torch.Tensor, temperature: float = 1.0,
     if temperature != 1.0:
         logits = logits / temperature
     uniform = torch.rand(logits.shape[0], 1, device=logits.device, generator=generator)
-    return draw_inverse_cdf(logits, uniform, torch.empty_like(logits))
+    return draw_inverse_cdf(logits, uniform, None)
 
 
-def draw_inverse_cdf(logits: torch.Tensor, uniform: torch.Tensor, cdf: torch.Tensor,
+def draw_inverse_cdf(logits: torch.Tensor, uniform: torch.Tensor, cdf: torch.Tensor | None,
                      log_probs: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``sample_from_logits`` with its uniforms [rows, 1] given and the cumulative sums
     written into ``cdf`` (a buffer of the logits' shape, reused by the caller: a fresh
-    [rows, vocab] tensor per step costs page faults). ``log_probs=False`` leaves out the
+    [rows, vocab] tensor per step costs page faults; None: a new tensor, which is what a
+    log-probability that carries gradients needs). ``log_probs=False`` leaves out the
     log-probabilities (None), which evaluation's samples do not need."""
     top = logits.amax(dim=-1, keepdim=True)
-    torch.sub(logits, top, out=cdf).exp_().cumsum_(dim=-1)
+    shifted = logits - top if cdf is None else torch.sub(logits, top, out=cdf)
+    cdf = shifted.exp_().cumsum_(dim=-1)
     total = cdf[:, -1:]
     tokens = torch.searchsorted(cdf, uniform * total, right=True).clamp_max_(cdf.shape[1] - 1)
     if not log_probs:
