@@ -12,7 +12,7 @@ heap's free top above its trim threshold; either way the next tensor of that siz
 pages in again, zeroed by the kernel. A training step makes and frees tensors of tens of
 megabytes (Obama's logits are 64 x 40 x 5,000 floats, 51 MB, and their gradient): an MLE run
 on Obama spent 74 of its 158 s in the kernel on the 2-core CPU, 1 s with ``keep_freed_memory``
-(README, *Memory*).
+(docs/commands.md, *Memory*).
 """
 from __future__ import annotations
 

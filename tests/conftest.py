@@ -82,19 +82,19 @@ def tiny_everywhere(monkeypatch) -> dict:
     return dict(os.environ)
 
 
-def readme_plugin_example() -> types.ModuleType:
-    """The plugin example from README.md, loaded as a module: the README stays true."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def docs_plugin_example() -> types.ModuleType:
+    """The plugin example from docs/plugins.md, loaded as a module: the docs stay true."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
     code = text.split("<!-- plugin-example -->")[1].split("```python")[1].split("```")[0]
     module = types.ModuleType("harness_unigram")
     sys.modules["harness_unigram"] = module  # dataclasses look their module up
-    exec(compile(code, "README.md:harness_unigram", "exec"), module.__dict__)
+    exec(compile(code, "docs/plugins.md:harness_unigram", "exec"), module.__dict__)
     return module
 
 
 @pytest.fixture
 def unigram_plugin(register_plugin):
-    module = readme_plugin_example()
+    module = docs_plugin_example()
     register_plugin(module, "harness_unigram")
     return "unigram"
 
