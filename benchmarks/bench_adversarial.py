@@ -58,7 +58,12 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+WARMUP = 0  # untimed calls before each timing (--warmup)
+
+
 def median_time(fn, repeats: int) -> float:
+    for _ in range(WARMUP):  # a process's first call also pays for kernel set-up
+        fn()
     return statistics.median(timed(fn) for _ in range(repeats))
 
 
@@ -141,10 +146,14 @@ def main() -> None:
     ap.add_argument("--rollouts", type=int, default=16, help="completions per prefix")
     ap.add_argument("--n-samples", type=int, default=10_000,
                     help="sequences for sampling, the MLE epoch and each discriminator class")
+    ap.add_argument("--warmup", type=int, default=0,
+                    help="untimed calls of each part before it is timed")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None,
                     help="torch.set_num_threads (default: leave torch's default)")
     args = ap.parse_args()
+    global WARMUP
+    WARMUP = args.warmup
     parts = args.only.split(",")
     if unknown := set(parts) - set(PARTS):
         ap.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")

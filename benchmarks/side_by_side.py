@@ -9,7 +9,7 @@ computation inside the timed step), on a checkout of williamSYSU/TextGAN-PyTorch
 our time over its arithmetic limit.
 
     python benchmarks/side_by_side.py --peer PATH/TextGAN-PyTorch --peer-script PATH/bench_textgan.py
-                                      [--rounds 3] [--only mle,sample,disc,step]
+                                      [--rounds 3] [--warmup 1] [--only mle,sample,disc,step]
 """
 from __future__ import annotations
 
@@ -36,14 +36,16 @@ def run(command: list[str], cwd: Path) -> str:
 
 
 def peer_seconds(args, letter: str) -> float:
+    """The time of the peer's last repeat, after ``--warmup`` earlier ones (as ours)."""
     out = run([sys.executable, str(args.peer_script), str(args.peer), "--only", letter,
-               "--reps", "1"], args.peer)
-    return float(re.search(r"RESULT textgan \S+ median ([\d.]+)s", out).group(1))
+               "--reps", str(args.warmup + 1)], args.peer)
+    return float(re.findall(r"^  \S+ rep\d+ ([\d.]+)s", out, re.MULTILINE)[-1])
 
 
 def our_seconds(args, part: str) -> tuple[float, float]:
     command = [sys.executable, str(HERE / "bench_adversarial.py"), "--only", part,
-               "--repeats", "1"] + (["--mirror", str(args.mirror)] if args.mirror else [])
+               "--repeats", "1", "--warmup", str(args.warmup)] + (
+                   ["--mirror", str(args.mirror)] if args.mirror else [])
     found = re.search(rf"RESULT harness {part} ([\d.]+) limit ([\d.]+)", run(command, HERE.parent))
     return float(found.group(1)), float(found.group(2))
 
@@ -54,6 +56,8 @@ def main() -> None:
     ap.add_argument("--peer-script", type=Path, required=True, help="bench_textgan.py")
     ap.add_argument("--mirror", type=Path, help="the corpus mirror (the authors' oracle)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed repeats in each process before the timed one (both sides)")
     ap.add_argument("--only", default=",".join(PARTS))
     args = ap.parse_args()
     parts = args.only.split(",")
@@ -73,7 +77,8 @@ def main() -> None:
         p, o = statistics.median(peer[part]), statistics.median(ours[part])
         print(f"| {PARTS[part][1]} | {p:.2f} s | {o:.2f} s | {p / o:.1f}x | "
               f"{limit[part]:.2f} s | {o / limit[part]:.2f} |")
-    print(f"\nmedians of {args.rounds} interleaved rounds; each side in its own process")
+    print(f"\nmedians of {args.rounds} interleaved rounds; each side in its own process, "
+          f"timed after {args.warmup} untimed repeat(s)")
 
 
 if __name__ == "__main__":
