@@ -3,7 +3,8 @@
 ``python tests/pinned_runs.py`` trains every registered method on the tests' tiny oracle
 (default profile, seed 0, one thread) and writes what each run produced — every metric
 but the timings, and the learning curve — to ``tests/pinned/tiny-runs.json`` with the
-environment that decides the floats (torch version, the CPU's vector instruction set).
+environment that decides the floats (torch version, the CPU model and its vector
+instruction set).
 ``tests/test_pinned_runs.py`` trains them again and asks for the very same values wherever
 that environment is the same; elsewhere the floats may legitimately differ, and it says so.
 """
@@ -24,10 +25,23 @@ PINNED = TESTS / "pinned" / "tiny-runs.json"
 
 def environment() -> dict[str, str]:
     """What decides the floats of a run on this machine, besides the code."""
+    import platform
+
     import torch
 
     return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": "1"}
+            "cpu": _cpu_model() or platform.processor(), "threads": "1"}
+
+
+def _cpu_model() -> str:
+    """The processor's model name: kernels may pick other blockings on another model."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def _without_timings(metrics: dict) -> dict:
