@@ -28,7 +28,6 @@ def timings(results: str, seeds: list[int] | None = None) -> pd.DataFrame:
     """Mean seconds per data set and method (over ``seeds``, else every seed); a method
     that starts from another's result (SeqGAN and PG-BLEU from the MLE run's generator)
     also counts that training."""
-    from harness.api import method_info
     from harness.plugins import registry
 
     rows = table.collect(results)
@@ -41,7 +40,7 @@ def timings(results: str, seeds: list[int] | None = None) -> pd.DataFrame:
     methods = registry().methods
 
     def with_pretraining(row) -> float:
-        first = method_info(methods[row.method]).starts_from if row.method in methods else ()
+        first = methods[row.method].starts_from if row.method in methods else ()
         return row.train_seconds + sum(trained.get((row.dataset, m, row.seed), 0.0) for m in first)
 
     per_run["train incl. what it starts from"] = per_run.apply(with_pretraining, axis=1)
@@ -82,11 +81,10 @@ def main() -> None:
 
 def reference_rows() -> set[str]:
     """The rows that are no trained method (real data, the Random row)."""
-    from harness.api import method_info
     from harness.plugins import registry
 
     return {name for name, method in registry().methods.items()
-            if method_info(method).reference is not None}
+            if method.reference is not None}
 
 
 if __name__ == "__main__":

@@ -342,7 +342,6 @@ def last_lines(path: Path, n: int = 6) -> list[str]:
 def harness_runs(args, env: dict, checks: list[dict], summary: dict) -> None:
     """Steps 1 to 4: the series of runs side by side (threads waiting on processes), then
     the comparisons."""
-    from harness.api import method_info
     from harness.plugins import registry
 
     out, methods = args.out, registry().methods
@@ -352,7 +351,7 @@ def harness_runs(args, env: dict, checks: list[dict], summary: dict) -> None:
     settings = {m: tiny_settings(methods[m], args.quick) for m in names}
     # Series A: MLE, then the methods that start from its result (reusing its pre-training);
     # series A2 beside it: the others. B and K: steps 3 and 2.
-    home = {m: "A" if m == "mle" or "mle" in method_info(methods[m]).starts_from else "A2"
+    home = {m: "A" if m == "mle" or "mle" in methods[m].starts_from else "A2"
             for m in names}
     for role in ("A", "A2", "B", "K"):
         (out / "runs" / role).mkdir(parents=True, exist_ok=True)

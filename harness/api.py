@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -96,70 +96,82 @@ class Dataset:
     in_all: bool = True
 
 
-@runtime_checkable
-class Generator(Protocol):
-    """What every method returns: something to sample from and to score with.
+class Generator:
+    """What every method returns: something to sample from and to score with. A mixin that
+    sits beside ``torch.nn.Module`` (``class MyGenerator(nn.Module, harness.Generator)``):
+    ``sample`` and ``log_likelihood`` are a generator's own; every other member has a
+    default the harness reads where the generator does not override it."""
 
-    What the harness also reads where a generator has it (harness/evaluate.py, store):
-
-    - ``log_likelihoods(tokens, temperatures)``: the list of ``log_likelihood`` at several
-      temperatures, computing once what the temperature does not change (the sweep);
-    - ``likelihood_is_bound``: True where ``log_likelihood`` is a lower bound (the VAE's
-      IWAE): NLL-test is then marked a bound;
-    - ``samples_outside(split, n, generator)``: sentences from outside ``split`` to score
-      against it instead of the samples (the ``real`` row: real text not used as references);
-    - ``constructor_args``: plain values that rebuild it, so that it is saved as a state
-      dict plus these (``generator.pt``) and loaded without pickle.
-    """
+    # True where ``log_likelihood`` is a lower bound (the VAE's IWAE): NLL-test is marked a bound.
+    likelihood_is_bound: bool = False
+    # How many of ``sequence_log_likelihoods``' batches one ``log_likelihoods`` call may take:
+    # a generator that blocks its own work runs once over several (the sums stay per batch).
+    likelihood_batches_per_call: int = 1
+    # Plain values that rebuild it, set in ``__init__``: the run then saves it as a state dict
+    # plus these (``generator.pt``), loaded without pickle. A generator without it is not saved.
+    constructor_args: dict[str, Any]
 
     def sample(self, n: int, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` sequences as an int64 tensor [n, seq_len]."""
+        """``n`` sequences as an int64 tensor [n, seq_len], drawn from ``generator``."""
+        raise NotImplementedError
 
     def log_likelihood(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        """Per-sequence log-likelihood (nats, summed over tokens), shape [n]."""
+        """Per-sequence log-likelihood (nats, summed over tokens), shape [n]; a generator
+        without one raises NotImplementedError, and its NLL-test is NaN."""
+        raise NotImplementedError
+
+    def log_likelihoods(self, tokens: torch.Tensor, temperatures: tuple[float, ...]
+                        ) -> list[torch.Tensor]:
+        """``log_likelihood`` at each temperature (the sweep): an override computes once what
+        the temperature does not change, and must give the very same values."""
+        return [self.log_likelihood(tokens, temperature=t) for t in temperatures]
+
+    def samples_outside(self, split: str, n: int, generator: torch.Generator
+                        ) -> torch.Tensor | None:
+        """``n`` sequences from outside ``split`` to score against it instead of the samples
+        (the ``real`` row: real text not used as references); None: score the samples."""
+        return None
 
 
-class Method(Protocol):
-    """A training method. ``Config`` is a dataclass whose defaults are the CPU profile;
-    ``profiles`` maps other profile names to overrides of those defaults.
+class Method:
+    """A training method: subclass it, set ``name`` and ``Config``, write ``train`` and
+    register an instance in a ``register_methods`` hook. The other members are optional."""
 
-    Optional metadata (see ``method_info``): ``starts_from`` names the methods whose result
-    it starts from (executors run those first; plots mark where that phase ends);
-    ``reference`` is ``"ceiling"`` or ``"floor"`` for the rows that frame a table;
-    ``published`` holds CSV files of its paper's figures; ``conditions`` what a published
-    figure must have been made with to compare with its rows (see harness/table.py): a dict,
-    or ``conditions(config)`` of a run's settings where they decide it;
-    ``supports(dataset)`` declines a data set."""
-
-    name: str
-    Config: type
-    profiles: dict[str, dict[str, Any]]
-
-    def train(self, ctx: "RunContext") -> Generator: ...
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    """A method's optional metadata with its defaults filled in."""
-
+    name: str  # what ``-m`` calls it
+    Config: type  # its settings: a dataclass whose defaults are the default (CPU) profile
+    profiles: dict[str, dict[str, Any]] = {}  # other profiles: overrides of those defaults
+    # Methods whose result it starts from: executors run those first, plots mark that phase.
     starts_from: tuple[str, ...] = ()
-    reference: str | None = None
-    published: tuple[Traversable, ...] = ()
+    reference: str | None = None  # "ceiling" or "floor" for the rows that frame a table
+    published: tuple[Traversable, ...] = ()  # CSV files of its paper's figures (harness/table.py)
+
+    def conditions(self, config: dict) -> dict[str, str]:
+        """What a run with these settings (its Config as a dict) was made under, where that
+        decides whether a published figure compares with its rows (harness/table.py)."""
+        return {}
+
+    def supports(self, dataset: str) -> bool:
+        """Whether it trains on the data set named ``dataset``; ``run --all`` skips the rest."""
+        return True
+
+    def train(self, ctx: "RunContext") -> Generator:
+        """Train on ``ctx.corpus`` with ``ctx.config`` and return the trained generator."""
+        raise NotImplementedError
 
 
-def method_info(method: Any) -> MethodInfo:
-    return MethodInfo(tuple(getattr(method, "starts_from", ())),
-                      getattr(method, "reference", None),
-                      tuple(getattr(method, "published", ())))
+def trained_generator(method: Method, generator: Any) -> Generator:
+    """What ``method.train`` returned, checked to be a ``Generator``."""
+    if not isinstance(generator, Generator):
+        raise HarnessError(f"method {method.name} returned {type(generator).__name__}, not a "
+                           f"generator: its generator class must subclass harness.Generator")
+    return generator
 
 
-def conditions_of(method: Any, config: dict) -> dict[str, str]:
-    """What a run of ``method`` with settings ``config`` (its Config as a dict) was made
-    under, where that decides whether a published figure compares: the method's
-    ``conditions`` dict, or what its ``conditions(config)`` returns."""
-    declared = getattr(method, "conditions", {})
-    return dict(declared(config) if callable(declared) else declared)
+def method_info(method: Method) -> Method:
+    """``method`` itself: a ``Method`` carries every default. Kept only for
+    harness/executors.py, which reads ``starts_from`` through it; read the attributes."""
+    return method
 
 
 class RunContext:

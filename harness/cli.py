@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from harness import config, devices, store
-from harness.api import HarnessError, Interrupted
+from harness.api import HarnessError, Interrupted, Method
 from harness.commands import (SEED, Bounded, finished_run, results_option, run_corpus,
                               run_options, user_errors)
 from harness.download import MIRROR_ENV
@@ -63,7 +63,7 @@ def _summary(item) -> str:
     doc = getattr(item, "description", "") or type(item).__doc__ or \
         sys.modules[type(item).__module__].__doc__ or ""
     own = getattr(item, "method_settings", {})
-    profiles = config.profiles_of(item)
+    profiles = config.profiles_of(item) if isinstance(item, Method) else []
     return (doc.strip().splitlines()[0] if doc.strip() else "") + \
         (f" [default profile: {', '.join(f'{k}={v}' for k, v in own.items())}]" if own else "") + \
         (f" [profiles: {', '.join(profiles)}]" if len(profiles) > len(config.BASE_PROFILES) else "")

@@ -6,7 +6,7 @@ import hashlib
 import math
 from typing import Any, Iterable
 
-from harness.api import Dataset, HarnessError, Method, method_info
+from harness.api import Dataset, HarnessError, Method
 
 # "default" is the CPU-sized profile (each Config's defaults); "paper" the paper's settings.
 # Other profiles (e.g. a paper's code as first published) exist where methods declare them.
@@ -47,7 +47,7 @@ MAX_SEED_COUNT = 1_000
 
 
 def known_profiles(methods: Iterable[Method]) -> list[str]:
-    extra = {name for method in methods for name in getattr(method, "profiles", {})}
+    extra = {name for method in methods for name in method.profiles}
     return list(BASE_PROFILES) + sorted(extra - set(BASE_PROFILES))
 
 
@@ -58,15 +58,15 @@ def canonical_profile(name: str) -> str:
 
 def profiles_of(method: Method) -> list[str]:
     """The base profiles, then the method's own."""
-    own = [name for name in getattr(method, "profiles", {}) if name not in BASE_PROFILES]
+    own = [name for name in method.profiles if name not in BASE_PROFILES]
     return [*BASE_PROFILES, *own]
 
 
 def has_profile(method: Method, profile: str) -> bool:
     """Whether ``run --all --profile`` runs the method: every method has the base profiles;
     another profile only the methods that declare it, and the reference rows."""
-    return (profile in BASE_PROFILES or profile in getattr(method, "profiles", {})
-            or method_info(method).reference is not None)
+    return (profile in BASE_PROFILES or profile in method.profiles
+            or method.reference is not None)
 
 
 def parse_settings(pairs: Iterable[str]) -> dict[str, str]:
@@ -94,10 +94,10 @@ def _parse_value(key: str, raw: str, default: Any) -> Any:
                            f"(default {default!r})") from None
 
 
-def resolve(method: Method, profile: str, settings: dict[str, str],
+def resolve(method: Method | Dataset, profile: str, settings: dict[str, str],
             dataset: Dataset | None = None) -> Any:
-    """The method's Config for ``profile`` with ``settings`` applied (keys it lacks ignored);
-    under the default profile, ``dataset``'s ``method_settings`` come first.
+    """The method's (or a data set's) Config for ``profile`` with ``settings`` applied (keys
+    it lacks ignored); under the default profile, ``dataset``'s ``method_settings`` come first.
 
     Numbers may not be negative, and every number given (by ``settings``, the profile or
     the data set) must pass ``check_number``; a Config checks tighter ranges in
@@ -105,7 +105,8 @@ def resolve(method: Method, profile: str, settings: dict[str, str],
     defaults = method.Config()
     own = dataset.method_settings if dataset is not None and profile == "default" else {}
     values = {key: value for key, value in own.items() if hasattr(defaults, key)}
-    values.update(getattr(method, "profiles", {}).get(profile, {}))
+    profiles = method.profiles if isinstance(method, Method) else {}  # a data set has none
+    values.update(profiles.get(profile, {}))
     for key, raw in settings.items():
         if hasattr(defaults, key):
             values[key] = _parse_value(key, raw, getattr(defaults, key))
@@ -171,7 +172,7 @@ def require(config: Any, *, at_least_one: Iterable[str] = (), fractions: Iterabl
 def check_settings(methods: Iterable[Method], settings: dict[str, str]) -> None:
     """Every --set key must belong to at least one of the methods (or data sets with
     settings) that will run."""
-    methods = [m for m in methods if getattr(m, "Config", None) is not None]
+    methods = [m for m in methods if m.Config is not None]
     valid = sorted({f.name for m in methods for f in dataclasses.fields(m.Config)})
     for key in settings:
         if key not in valid:

@@ -15,7 +15,8 @@ import torch
 
 from harness import language_model, quality
 from harness.api import Corpus, Diverged, Generator, check_finite
-from harness.generator import mean_token_nll, mean_token_nll_and_se, sequence_log_likelihoods
+from harness.generator import (eval_mode, mean_token_nll, mean_token_nll_and_se,
+                               sequence_log_likelihoods)
 from harness.metrics import BleuReferences, self_bleu_scores_by_order
 from harness.uncertainty import (binomial_se, jackknife_groups, jackknife_se, mean_and_se,
                                  token_nll_se)
@@ -57,25 +58,9 @@ def draw_samples(generator: Generator, corpus: Corpus, seed: int, temperature: f
     return samples
 
 
-class _eval_mode:
-    """Evaluate a module with dropout and the like switched off, then restore its mode."""
-
-    def __init__(self, generator: Generator):
-        self.module = generator if isinstance(generator, torch.nn.Module) else None
-        self.was_training = self.module is not None and self.module.training
-
-    def __enter__(self):
-        if self.module is not None:
-            self.module.eval()
-
-    def __exit__(self, *exc):
-        if self.module is not None:
-            self.module.train(self.was_training)
-
-
 def curve_metrics(generator: Generator, corpus: Corpus, seed: int) -> dict:
     """The learning-curve figure: NLL-oracle on synthetic data, NLL-test otherwise."""
-    with _eval_mode(generator):
+    with eval_mode(generator):
         if corpus.oracle is not None:
             samples = draw_samples(generator, corpus, seed)
             return {"nll_oracle": mean_token_nll(corpus.oracle, samples)}
@@ -129,10 +114,9 @@ def _samples_outside(generator: Generator, split: str, samples: torch.Tensor,
                      rng_seed: int) -> torch.Tensor:
     """The samples to score against ``split``'s references: the generator's own, except
     for real data, which gives sentences from outside that split (``samples_outside``)."""
-    outside = getattr(generator, "samples_outside", None)
-    if outside is None:
-        return samples
-    return outside(split, len(samples), torch.Generator().manual_seed(rng_seed))
+    rng = torch.Generator().manual_seed(rng_seed)
+    outside = generator.samples_outside(split, len(samples), rng)
+    return samples if outside is None else outside
 
 
 def evaluate(generator: Generator, corpus: Corpus, seed: int, temperature: float = 1.0,
@@ -154,7 +138,7 @@ def evaluate(generator: Generator, corpus: Corpus, seed: int, temperature: float
     way: the cheap errors are always computed beside them, only the jackknife of distinct-n
     and MS-Jaccard (``_jackknife_errors``) runs just when asked."""
     errors: dict[str, float] = {}
-    with _eval_mode(generator):
+    with eval_mode(generator):
         samples = draw_samples(generator, corpus, seed, temperature, n_samples)
         metrics: dict = {"temperature": temperature, "n_samples": len(samples),
                          "n_references": len(corpus.test), "n_train_references": len(corpus.train),
@@ -168,7 +152,7 @@ def evaluate(generator: Generator, corpus: Corpus, seed: int, temperature: float
                 nll_test_and_se(generator, corpus, temperature, n=len(samples))
         else:
             metrics["nll_test"] = held_out_nll
-        if getattr(generator, "likelihood_is_bound", False):
+        if generator.likelihood_is_bound:
             metrics["nll_test_is_bound"] = 1
     sentences = corpus.sentences(samples)
     held_out = references(corpus, "test")
@@ -253,7 +237,7 @@ def temperature_sweep(generator: Generator, corpus: Corpus, seed: int,
     no method is judged at one arbitrary temperature: the same code as the main
     evaluation, on fewer samples and without the two LM scores (the costliest metrics)."""
     n = min(n_samples, corpus.eval_samples)
-    with _eval_mode(generator):
+    with eval_mode(generator):
         held_out_nlls = nll_tests(generator, corpus, temperatures, n)
     return [evaluate(generator, corpus, seed, t, n_samples=n, reverse_lm=False,
                      held_out_nll=nll)[0]

@@ -5,11 +5,12 @@ paper; the synthetic oracle is one too, with the authors' weights.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from harness import hookimpl, store
-from harness.api import HarnessError
+from harness.api import Generator, HarnessError
 from harness.devices import rows_per_step
 from harness.plugins import class_name, registry
 from harness.uncertainty import token_nll_se
@@ -59,11 +60,25 @@ def draw_inverse_cdf(logits: torch.Tensor, uniform: torch.Tensor, cdf: torch.Ten
     return tokens.squeeze(1), (logits.gather(1, tokens) - top - total.log()).squeeze(1)
 
 
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """The block with ``model``'s dropout and the like switched off, its mode restored
+    after it; anything not a ``torch.nn.Module`` is left as it is."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
-def mean_token_nll(scorer, tokens: torch.Tensor, batch: int | None = None,
+def mean_token_nll(scorer: Generator, tokens: torch.Tensor, batch: int | None = None,
                    temperature: float = 1.0) -> float:
-    """Mean negative log-likelihood per token (nats) of ``tokens`` under ``scorer`` (any
-    generator with ``log_likelihood``).
+    """Mean negative log-likelihood per token (nats) of ``tokens`` under ``scorer``.
 
     Batches of 16 keep the [batch, length, vocab] logits in cache: 2x faster than 64 on the
     2-core CPU (a 5,000-word vocabulary, length 20).
@@ -72,17 +87,18 @@ def mean_token_nll(scorer, tokens: torch.Tensor, batch: int | None = None,
 
 
 @torch.no_grad()
-def mean_token_nlls(scorer, tokens: torch.Tensor, temperatures: tuple[float, ...],
-                    batch: int | None = None) -> list[float]:
-    """``mean_token_nll`` at each temperature. A scorer with ``log_likelihoods`` computes
-    what does not depend on the temperature once per batch; it must give the figures of one
-    ``log_likelihood`` call per temperature (tested for the harness's generators)."""
+def mean_token_nlls(scorer: Generator, tokens: torch.Tensor,
+                    temperatures: tuple[float, ...], batch: int | None = None) -> list[float]:
+    """``mean_token_nll`` at each temperature, through ``scorer.log_likelihoods``, which may
+    compute once per batch what the temperature does not change (it must give the figures of
+    one ``log_likelihood`` call per temperature: tested for the harness's generators)."""
     return sequence_log_likelihoods(scorer, tokens, temperatures, batch)[0]
 
 
 @torch.no_grad()
-def sequence_log_likelihoods(scorer, tokens: torch.Tensor, temperatures: tuple[float, ...],
-                             batch: int | None = None) -> tuple[list[float], list[np.ndarray]]:
+def sequence_log_likelihoods(scorer: Generator, tokens: torch.Tensor,
+                             temperatures: tuple[float, ...], batch: int | None = None
+                             ) -> tuple[list[float], list[np.ndarray]]:
     """``mean_token_nlls`` and, per temperature, every sequence's log-likelihood (float64
     [n]), for standard errors. On the CPU the means are the batches' sums accumulated one
     by one in Python floats, the very floats ``mean_token_nlls`` has always given; on a GPU
@@ -95,13 +111,10 @@ def sequence_log_likelihoods(scorer, tokens: torch.Tensor, temperatures: tuple[f
     rows: list[list[torch.Tensor]] = [[] for _ in temperatures]
     # A scorer that blocks its own work (``likelihood_batches_per_call``) takes several
     # batches per call; the sums stay those of one batch after another.
-    per_call = batch * getattr(scorer, "likelihood_batches_per_call", 1)
+    per_call = batch * scorer.likelihood_batches_per_call
     for start in range(0, len(tokens), per_call):
         chunk = tokens[start:start + per_call].to(device)
-        if hasattr(scorer, "log_likelihoods"):
-            values = scorer.log_likelihoods(chunk, temperatures)
-        else:
-            values = [scorer.log_likelihood(chunk, temperature=t) for t in temperatures]
+        values = scorer.log_likelihoods(chunk, temperatures)
         for i, value in enumerate(values):
             for part in value.split(batch):
                 totals[i] -= part.sum().item() if on_host else part.sum().double()
@@ -110,14 +123,14 @@ def sequence_log_likelihoods(scorer, tokens: torch.Tensor, temperatures: tuple[f
     return [float(total) / tokens.numel() for total in totals], per_sequence
 
 
-def mean_token_nll_and_se(scorer, tokens: torch.Tensor, temperature: float = 1.0
+def mean_token_nll_and_se(scorer: Generator, tokens: torch.Tensor, temperature: float = 1.0
                           ) -> tuple[float, float]:
     """``mean_token_nll`` and its standard error over the sequences."""
     (mean,), (per_sequence,) = sequence_log_likelihoods(scorer, tokens, (temperature,))
     return mean, token_nll_se(per_sequence, tokens.shape[1])
 
 
-class TeacherForced(nn.Module):
+class TeacherForced(nn.Module, Generator):
     """What every generator that predicts token by token shares: teacher-forced
     log-likelihoods from its ``teacher_forced_logits`` (the logits [n, seq_len, vocab] that
     produce ``tokens`` with every earlier token given)."""

@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 
 from harness import store
-from harness.api import method_info
 from harness.evaluate import CURVE_METRICS
 from harness.table import collect, collect_files, dataset_view, interpolate_at
 
@@ -17,7 +16,7 @@ from harness.table import collect, collect_files, dataset_view, interpolate_at
 def _methods_where(predicate) -> set[str]:
     from harness.plugins import registry
 
-    return {name for name, method in registry().methods.items() if predicate(method_info(method))}
+    return {name for name, method in registry().methods.items() if predicate(method)}
 
 
 def learning_curves(results: Path | str | None, out: Path) -> list[Path]:
@@ -58,15 +57,14 @@ def _starts_from() -> dict[str, tuple[str, ...]]:
     """method -> the phases its curve inherits from the methods it starts from."""
     from harness.plugins import registry
 
-    return {name: method_info(m).starts_from for name, m in registry().methods.items()
-            if method_info(m).starts_from}
+    return {name: m.starts_from for name, m in registry().methods.items() if m.starts_from}
 
 
 def _mark_real_data(ax, metrics: pd.DataFrame, curves: pd.DataFrame, metric: str) -> None:
     """The real data's level (the ceiling row's ``metric``) as a line; a curve far below it
     (a collapsed generator, which NLL-oracle alone would call a win) is cut off and named,
     so it does not squash the rest."""
-    ceiling = metrics[metrics.method.isin(_methods_where(lambda info: info.reference == "ceiling"))
+    ceiling = metrics[metrics.method.isin(_methods_where(lambda m: m.reference == "ceiling"))
                       & (metrics.metric == metric)].value
     if ceiling.empty:
         return

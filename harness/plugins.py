@@ -144,6 +144,9 @@ def registry() -> Registry:
 
 def _name_of(kind: str, item: Any) -> str:
     """What a registered item is known by: its name; a generator class, ``module:Class``."""
+    if kind == "method" and not isinstance(item, Method):
+        raise HarnessError(f"register_methods: {item!r} is not a harness.Method; a method's "
+                           f"class must subclass harness.Method")
     if kind != "generator":
         return item.name
     if not (isinstance(item, type) and issubclass(item, torch.nn.Module)):

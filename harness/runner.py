@@ -84,7 +84,7 @@ def plan(methods: list[str] | None, datasets: list[str] | None, seeds: list[int]
     datasets = [found.dataset(d).name for d in datasets or
                 [name for name, d in found.datasets.items() if not d.argument and d.in_all]]
     return [RunSpec(m, d, seed, profile) for m in methods for d in datasets for seed in seeds
-            if getattr(found.methods[m], "supports", lambda name: True)(d)]
+            if found.methods[m].supports(d)]
 
 
 def _check_names(kind: str, names: list[str], known: dict) -> None:
@@ -263,7 +263,7 @@ def _load_corpus(dataset: Dataset, spec: RunSpec, options: RunOptions):
 def _train_and_evaluate(method, ctx: RunContext, sweep: tuple[float, ...]) -> dict:
     """Train, check the result is finite, evaluate; every file but metrics.json written."""
     started = time.perf_counter()
-    generator = method.train(ctx)
+    generator = api.trained_generator(method, method.train(ctx))
     trained = time.perf_counter()
     if isinstance(generator, torch.nn.Module):
         for name, weight in generator.state_dict().items():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness import store
-from harness.api import Dataset, HarnessError, conditions_of, method_info
+from harness.api import Dataset, HarnessError
 from harness.config import canonical_profile
 from harness.evaluate import CURVE_METRICS, lower_is_better
 
@@ -49,13 +49,13 @@ def collect(results: Path | str | None) -> pd.DataFrame:
 
 def run_conditions(method: str, config: dict) -> str:
     """What a run with this config.json was made under, as ``key=value; key=value``: what
-    its method says of its settings (see ``api.conditions_of``; nothing for a method not
+    its method says of its settings (``Method.conditions``; nothing for a method not
     installed), and its profile, with the ``--set`` changes if any: a profile changed by
     them is not the profile that made a published figure."""
     from harness.plugins import registry
 
     found = registry().methods.get(method)
-    own = conditions_of(found, config.get("config", {})) if found is not None else {}
+    own = found.conditions(config.get("config", {})) if found is not None else {}
     settings = sorted(config.get("settings", {}).items())
     changed = ", ".join(f"{key}={value}" for key, value in settings)
     profile = canonical_profile(config["profile"]) + (f" with --set {changed}" if changed else "")
@@ -133,7 +133,7 @@ def method_order(methods: set[str]) -> list[str]:
 
     def key(name: str):
         method = registry().methods.get(name)
-        reference = method_info(method).reference if method is not None else None
+        reference = method.reference if method is not None else None
         return (rank.get(reference, 2), registered.index(name) if name in registered
                 else len(registered), name)
     return sorted(methods, key=key)
@@ -146,7 +146,7 @@ def published_figures(dataset: str | None = None) -> pd.DataFrame:
 
     found = registry()
     files = {str(f): f for item in [*found.datasets.values(), *found.methods.values()]
-             for f in getattr(item, "published", ())}
+             for f in item.published}
     frames = [pd.read_csv(f.open(encoding="utf-8")) for f in files.values()]
     figures = pd.concat(frames, ignore_index=True).drop_duplicates() if frames else \
         pd.DataFrame(columns=PUBLISHED_COLUMNS)

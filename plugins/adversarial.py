@@ -31,7 +31,7 @@ from torch import nn
 
 from harness.api import RunContext
 from harness.devices import rows_per_step
-from harness.generator import LSTMGenerator, State, draw_inverse_cdf, sample_from_logits
+from harness.generator import LSTMGenerator, State, draw_inverse_cdf, eval_mode, sample_from_logits
 from harness.training import Checkpoint, new_generator, train_step
 from harness_plugins.mle import MleSettings, pretrain_mle
 
@@ -48,20 +48,6 @@ PAPER = dict(emb_dim=64, filter_sizes=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20),
 SMALL = dict(emb_dim=32, filter_sizes=(1, 2, 3, 4, 5, 8, 10, 15, 20),
              num_filters=(32, 64, 64, 64, 64, 32, 32, 48, 48), dropout=0.25)
 PAPER_L2 = 0.2
-
-
-class _eval_mode:
-    """Eval mode (no dropout) for the block, the module's mode restored after it."""
-
-    def __init__(self, module: nn.Module):
-        self.module = module
-
-    def __enter__(self) -> None:
-        self.was_training = self.module.training
-        self.module.eval()
-
-    def __exit__(self, *exc) -> None:
-        self.module.train(self.was_training)
 
 
 def _windows(tokens: torch.Tensor, table: torch.Tensor) -> list[torch.Tensor]:
@@ -215,7 +201,7 @@ class Discriminator(nn.Module):
         tables of vocab x sum(k * filters) floats (250 MB at paper size). A few rows (the
         naive loop's 64) are cheaper to convolve.
         """
-        with _eval_mode(self):
+        with eval_mode(self):
             device = self.output.weight.device
             tables = self._lookup_tables() if len(tokens) > self.embedding.num_embeddings else None
             probs = []
@@ -242,7 +228,7 @@ class Discriminator(nn.Module):
         tokens = torch.cat([completed, sequences])
         if len(tokens) <= self.embedding.num_embeddings:
             return self.prob_real(tokens, batch)  # convolved, as prob_real does
-        with _eval_mode(self):
+        with eval_mode(self):
             device = self.output.weight.device
             completed, sequences = completed.to(device), sequences.to(device)
             pooled = torch.cat([

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness import hookimpl
+from harness import Method, hookimpl
 from harness.api import RunContext
 from harness.config import require
 from harness.generator import LSTMGenerator
@@ -131,7 +131,7 @@ class JsdGanConfig:
 PAPER = {"pretrain_epochs": 120, "adv_epochs": 500, "adv_eval_every": 5}
 
 
-class JsdGan:
+class JsdGan(Method):
     """JSDGAN: MLE pre-training, then the exact Jensen-Shannon gradient over real data."""
 
     name = "jsdgan"

@@ -108,7 +108,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import hookimpl
+from harness import Method, hookimpl
 from harness.api import Corpus, RunContext, check_finite
 from harness.config import require
 from harness.devices import rows_per_step
@@ -732,7 +732,7 @@ def worker_loss(logits: torch.Tensor, tokens: torch.Tensor, rewards: torch.Tenso
     return -(rewards * log_probs).mean()
 
 
-class LeakGan:
+class LeakGan(Method):
     """LeakGAN: a manager-worker generator reading the discriminator's leaked features."""
 
     name = "leakgan"

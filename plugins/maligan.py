@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import hookimpl
+from harness import Method, hookimpl
 from harness.config import require
 from harness.generator import LSTMGenerator, sample_from_logits
 from harness.training import Checkpoint, train_step
@@ -164,7 +164,7 @@ def maligan_loss(generator: LSTMGenerator, sequences: torch.Tensor, weights: tor
     return -((weights.to(suffix.device) * suffix).sum() + prefix.mean(dim=1).sum()) / n
 
 
-class MaliGan:
+class MaliGan(Method):
     """MaliGAN: MLE pre-training, then generator updates weighted by the normalised D/(1-D)
     over completions of real prefixes, against SeqGAN's CNN discriminator."""
 

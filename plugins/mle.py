@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from harness import hookimpl, store
+from harness import Method, hookimpl, store
 from harness.api import RunContext
 from harness.config import require
 from harness.generator import LSTMGenerator
@@ -50,7 +50,7 @@ class MleConfig:
 AUTHORS = {"epochs": 350, "lr": 0.001, "shuffle": False}
 
 
-class Mle:
+class Mle(Method):
     """MLE: teacher-forced maximum-likelihood training of the shared generator."""
 
     name = "mle"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import hookimpl
+from harness import Method, hookimpl
 from harness.config import require
 from harness.metrics import BLEU_RULES, BleuReferences
 from harness_plugins import adversarial as adv
@@ -61,7 +61,7 @@ class PgBleuConfig:
                               "g_steps", "n_rollouts", "adv_eval_every"))
 
 
-class PgBleu:
+class PgBleu(Method):
     """PG-BLEU: SeqGAN's policy-gradient loop rewarded by BLEU against real data."""
 
     name = "pg-bleu"
@@ -75,7 +75,9 @@ class PgBleu:
     profiles = {"paper": {"pretrain_epochs": 120, "adv_batches": 200},
                 "authors": {"pretrain_epochs": 200, "adv_batches": 800, "lr": 0.001,
                             "shuffle": False, "adv_eval_every": 1, "pg_loss": "sum"}}
-    conditions = staticmethod(adv.pg_conditions)
+
+    def conditions(self, config: dict) -> dict[str, str]:
+        return adv.pg_conditions(config)
 
     def train(self, ctx):
         cfg = ctx.config

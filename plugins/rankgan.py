@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import hookimpl
+from harness import Method, hookimpl
 from harness.config import require
 from harness.training import train_step
 from harness_plugins import adversarial as adv
@@ -258,7 +258,7 @@ def rank_reward(ranker: Ranker, data: torch.Tensor, cfg: RankGanConfig,
     return paper_score, None
 
 
-class RankGan:
+class RankGan(Method):
     """RankGAN: MLE pre-training, then policy gradient rewarded by an adversarial ranker."""
 
     name = "rankgan"
@@ -267,8 +267,7 @@ class RankGan:
     starts_from = ("mle",)  # executors run the MLE run first and this run reuses its generator
     published = (resources.files("harness_plugins") / "published" / "rankgan2017.csv",)
 
-    @staticmethod
-    def conditions(config: dict) -> dict[str, str]:
+    def conditions(self, config: dict) -> dict[str, str]:
         """Which ranking and policy-gradient loss a run used (its authors' figures: theirs)."""
         return {"algorithm": RANKINGS[config.get("ranking", "paper")],
                 **adv.pg_conditions(config)}

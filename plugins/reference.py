@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import hookimpl
+from harness import Generator, Method, hookimpl
 from harness.config import require
 from harness.training import new_generator
 from harness_plugins.mle import MleSettings, pretrain_mle
@@ -23,7 +23,7 @@ class RealDataConfig:
     pass                        # nothing to set: the data are what they are
 
 
-class RealSentences:
+class RealSentences(Generator):
     """Real sentences as 'samples', always from outside the reference set they are scored
     against: training sentences against the held-out references, held-out sentences
     against the training references. They have no likelihood to give."""
@@ -43,12 +43,11 @@ class RealSentences:
         raise NotImplementedError("real text has no model likelihood")
 
 
-class RealData:
+class RealData(Method):
     """Real data: the ceiling, real sentences (not the references) scored like samples."""
 
     name = "real"
     Config = RealDataConfig
-    profiles: dict = {}
     reference = "ceiling"
 
     def train(self, ctx):
@@ -71,7 +70,7 @@ class RandomConfig:
         require(self, at_least_one=("emb_dim", "hidden_dim", "batch_size"), positive=("lr",))
 
 
-class RandomGenerator:
+class RandomGenerator(Method):
     """The Random row: the shared LSTM generator as initialised (N(0, 0.1)), before any
     training; under ``authors``, after its first MLE epoch (what the paper's Random
     figure fits: the authors logged their first NLL-oracle after one epoch)."""

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import hookimpl
+from harness import Method, hookimpl
 from harness.api import Corpus, RunContext
 from harness.config import require
 from harness.devices import rows_per_step
@@ -348,7 +348,7 @@ def pretrain(ctx: RunContext, cfg: RelGanConfig) -> RelGanGenerator:
     return generator
 
 
-class RelGan:
+class RelGan(Method):
     """RelGAN: MLE pre-training, then Gumbel-softmax adversarial training under RSGAN."""
 
     name = "relgan"

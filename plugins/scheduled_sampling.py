@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness import hookimpl
+from harness import Method, hookimpl
 from harness.config import require
 from harness.generator import LSTMGenerator
 from harness.training import Checkpoint, new_generator, train_step
@@ -106,7 +106,7 @@ def inverse_cdf_draw(logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tens
     return torch.searchsorted(cdf, u, right=True).clamp_max_(cdf.shape[1] - 1).squeeze(1)
 
 
-class ScheduledSampling:
+class ScheduledSampling(Method):
     """Scheduled sampling: teacher forcing that feeds back more and more own samples."""
 
     name = "ss"

@@ -20,7 +20,7 @@ from torch import nn
 
 import click
 
-from harness import hookimpl, store
+from harness import Generator, Method, hookimpl, store
 from harness.api import Corpus, HarnessError, RunContext
 from harness.config import require
 from harness.devices import rows_per_step
@@ -95,7 +95,7 @@ def standard_normal_log_density(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (z.pow(2) + LOG_2PI).sum(dim=-1)
 
 
-class VaeGenerator(nn.Module):
+class VaeGenerator(nn.Module, Generator):
     """The trained VAE, as the harness sees it: sample from the prior, score with IWAE_K."""
 
     likelihood_is_bound = True  # log_likelihood is a lower bound: NLL-test is an upper bound
@@ -325,7 +325,7 @@ def vae_epoch(model: VaeGenerator, data: torch.Tensor, optimizer: torch.optim.Op
     return total / len(data), step
 
 
-class Vae:
+class Vae(Method):
     name = "vae"
     Config = VaeConfig
     profiles = {"paper": {"epochs": 40, "emb_dim": 128, "hidden_dim": 256, "latent_dim": 64,

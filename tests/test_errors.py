@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import types
-from dataclasses import make_dataclass
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from harness.training import mle_epoch, new_generator
 from harness_datasets import poems
 from test_text_corpora import POEM_LINES
 
-from harness_tiny import tiny_oracle_corpus
+from harness_tiny import ToyMethod, tiny_oracle_corpus
 
 
 def results() -> Path:
@@ -35,8 +34,7 @@ def snapshot(root: Path) -> dict:
 def method_plugin(register_plugin, name: str, train) -> None:
     """Register a one-method plugin ``harness_<name>`` whose training is ``train(ctx)``."""
     module = types.ModuleType(f"harness_{name}")
-    method = types.SimpleNamespace(name=name, Config=make_dataclass("Config", []), profiles={},
-                                   train=train)
+    method = ToyMethod(name, train)
 
     @harness.hookimpl
     def register_methods(register):
@@ -212,3 +210,18 @@ def test_an_unwritable_results_directory(cli, tmp_path, tiny_dataset):
         locked.chmod(0o700)
     assert result.exit_code == 2 and "is not writable" in result.output
     assert not list(locked.iterdir())
+
+
+def test_a_method_that_returns_no_harness_generator_fails_and_says_so(cli, register_plugin,
+                                                                     tiny_dataset):
+    def train(ctx):
+        return types.SimpleNamespace(sample=lambda n, temperature=1.0, generator=None: None)
+
+    method_plugin(register_plugin, "ducktyped", train)
+    result = cli("-q", "run", "-m", "ducktyped", "-d", "tiny")
+    message = "method ducktyped returned SimpleNamespace, not a generator: its generator " \
+              "class must subclass harness.Generator"
+    assert result.exit_code == 2 and message in result.output
+    run_dir = next(results().glob("*/tiny/ducktyped/seed-0"))
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status == {**status, "status": "failed", "reason": message}

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from harness.generator import LSTMGenerator, sample_from_logits
+import harness
+from harness.generator import LSTMGenerator, eval_mode, sample_from_logits
 
 
 @pytest.mark.parametrize("batch", [1, 5, 64])
@@ -58,3 +59,32 @@ def test_likelihoods_at_several_temperatures_equal_one_call_per_temperature():
         assert torch.equal(values, generator.log_likelihood(tokens, temperature))
     assert mean_token_nlls(generator, tokens, temperatures) == \
         [mean_token_nll(generator, tokens, temperature=t) for t in temperatures]
+
+
+def test_a_generator_gets_the_defaults_the_harness_reads():
+    class Constant(harness.Generator):
+        def log_likelihood(self, tokens, temperature=1.0):
+            return torch.full((len(tokens),), -1.0 / temperature)
+
+    generator, tokens = Constant(), torch.zeros(3, 4, dtype=torch.long)
+    assert [v.tolist() for v in generator.log_likelihoods(tokens, (0.5, 1.0))] == \
+        [[-2.0] * 3, [-1.0] * 3]  # one log_likelihood per temperature
+    assert generator.samples_outside("train", 3, torch.Generator()) is None
+    assert not generator.likelihood_is_bound and generator.likelihood_batches_per_call == 1
+    assert not hasattr(generator, "constructor_args")  # not saved as generator.pt
+    with pytest.raises(NotImplementedError):
+        generator.sample(1)
+    assert isinstance(LSTMGenerator(5, 3), harness.Generator)
+
+
+def test_eval_mode_switches_training_off_for_the_block_and_restores_the_mode():
+    module = torch.nn.Dropout()
+    with eval_mode(module):
+        assert not module.training
+    assert module.training
+    module.eval()
+    with eval_mode(module):
+        pass
+    assert not module.training
+    with eval_mode(object()):  # not a module: left as it is
+        pass

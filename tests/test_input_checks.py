@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import types
-from dataclasses import make_dataclass
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from harness.api import Dataset, HarnessError
 from harness.generator import LSTMGenerator
 from harness.plugins import registry
 from harness_datasets.text_file import TextFileConfig
+from harness_tiny import ToyMethod
 
 
 def results() -> Path:
@@ -155,8 +155,7 @@ def test_running_out_of_memory_in_training_fails_the_run_and_says_so(cli, regist
         torch.empty(2**50, dtype=torch.uint8)
 
     module = types.ModuleType("harness_greedy")
-    method = types.SimpleNamespace(name="greedy", Config=make_dataclass("Config", []),
-                                   profiles={}, train=train)
+    method = ToyMethod("greedy", train)
     module.register_methods = harness.hookimpl(lambda register: register(method))
     register_plugin(module, "harness_greedy")
     result = cli("-q", "run", "-m", "greedy", "-d", "tiny")
@@ -245,9 +244,8 @@ def test_a_float_need_only_be_finite():
     config.check_number("disc_size", "paper")
 
 
-def _method(**profiles) -> types.SimpleNamespace:
-    Config = make_dataclass("Config", [("epochs", int, 8), ("width", int, 10**7)])
-    return types.SimpleNamespace(name="toy", Config=Config, profiles=profiles)
+def _method(**profiles) -> ToyMethod:
+    return ToyMethod("toy", fields=[("epochs", int, 8), ("width", int, 10**7)], profiles=profiles)
 
 
 def test_profiles_are_held_to_the_bounds_and_a_plugin_s_own_defaults_are_not():

@@ -152,7 +152,6 @@ def test_the_policy_gradient_loss_is_the_authors_sum_or_its_batch_mean(pg_loss):
 def test_the_authors_profiles_sum_the_policy_gradient_and_the_table_says_so():
     from dataclasses import asdict
 
-    from harness.api import conditions_of
     from harness.config import resolve
     from harness.plugins import registry
 
@@ -161,9 +160,9 @@ def test_the_authors_profiles_sum_the_policy_gradient_and_the_table_says_so():
         for profile, reduction in (("default", "averaged"), ("paper", "averaged"),
                                    ("authors", "summed")):
             config = asdict(resolve(method, profile, {}))
-            assert conditions_of(method, config)["pg_loss"] == f"{reduction} over the batch"
+            assert method.conditions(config)["pg_loss"] == f"{reduction} over the batch"
     # A run recorded before the setting existed averaged the loss.
-    assert conditions_of(registry().methods["seqgan"], {})["pg_loss"] == "averaged over the batch"
+    assert registry().methods["seqgan"].conditions({})["pg_loss"] == "averaged over the batch"
 
 
 # --- the authors' 2016 settings and protocol ---------------------------------------------
@@ -322,7 +321,6 @@ def test_a_data_sets_method_settings_leave_other_profiles_and_unknown_keys_alone
 
 
 def test_on_obama_the_mle_run_and_the_pretraining_of_the_methods_that_start_from_it_agree(cli):
-    from harness.api import method_info
     from harness.config import resolve
     from harness.plugins import registry
 
@@ -330,7 +328,7 @@ def test_on_obama_the_mle_run_and_the_pretraining_of_the_methods_that_start_from
     obama = found.dataset("obama")
     assert resolve(found.methods["mle"], "default", {}, obama).epochs == 16
     assert resolve(found.methods["mle"], "default", {}, found.dataset("poems")).epochs == 8
-    starting = [m for m in found.methods.values() if "mle" in method_info(m).starts_from]
+    starting = [m for m in found.methods.values() if "mle" in m.starts_from]
     assert len(starting) >= 5
     for method in starting:
         assert resolve(method, "default", {}, obama).pretrain_epochs == 16, method.name

@@ -4,6 +4,7 @@ import types
 import harness
 from harness import plugins
 from harness.cli import main
+from harness_tiny import ToyMethod
 
 
 def test_builtin_plugins_are_registered():
@@ -56,13 +57,27 @@ def test_duplicate_names_are_rejected(register_plugin):
 
     @harness.hookimpl
     def register_methods(register):
-        register(types.SimpleNamespace(name="mle"))
+        register(ToyMethod("mle"))
 
     module.register_methods = register_methods
     register_plugin(module)
     found = plugins.registry()
     assert found.plugin_of["method:mle"] == "harness_plugins.mle"
     assert "already registered by plugin harness_plugins.mle" in plugins.load_errors["harness_duplicate"]
+
+
+def test_a_method_that_is_not_a_harness_method_is_reported(register_plugin):
+    module = types.ModuleType("harness_duck")
+
+    @harness.hookimpl
+    def register_methods(register):
+        register(types.SimpleNamespace(name="duck", train=lambda ctx: None))
+
+    module.register_methods = register_methods
+    register_plugin(module)
+    assert "duck" not in plugins.registry().methods
+    assert "is not a harness.Method; a method's class must subclass harness.Method" \
+        in plugins.load_errors["harness_duck"]
 
 
 def test_plugins_add_commands_and_executors_add_options(cli, register_plugin):

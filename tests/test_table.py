@@ -141,17 +141,24 @@ def toy_plugin(register_plugin, tmp_path):
                          "toy,echo,distinct_2,0.5,the toy paper's way,,\"Toy et al., Table 9\"\n")
     module = types.ModuleType("harness_toy")
 
-    class Echo:
+    class Echoes(harness.Generator):
+        def __init__(self, rows):
+            self.rows = rows
+
+        def sample(self, n, temperature=1.0, generator=None):
+            return self.rows[:n]
+
+        def log_likelihood(self, tokens, temperature=1.0):
+            return (tokens * 0 - 1.0).sum(1)
+
+    class Echo(harness.Method):
         """Echo: the training set itself, drawn again."""
 
         name = "echo"
         Config = make_dataclass("EchoConfig", [])  # no settings
-        profiles: dict = {}
 
         def train(self, ctx):
-            return types.SimpleNamespace(
-                sample=lambda n, temperature=1.0, generator=None: ctx.corpus.train[:n],
-                log_likelihood=lambda tokens, temperature=1.0: (tokens * 0 - 1.0).sum(1))
+            return Echoes(ctx.corpus.train)
 
     @harness.hookimpl
     def register_datasets(register):

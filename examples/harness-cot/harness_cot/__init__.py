@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import hookimpl
+from harness import Method, hookimpl
 from harness.api import RunContext
 from harness.config import require
 from harness.generator import LSTMGenerator, State
@@ -85,7 +85,7 @@ PAPER = {"pretrain_epochs": 0, "mediator_warmup_epochs": 0, "cot_epochs": 1282,
 AUTHORS = {**PAPER, "generator_lr": 1e-3, "generator_grad_clip": 0.0, "mediator_lr": 3e-3}
 
 
-class Cot:
+class Cot(Method):
     """CoT: a generator trained against a maximum-likelihood mediator of the balanced mixture."""
 
     name = "cot"
