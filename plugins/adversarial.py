@@ -32,7 +32,7 @@ from torch import nn
 from harness.api import RunContext
 from harness.devices import rows_per_step
 from harness.generator import LSTMGenerator, State, draw_inverse_cdf, sample_from_logits
-from harness.training import Checkpoint, new_generator, train_step
+from harness.training import new_generator, train_step
 from harness_plugins.mle import MleSettings, pretrain_mle
 
 Score = Callable[[torch.Tensor], torch.Tensor]
@@ -323,26 +323,23 @@ class Pretraining:
 
 
 def start_from_mle(ctx: RunContext, critic: Pretraining | None = None,
-                   phase: str | None = None) -> tuple[LSTMGenerator, dict | None]:
+                   phase: str | None = None) -> LSTMGenerator:
     """The generator the method's main ``phase`` (default: adversarial) starts from, and
-    the run's checkpoint: the shared MLE pre-training (``pretrain_epochs``), then the
-    critic's checkpointed rounds; when the checkpoint is already in the main phase, an
-    empty generator that ``train_policy_gradient`` (or the method's own loop) fills from it."""
+    the shared MLE pre-training (``pretrain_epochs``), then the
+    critic's checkpointed rounds; when the run resumes in the main phase, an empty
+    generator that ``train_policy_gradient`` (or the method's own loop) fills."""
     cfg = ctx.config
-    saved = ctx.load_checkpoint()
-    if saved is not None and saved["phase"] == (phase or PHASE):
-        return new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device), saved
+    if ctx.resume_phase == (phase or PHASE):
+        return new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
     generator = pretrain_mle(ctx, MleSettings.of(cfg, epochs="pretrain_epochs"))
     if critic is not None:
-        pretraining = Checkpoint(ctx, critic.phase, **critic.parts)
-        if saved is not None:
-            pretraining.resume(saved)
-        for number in pretraining.loop(critic.rounds, critic.phase, "round"):
+        rounds = ctx.phase(critic.phase, critic.rounds, critic.parts, unit="round",
+                           record_every=critic.rounds, desc=critic.phase)
+        for _ in rounds:
             loss = critic.train_round(generator)
-            if number + 1 == critic.rounds:
-                ctx.record(phase=critic.phase, epoch=cfg.pretrain_epochs,
-                           **{critic.loss_name: loss})
-    return generator, saved
+            rounds.record(phase=critic.phase, epoch=cfg.pretrain_epochs,
+                          **{critic.loss_name: loss})
+    return generator
 
 
 # --- the rollout ------------------------------------------------------------------------
@@ -583,20 +580,18 @@ def train_policy_gradient(ctx: RunContext, generator: LSTMGenerator,
                           epoch_offset: int,
                           between: Callable[[int], dict] | None = None,
                           extra: dict[str, Any] | None = None,
-                          saved: dict | None = None,
                           across_batch: AcrossBatch | None = None) -> LSTMGenerator:
     """Adversarial training; ``extra`` names further parts of the state to checkpoint
-    alongside (the discriminator, its optimiser and random streams); ``saved`` is the
-    run's checkpoint, resumed when it is of this phase; ``score`` and ``across_batch`` as
-    in ``Rollout.rewards``."""
+    alongside (the discriminator, its optimiser and random streams); ``score`` and
+    ``across_batch`` as in ``Rollout.rewards``."""
     optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr)
     rollout = Rollout(generator, settings.rollout_update_rate)
     rng = ctx.rng("policy_gradient_sampling", 1, ctx.device)
-    checkpoint = Checkpoint(ctx, PHASE, generator=generator, optimizer=optimizer,
-                            rollout=rollout, sampling_rng=rng, **(extra or {}))
-    if saved is not None:
-        checkpoint.resume(saved)
-    for batch in checkpoint.loop(settings.batches, f"adversarial {ctx.corpus.name}", "batch"):
+    phase = ctx.phase(PHASE, settings.batches, {"generator": generator, "optimizer": optimizer,
+                                                "rollout": rollout, "sampling_rng": rng,
+                                                **(extra or {})},
+                      unit="batch", record_every=settings.eval_every)
+    for batch in phase:
         for _ in range(settings.g_steps):
             sequences = generator.sample(settings.batch_size, generator=rng)
             rewards = rollout.rewards(sequences, settings.n_rollouts, score, generator=rng,
@@ -605,7 +600,6 @@ def train_policy_gradient(ctx: RunContext, generator: LSTMGenerator,
                                         settings.grad_clip, settings.pg_loss)
         rollout.update(generator)
         info = between(batch) if between is not None else {}
-        if (batch + 1) % settings.eval_every == 0 or batch + 1 == settings.batches:
-            ctx.record(generator, phase=PHASE, epoch=epoch_offset + batch + 1,
-                       pg_loss=loss, mean_reward=rewards.mean().item(), **info)
+        phase.record(generator, phase=PHASE, epoch=epoch_offset + batch + 1, pg_loss=loss,
+                     mean_reward=rewards.mean().item(), **info)
     return generator

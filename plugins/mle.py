@@ -17,7 +17,7 @@ from harness import hookimpl, store
 from harness.api import RunContext
 from harness.config import require
 from harness.generator import LSTMGenerator
-from harness.training import Checkpoint, mle_epoch, new_generator, rng_states, set_rng_states
+from harness.training import mle_epoch, new_generator, rng_states, set_rng_states
 
 PHASE = "mle"  # the curve rows and checkpoints of MLE training
 
@@ -141,16 +141,16 @@ def train_mle(ctx: RunContext, generator: torch.nn.Module, settings: MleSettings
         ctx.rngs["mle_shuffle"] = ctx.seed
     optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr)
     shuffle_rng = torch.Generator().manual_seed(ctx.seed)
-    checkpoint = Checkpoint(ctx, PHASE, generator=generator, optimizer=optimizer,
-                            shuffle_rng=shuffle_rng)
-    if checkpoint.resume() is None:
+    phase = ctx.phase(PHASE, settings.epochs, {"generator": generator, "optimizer": optimizer,
+                                               "shuffle_rng": shuffle_rng},
+                      record_every=settings.eval_every)
+    if not phase.resumed:
         ctx.record(generator, phase=PHASE, epoch=0)
-    for epoch in checkpoint.loop(settings.epochs, f"mle {ctx.corpus.name}"):
+    for epoch in phase:
         loss = mle_epoch(generator, ctx.corpus.train, optimizer, settings.batch_size,
                          settings.grad_clip, shuffle_rng if settings.shuffle else None)
-        if (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.epochs:
-            ctx.record(generator, phase=PHASE, epoch=epoch + 1, train_nll=loss)
-            if keep_snapshots:
+        if phase.record(generator, phase=PHASE, epoch=epoch + 1, train_nll=loss) and \
+                keep_snapshots:
                 ctx.write_shared(snapshot_path(ctx, settings, epoch + 1), {
                     "generator": generator.state_dict(),
                     "curve": [row for row in ctx.curve if row.get("phase") == PHASE]})
