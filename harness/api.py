@@ -199,6 +199,14 @@ class RunContext:
         self.rngs[name] = self.seed + offset
         return torch.Generator(device=device or "cpu").manual_seed(self.seed + offset)
 
+    def start_from(self, method: str, **settings: Any) -> "Generator":
+        """The generator a run of ``method`` with ``settings`` (the rest its defaults)
+        produces on this run's data and seed, to start from: trained here, or reused when
+        another run trained it (``method.start``)."""
+        from harness.plugins import registry  # harness.plugins imports this module
+
+        return registry().methods[method].start(self, **settings)
+
     def note(self, text: str) -> None:
         """A sentence the table prints under this method's rows (e.g. what a row is)."""
         if text not in self.notes:

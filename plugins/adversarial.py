@@ -33,7 +33,6 @@ from harness.api import RunContext
 from harness.devices import rows_per_step
 from harness.generator import LSTMGenerator, State, draw_inverse_cdf, sample_from_logits
 from harness.training import new_generator, train_step
-from harness_plugins.mle import MleSettings, pretrain_mle
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 
@@ -322,6 +321,14 @@ class Pretraining:
     loss_name: str                                  # the curve column of the last round's loss
 
 
+def mle_settings(cfg: Any, **changed: Any) -> dict[str, Any]:
+    """The MLE run a method of this family starts from: its pre-training epochs and its
+    generator's settings (``changed`` replaces some, e.g. RelGAN's own learning rate)."""
+    return {"epochs": cfg.pretrain_epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
+            "grad_clip": cfg.grad_clip, "emb_dim": cfg.emb_dim, "hidden_dim": cfg.hidden_dim,
+            "shuffle": cfg.shuffle, "eval_every": cfg.eval_every, **changed}
+
+
 def start_from_mle(ctx: RunContext, critic: Pretraining | None = None,
                    phase: str | None = None) -> LSTMGenerator:
     """The generator the method's main ``phase`` (default: adversarial) starts from, and
@@ -331,7 +338,7 @@ def start_from_mle(ctx: RunContext, critic: Pretraining | None = None,
     cfg = ctx.config
     if ctx.resume_phase == (phase or PHASE):
         return new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
-    generator = pretrain_mle(ctx, MleSettings.of(cfg, epochs="pretrain_epochs"))
+    generator = ctx.start_from("mle", **mle_settings(cfg))
     if critic is not None:
         rounds = ctx.phase(critic.phase, critic.rounds, critic.parts, unit="round",
                            record_every=critic.rounds, desc=critic.phase)

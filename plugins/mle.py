@@ -1,14 +1,13 @@
 """MLE: teacher-forced maximum-likelihood training of the shared LSTM generator.
 
-Its training is also the pre-training of the methods that start from MLE (SeqGAN,
-PG-BLEU): ``pretrain_mle`` trains once per data set, seed and settings and every such run
-reuses the result, so the MLE row and their starting point are the very same generator.
+Its training is also the pre-training of the methods that start from MLE
+(``ctx.start_from("mle", **settings)``): ``pretrain_mle`` trains once per data set, seed
+and settings and every such run reuses the result, so the MLE row and their starting point
+are the very same generator.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -58,39 +57,25 @@ class Mle:
     profiles = {"paper": {"epochs": 120}, "authors": AUTHORS}
 
     def train(self, ctx):
-        # The result is cached, so SeqGAN and PG-BLEU start from this very generator.
-        return pretrain_mle(ctx, MleSettings.of(ctx.config))
+        # The result is cached, so the methods that start from MLE start from this very
+        # generator.
+        return pretrain_mle(ctx, ctx.config)
+
+    def start(self, ctx, **settings):
+        """The generator a run with ``settings`` (the rest MleConfig's defaults) trains,
+        for ``ctx.start_from("mle", ...)``: reused when another run trained it."""
+        return pretrain_mle(ctx, MleConfig(**settings))
 
 
-@dataclass
-class MleSettings:
-    """What determines an MLE-trained generator; equal settings give a reusable result."""
-
-    epochs: int
-    batch_size: int
-    lr: float
-    grad_clip: float
-    emb_dim: int
-    hidden_dim: int
-    shuffle: bool
-    eval_every: int
-
-    @classmethod
-    def of(cls, config, **renamed) -> "MleSettings":
-        """Pick the MLE settings out of a method's config (``renamed`` maps field -> attr)."""
-        return cls(**{f.name: getattr(config, renamed.get(f.name, f.name)) for f in fields(cls)})
-
-
-def snapshot_path(ctx: RunContext, settings: MleSettings, epoch: int) -> Path:
+def snapshot_path(ctx: RunContext, settings: MleConfig, epoch: int) -> Path:
     """Where MLE training with these settings (the number of epochs aside) keeps its
     generator after ``epoch`` epochs, for the runs that start from it."""
-    key = json.dumps({"settings": {**asdict(settings), "epochs": None}, "corpus": ctx.corpus.info,
-                      "dataset": ctx.corpus.name, "seed": ctx.seed, **ctx.made_on},
-                     sort_keys=True, default=str)
-    return ctx.shared_dir / f"mle-{hashlib.sha1(key.encode()).hexdigest()[:12]}-epoch-{epoch}.pt"
+    key = {"settings": {**asdict(settings), "epochs": None}, "corpus": ctx.corpus.info,
+           "dataset": ctx.corpus.name, "seed": ctx.seed, **ctx.made_on}
+    return store.snapshot_path(ctx.shared_dir, PHASE, key, epoch)
 
 
-def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
+def pretrain_mle(ctx: RunContext, settings: MleConfig) -> LSTMGenerator:
     """MLE-train the shared generator, or reuse the result of an earlier run that trained
     with the same data set, seed and settings (the MLE run and SeqGAN's pre-training
     are then the very same generator, trained once). A longer run with otherwise equal
@@ -123,7 +108,7 @@ def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
     return generator
 
 
-def initial_weights(ctx: RunContext, settings: MleSettings) -> dict:
+def initial_weights(ctx: RunContext, settings: MleConfig) -> dict:
     """The shared generator's initial weights for the run's seed (the global random state
     left as it was)."""
     with torch.random.fork_rng(devices=[]):
@@ -132,7 +117,7 @@ def initial_weights(ctx: RunContext, settings: MleSettings) -> dict:
                              torch.device("cpu")).state_dict()
 
 
-def train_mle(ctx: RunContext, generator: torch.nn.Module, settings: MleSettings,
+def train_mle(ctx: RunContext, generator: torch.nn.Module, settings: MleConfig,
               keep_snapshots: bool = True) -> None:
     """MLE-train ``generator`` in place, checkpointed every epoch; with ``keep_snapshots``,
     its state at every curve point is kept for the runs that start from it (the shared

@@ -17,7 +17,7 @@ authors' code does (a [batch * R] logit vector under one mean).
 ``generator = "rmc"`` is the paper's relational memory (Santoro et al. 2018, as the
 authors' ``utils/models/relational_memory.py``); ``"lstm"`` swaps in the shared LSTM (the
 paper's "RelGAN with LSTM" ablation) with the very weights of ``LSTMGenerator``, so it
-starts from the shared MLE run (``pretrain_mle``) and gives a like-for-like row beside
+starts from the shared MLE run (``ctx.start_from("mle")``) and gives a like-for-like row beside
 SeqGAN. The RMC variant pre-trains its own generator by MLE with the same settings; its
 curve rows carry the same phase name, "mle".
 
@@ -46,7 +46,7 @@ from harness.devices import rows_per_step
 from harness.generator import TeacherForced, sample_from_logits
 from harness.training import train_step
 from harness_plugins import adversarial as adv
-from harness_plugins.mle import MleSettings, pretrain_mle, train_mle
+from harness_plugins.mle import MleConfig, train_mle
 
 PHASE = "adversarial"
 GENERATORS = ("rmc", "lstm")
@@ -340,11 +340,14 @@ def new_relgan_generator(corpus: Corpus, cfg: RelGanConfig,
 def pretrain(ctx: RunContext, cfg: RelGanConfig) -> RelGanGenerator:
     """MLE pre-training: the shared MLE run for the LSTM, its own run for the RMC."""
     generator = new_relgan_generator(ctx.corpus, cfg, ctx.device)
-    settings = MleSettings.of(cfg, epochs="pretrain_epochs", lr="pretrain_lr")
+    settings = {"epochs": cfg.pretrain_epochs, "batch_size": cfg.batch_size,
+                "lr": cfg.pretrain_lr, "grad_clip": cfg.grad_clip, "emb_dim": cfg.emb_dim,
+                "hidden_dim": cfg.hidden_dim, "shuffle": cfg.shuffle,
+                "eval_every": cfg.eval_every}
     if cfg.generator == "lstm":
-        generator.load_state_dict(pretrain_mle(ctx, settings).state_dict())
+        generator.load_state_dict(ctx.start_from("mle", **settings).state_dict())
         return generator
-    train_mle(ctx, generator, settings, keep_snapshots=False)
+    train_mle(ctx, generator, MleConfig(**settings), keep_snapshots=False)
     return generator
 
 

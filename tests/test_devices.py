@@ -13,7 +13,7 @@ import torch
 from harness import config, devices, store
 from harness.api import HarnessError, RunContext
 from harness.runner import refuse_other_device
-from harness_plugins.mle import MleSettings, snapshot_path
+from harness_plugins.mle import MleConfig, snapshot_path
 
 
 def context(run_dir: Path, device: str, precision: str = "fp32", corpus=None) -> RunContext:
@@ -83,7 +83,7 @@ def test_shared_work_and_the_mle_snapshot_key_depend_on_the_device(tmp_path):
              for device, precision in (("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "tf32"))}
     assert len(paths) == 3
     corpus = type("Corpus", (), {"info": {}, "name": "tiny"})()
-    settings = MleSettings(2, 64, 0.01, 5.0, 32, 32, True, 1)
+    settings = MleConfig(2, 64, 0.01, 5.0, 32, 32, True, 1)
     snapshots = {snapshot_path(context(tmp_path, device, precision, corpus), settings, 2).name
                  for device, precision in (("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "bf16"))}
     assert len(snapshots) == 3

@@ -21,7 +21,6 @@ from harness.api import RunContext
 from harness.config import require
 from harness.generator import LSTMGenerator, State
 from harness.training import new_generator, train_step
-from harness_plugins.mle import MleSettings, pretrain_mle
 
 PHASE = "cooperative"  # the curve rows and checkpoints of cooperative training
 WARMUP = "mediator"    # the mediator's warm-up, the generator held fixed
@@ -99,7 +98,10 @@ class Cot:
         if resumed in (WARMUP, PHASE) or cfg.pretrain_epochs == 0:
             generator = new_generator(corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
         else:
-            generator = pretrain_mle(ctx, MleSettings.of(cfg, epochs="pretrain_epochs"))
+            generator = ctx.start_from(
+                "mle", epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                grad_clip=cfg.grad_clip, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
+                shuffle=cfg.shuffle, eval_every=cfg.eval_every)
         mediator = Mediator(corpus.vocab_size, corpus.seq_len, cfg.mediator_emb_dim,
                             cfg.mediator_hidden_dim, corpus.start_token,
                             cfg.mediator_dropout).to(ctx.device)
