@@ -2,12 +2,12 @@
 epoch of the shared generator (phases, checkpoints and resuming: harness.phases)."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 
-from harness.api import Corpus, check_finite
+from harness.api import Corpus, RunContext, check_finite
 from harness.generator import LSTMGenerator
 from harness.phases import rng_states, set_rng_states  # noqa: F401 (the plugins' import)
 
@@ -47,3 +47,26 @@ def mle_epoch(generator: LSTMGenerator, data: torch.Tensor, optimizer: torch.opt
                             grad_clip) * batch.numel()
         tokens += batch.numel()
     return total / tokens
+
+
+def train_by_mle(ctx: RunContext, generator: torch.nn.Module, phase: str, *, epochs: int,
+                 batch_size: int, lr: float, grad_clip: float, shuffle: bool, eval_every: int,
+                 at_curve_point: Callable[[int], None] | None = None) -> None:
+    """MLE-train ``generator`` in place in the phase ``phase``, Adam at ``lr``, checkpointed
+    every epoch: a curve point before the first epoch and every ``eval_every`` epochs,
+    each followed by ``at_curve_point(epoch)``."""
+    if shuffle:
+        ctx.rngs[f"{phase}_shuffle"] = ctx.seed
+    optimizer = torch.optim.Adam(generator.parameters(), lr=lr)
+    shuffle_rng = torch.Generator().manual_seed(ctx.seed)  # a part of every checkpoint
+    epochs_phase = ctx.phase(phase, epochs, {"generator": generator, "optimizer": optimizer,
+                                             "shuffle_rng": shuffle_rng},
+                             record_every=eval_every)
+    if not epochs_phase.resumed:
+        ctx.record(generator, phase=phase, epoch=0)
+    for epoch in epochs_phase:
+        loss = mle_epoch(generator, ctx.corpus.train, optimizer, batch_size, grad_clip,
+                         shuffle_rng if shuffle else None)
+        if epochs_phase.record(generator, phase=phase, epoch=epoch + 1, train_nll=loss) \
+                and at_curve_point is not None:
+            at_curve_point(epoch + 1)

@@ -80,7 +80,6 @@ def _pooled_rollout(completed: torch.Tensor, sequences: torch.Tensor,
     """The max over positions of one window size's convolution [rows, filters] for the rows
     [completed; sequences], each window summed tap by tap in order 0..k-1 as
     ``_windows`` does (so the values are the same floats)."""
-    k = table.shape[0]
     n_seq, length = sequences.shape
     own = _windows(sequences, table)  # [B, T-k+1, f] per tap: the prefix sums, shared
     running_max = own[-1].cummax(dim=1).values  # [:, p]: max over windows 0..p

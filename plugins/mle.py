@@ -16,7 +16,7 @@ from harness import hookimpl, store
 from harness.api import RunContext
 from harness.config import require
 from harness.generator import LSTMGenerator
-from harness.training import mle_epoch, new_generator, rng_states, set_rng_states
+from harness.training import new_generator, rng_states, set_rng_states, train_by_mle
 
 PHASE = "mle"  # the curve rows and checkpoints of MLE training
 
@@ -117,25 +117,14 @@ def initial_weights(ctx: RunContext, settings: MleConfig) -> dict:
                              torch.device("cpu")).state_dict()
 
 
-def train_mle(ctx: RunContext, generator: torch.nn.Module, settings: MleConfig,
-              keep_snapshots: bool = True) -> None:
-    """MLE-train ``generator`` in place, checkpointed every epoch; with ``keep_snapshots``,
-    its state at every curve point is kept for the runs that start from it (the shared
-    LSTM's; a generator of another shape must not be filed under the same key)."""
-    if settings.shuffle:
-        ctx.rngs["mle_shuffle"] = ctx.seed
-    optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr)
-    shuffle_rng = torch.Generator().manual_seed(ctx.seed)
-    phase = ctx.phase(PHASE, settings.epochs, {"generator": generator, "optimizer": optimizer,
-                                               "shuffle_rng": shuffle_rng},
-                      record_every=settings.eval_every)
-    if not phase.resumed:
-        ctx.record(generator, phase=PHASE, epoch=0)
-    for epoch in phase:
-        loss = mle_epoch(generator, ctx.corpus.train, optimizer, settings.batch_size,
-                         settings.grad_clip, shuffle_rng if settings.shuffle else None)
-        if phase.record(generator, phase=PHASE, epoch=epoch + 1, train_nll=loss) and \
-                keep_snapshots:
-                ctx.write_shared(snapshot_path(ctx, settings, epoch + 1), {
-                    "generator": generator.state_dict(),
-                    "curve": [row for row in ctx.curve if row.get("phase") == PHASE]})
+def train_mle(ctx: RunContext, generator: torch.nn.Module, settings: MleConfig) -> None:
+    """MLE-train the shared generator in place, keeping its state at every curve point
+    for the runs that start from it."""
+    def keep_snapshot(epoch: int) -> None:
+        ctx.write_shared(snapshot_path(ctx, settings, epoch), {
+            "generator": generator.state_dict(),
+            "curve": [row for row in ctx.curve if row.get("phase") == PHASE]})
+
+    train_by_mle(ctx, generator, PHASE, epochs=settings.epochs, batch_size=settings.batch_size,
+                 lr=settings.lr, grad_clip=settings.grad_clip, shuffle=settings.shuffle,
+                 eval_every=settings.eval_every, at_curve_point=keep_snapshot)

@@ -44,9 +44,8 @@ from harness.api import Corpus, RunContext
 from harness.config import require
 from harness.devices import rows_per_step
 from harness.generator import TeacherForced, sample_from_logits
-from harness.training import train_step
+from harness.training import train_by_mle, train_step
 from harness_plugins import adversarial as adv
-from harness_plugins.mle import MleConfig, train_mle
 
 PHASE = "adversarial"
 GENERATORS = ("rmc", "lstm")
@@ -347,7 +346,8 @@ def pretrain(ctx: RunContext, cfg: RelGanConfig) -> RelGanGenerator:
     if cfg.generator == "lstm":
         generator.load_state_dict(ctx.start_from("mle", **settings).state_dict())
         return generator
-    train_mle(ctx, generator, MleConfig(**settings), keep_snapshots=False)
+    del settings["emb_dim"], settings["hidden_dim"]  # the RMC's sizes are its own
+    train_by_mle(ctx, generator, "mle", **settings)  # recorded as the shared run's phase
     return generator
 
 
