@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from harness import store
+from harness.phases import Phase
 from harness.errors import Diverged, HarnessError, Interrupted, StorageError  # noqa: F401
 
 
@@ -200,6 +201,8 @@ class RunContext:
         self._on_record = on_record or []  # experiment trackers (--log-to)
         self.rngs: dict[str, int] = {}  # every named random stream and its seed, for config.json
         self.shared_files: dict[str, str] = {}  # shared file -> sha256, for config.json
+        self._resume_point: dict | None = None
+        self._resume_point_read = False
 
     def rng(self, name: str, offset: int = 0, device: torch.device | str | None = None
             ) -> torch.Generator:
@@ -207,6 +210,14 @@ class RunContext:
         and recorded by ``name``, so config.json lists every RNG a run used."""
         self.rngs[name] = self.seed + offset
         return torch.Generator(device=device or "cpu").manual_seed(self.seed + offset)
+
+    def start_from(self, method: str, **settings: Any) -> "Generator":
+        """The generator a run of ``method`` with ``settings`` (the rest its defaults)
+        produces on this run's data and seed, to start from: trained here, or reused when
+        another run trained it (``method.start``)."""
+        from harness.plugins import registry  # harness.plugins imports this module
+
+        return registry().methods[method].start(self, **settings)
 
     def note(self, text: str) -> None:
         """A sentence the table prints under this method's rows (e.g. what a row is)."""
@@ -256,9 +267,19 @@ class RunContext:
     def checkpoint_path(self) -> Path:
         return self.run_dir / store.CHECKPOINT
 
+    def phase(self, name: str, steps: int, parts: dict[str, Any], *, record_every: int = 1,
+              unit: str = "epoch", desc: str | None = None) -> Phase:
+        """A training phase of ``steps`` steps (``unit``: epoch, batch, round...): iterate
+        it for the step numbers. It checkpoints ``parts`` (modules, optimisers, random
+        streams) after every step, resumes them when the run's checkpoint holds this
+        phase, and ``phase.record(...)`` records a curve point every ``record_every``
+        steps and after the last."""
+        return Phase(self, name, steps, parts, record_every=record_every, unit=unit, desc=desc)
+
     def save_checkpoint(self, state: dict) -> None:
-        """Save the training state (model, optimiser, RNG, position) atomically. Methods
-        call this at least once per epoch; after SIGINT/SIGTERM the run stops here."""
+        """Save the training state (model, optimiser, RNG, position) atomically (phases do
+        it after every step); after SIGINT/SIGTERM the run stops here."""
+        self.resume_point  # read before it is overwritten: what this run resumed from
         store.write_torch(self.checkpoint_path, {"state": state, "curve": self.curve,
                                                  "notes": self.notes, **self.made_on})
         if self._stop_requested():
@@ -269,17 +290,31 @@ class RunContext:
         """The device kind and precision this run computes with (checkpoints record them)."""
         return {"device": self.device.type, "precision": self.precision}
 
-    def load_checkpoint(self) -> dict | None:
-        """The last saved training state of this run, or None for a fresh start. Loaded
-        onto the CPU as tensors and plain values only (a checkpoint cannot run code);
-        modules and optimisers move their tensors in ``load_state_dict``."""
-        if not self.checkpoint_path.exists():
-            return None
-        saved = read_checkpoint(self.checkpoint_path)
-        refuse_other_device(saved, self.checkpoint_path, self.made_on)
-        self.curve = saved["curve"]
-        self.notes = saved.get("notes", [])
-        return saved["state"]
+    @property
+    def resume_point(self) -> dict | None:
+        """The training state this run resumes from (its checkpoint as the run found it),
+        or None for a fresh start. Loaded onto the CPU as tensors and plain values only (a
+        checkpoint cannot run code); modules and optimisers move their tensors in
+        ``load_state_dict``."""
+        if not self._resume_point_read:
+            self._resume_point_read = True
+            if self.checkpoint_path.exists():
+                saved = read_checkpoint(self.checkpoint_path)
+                refuse_other_device(saved, self.checkpoint_path, self.made_on)
+                self._resume_point = saved
+        return self._resume_point["state"] if self._resume_point else None
+
+    @property
+    def resume_phase(self) -> str | None:
+        """The phase the run's checkpoint holds (None: a fresh start), for a method with
+        several phases to skip the ones that came before it."""
+        return self.resume_point["phase"] if self.resume_point else None
+
+    def restore_curve(self, state: dict) -> None:
+        """The curve and notes as they were when ``state`` (the resume point) was saved."""
+        if state is self.resume_point:
+            self.curve = list(self._resume_point["curve"])
+            self.notes = list(self._resume_point.get("notes", []))
 
 
 def read_checkpoint(path: Path) -> dict:

@@ -13,7 +13,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from harness import hookimpl, store
 from harness.api import HarnessError

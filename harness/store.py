@@ -126,6 +126,14 @@ def shared_dir(results: str | Path | None, dataset: str, seed: int, device: str 
     return results_dir(results) / SHARED / dataset_dir_name(dataset) / f"seed-{seed}" / made_on
 
 
+def snapshot_path(shared: Path, method: str, key: dict, step: int) -> Path:
+    """Where a run of ``method`` keeps its result after ``step`` steps in ``shared`` (its
+    ``shared_dir``) for the runs that start from it; ``key`` holds what decides that
+    result (settings, data, seed, device), hashed into the name."""
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    return Path(shared) / f"{method}-{digest[:12]}-epoch-{step}.pt"
+
+
 def tracker_dir(results: str | Path | None, tracker: str, key: RunKey | None = None) -> Path:
     """Where an experiment tracker (``--log-to``) writes: one directory per tracker, with
     one subdirectory per run when ``key`` is given."""

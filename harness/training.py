@@ -1,16 +1,15 @@
-"""Training pieces every method may use: one optimisation step, one teacher-forced
-epoch of the shared generator, and one way to checkpoint and resume."""
+"""Training pieces every method may use: one optimisation step and one teacher-forced
+epoch of the shared generator (phases, checkpoints and resuming: harness.phases)."""
 from __future__ import annotations
 
-import random
-from typing import Any, Iterable, Iterator
+from typing import Callable, Iterable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.api import Corpus, HarnessError, RunContext, check_finite
+from harness.api import Corpus, RunContext, check_finite
 from harness.generator import LSTMGenerator
+from harness.phases import rng_states, set_rng_states  # noqa: F401 (the plugins' import)
 
 
 def new_generator(corpus: Corpus, emb_dim: int, hidden_dim: int,
@@ -50,89 +49,24 @@ def mle_epoch(generator: LSTMGenerator, data: torch.Tensor, optimizer: torch.opt
     return total / tokens
 
 
-# --- random states ----------------------------------------------------------------------
-
-def rng_states() -> dict:
-    """Every global random state as tensors and plain values (a checkpoint loads with
-    ``weights_only``), for a checkpoint that resumes exactly."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
-    states = {"python": random.getstate(),
-              "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
-                        "position": position, "has_gauss": has_gauss, "gauss": gauss},
-              "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        # The current GPU's state only: a resumed run may be given another GPU of the
-        # pool (--jobs), and it is this stream, not that GPU's, which it continues.
-        states["cuda"] = torch.cuda.get_rng_state()
-    return states
-
-
-def set_rng_states(states: dict) -> None:
-    random.setstate(states["python"])
-    numpy = states["numpy"]
-    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32),
-                         numpy["position"], numpy["has_gauss"], numpy["gauss"]))
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state(states["cuda"])
-
-
-# --- checkpoints ------------------------------------------------------------------------
-
-def _state_of(part: Any) -> Any:
-    return part.get_state() if isinstance(part, torch.Generator) else part.state_dict()
-
-
-def _restore(part: Any, state: Any) -> None:
-    if isinstance(part, torch.Generator):
-        part.set_state(state)
-    else:
-        part.load_state_dict(state)
-
-
-class Checkpoint:
-    """The parts of a training phase — modules, optimisers, random streams (anything with
-    ``state_dict`` or a ``torch.Generator``) — saved together with every global random
-    state and the phase's position, and restored together.
-
-    ``phase`` names the phase: a method with several phases resumes the one the
-    checkpoint holds (``restore`` returns None for another phase's checkpoint)."""
-
-    def __init__(self, ctx: RunContext, phase: str, **parts: Any):
-        self.ctx, self.phase, self.parts = ctx, phase, parts
-        self.position: dict | None = None  # what resume() found
-
-    def save(self, **position: Any) -> None:
-        self.ctx.save_checkpoint({"phase": self.phase, **position, "rng": rng_states(),
-                                  **{name: _state_of(part) for name, part in self.parts.items()}})
-
-    def resume(self, saved: dict | None = None) -> dict | None:
-        """Restore every part from ``saved`` (default: the run's checkpoint) when it is
-        this phase's; the saved state with its position, or None for a fresh start."""
-        saved = self.ctx.load_checkpoint() if saved is None else saved
-        if saved is None or saved.get("phase") != self.phase:
-            return None
-        try:
-            for name, part in self.parts.items():
-                _restore(part, saved[name])
-            set_rng_states(saved["rng"])
-        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
-            raise self._invalid(f"its {self.phase} state does not fit this run: "
-                                f"{type(error).__name__}: {str(error).splitlines()[0][:160]}")
-        self.position = saved
-        return saved
-
-    def _invalid(self, problem: str) -> HarnessError:
-        return HarnessError(f"{self.ctx.checkpoint_path} is not a valid checkpoint ({problem}); "
-                            f"delete it to start the run over")
-
-    def loop(self, total: int, desc: str, unit: str = "epoch") -> Iterator[int]:
-        """0-based step numbers (epochs, batches, rounds: ``unit``) from where ``resume``
-        left off, with a checkpoint after each step."""
-        first = self.position.get(unit) if self.position else 0
-        if isinstance(first, bool) or not isinstance(first, int) or not 0 <= first <= total:
-            raise self._invalid(f"its {unit} is {first!r}, not one of 0 to {total}, the "
-                                f"{unit}s this run's settings plan")
-        for step in self.ctx.progress(range(first, total), total=total - first, desc=desc):
-            yield step
-            self.save(**{unit: step + 1})
+def train_by_mle(ctx: RunContext, generator: torch.nn.Module, phase: str, *, epochs: int,
+                 batch_size: int, lr: float, grad_clip: float, shuffle: bool, eval_every: int,
+                 at_curve_point: Callable[[int], None] | None = None) -> None:
+    """MLE-train ``generator`` in place in the phase ``phase``, Adam at ``lr``, checkpointed
+    every epoch: a curve point before the first epoch and every ``eval_every`` epochs,
+    each followed by ``at_curve_point(epoch)``."""
+    if shuffle:
+        ctx.rngs[f"{phase}_shuffle"] = ctx.seed
+    optimizer = torch.optim.Adam(generator.parameters(), lr=lr)
+    shuffle_rng = torch.Generator().manual_seed(ctx.seed)  # a part of every checkpoint
+    epochs_phase = ctx.phase(phase, epochs, {"generator": generator, "optimizer": optimizer,
+                                             "shuffle_rng": shuffle_rng},
+                             record_every=eval_every)
+    if not epochs_phase.resumed:
+        ctx.record(generator, phase=phase, epoch=0)
+    for epoch in epochs_phase:
+        loss = mle_epoch(generator, ctx.corpus.train, optimizer, batch_size, grad_clip,
+                         shuffle_rng if shuffle else None)
+        if epochs_phase.record(generator, phase=phase, epoch=epoch + 1, train_nll=loss) \
+                and at_curve_point is not None:
+            at_curve_point(epoch + 1)

@@ -32,8 +32,7 @@ from torch import nn
 from harness.api import RunContext
 from harness.devices import rows_per_step
 from harness.generator import LSTMGenerator, State, draw_inverse_cdf, eval_mode, sample_from_logits
-from harness.training import Checkpoint, new_generator, train_step
-from harness_plugins.mle import MleSettings, pretrain_mle
+from harness.training import new_generator, train_step
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 
@@ -67,7 +66,6 @@ def _pooled_rollout(completed: torch.Tensor, sequences: torch.Tensor,
     """The max over positions of one window size's convolution [rows, filters] for the rows
     [completed; sequences], each window summed tap by tap in order 0..k-1 as
     ``_windows`` does (so the values are the same floats)."""
-    k = table.shape[0]
     n_seq, length = sequences.shape
     own = _windows(sequences, table)  # [B, T-k+1, f] per tap: the prefix sums, shared
     running_max = own[-1].cummax(dim=1).values  # [:, p]: max over windows 0..p
@@ -308,27 +306,32 @@ class Pretraining:
     loss_name: str                                  # the curve column of the last round's loss
 
 
+def mle_settings(cfg: Any, **changed: Any) -> dict[str, Any]:
+    """The MLE run a method of this family starts from: its pre-training epochs and its
+    generator's settings (``changed`` replaces some, e.g. RelGAN's own learning rate)."""
+    return {"epochs": cfg.pretrain_epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
+            "grad_clip": cfg.grad_clip, "emb_dim": cfg.emb_dim, "hidden_dim": cfg.hidden_dim,
+            "shuffle": cfg.shuffle, "eval_every": cfg.eval_every, **changed}
+
+
 def start_from_mle(ctx: RunContext, critic: Pretraining | None = None,
-                   phase: str | None = None) -> tuple[LSTMGenerator, dict | None]:
+                   phase: str | None = None) -> LSTMGenerator:
     """The generator the method's main ``phase`` (default: adversarial) starts from, and
-    the run's checkpoint: the shared MLE pre-training (``pretrain_epochs``), then the
-    critic's checkpointed rounds; when the checkpoint is already in the main phase, an
-    empty generator that ``train_policy_gradient`` (or the method's own loop) fills from it."""
+    the shared MLE pre-training (``pretrain_epochs``), then the
+    critic's checkpointed rounds; when the run resumes in the main phase, an empty
+    generator that ``train_policy_gradient`` (or the method's own loop) fills."""
     cfg = ctx.config
-    saved = ctx.load_checkpoint()
-    if saved is not None and saved["phase"] == (phase or PHASE):
-        return new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device), saved
-    generator = pretrain_mle(ctx, MleSettings.of(cfg, epochs="pretrain_epochs"))
+    if ctx.resume_phase == (phase or PHASE):
+        return new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
+    generator = ctx.start_from("mle", **mle_settings(cfg))
     if critic is not None:
-        pretraining = Checkpoint(ctx, critic.phase, **critic.parts)
-        if saved is not None:
-            pretraining.resume(saved)
-        for number in pretraining.loop(critic.rounds, critic.phase, "round"):
+        rounds = ctx.phase(critic.phase, critic.rounds, critic.parts, unit="round",
+                           record_every=critic.rounds, desc=critic.phase)
+        for _ in rounds:
             loss = critic.train_round(generator)
-            if number + 1 == critic.rounds:
-                ctx.record(phase=critic.phase, epoch=cfg.pretrain_epochs,
-                           **{critic.loss_name: loss})
-    return generator, saved
+            rounds.record(phase=critic.phase, epoch=cfg.pretrain_epochs,
+                          **{critic.loss_name: loss})
+    return generator
 
 
 # --- the rollout ------------------------------------------------------------------------
@@ -569,20 +572,18 @@ def train_policy_gradient(ctx: RunContext, generator: LSTMGenerator,
                           epoch_offset: int,
                           between: Callable[[int], dict] | None = None,
                           extra: dict[str, Any] | None = None,
-                          saved: dict | None = None,
                           across_batch: AcrossBatch | None = None) -> LSTMGenerator:
     """Adversarial training; ``extra`` names further parts of the state to checkpoint
-    alongside (the discriminator, its optimiser and random streams); ``saved`` is the
-    run's checkpoint, resumed when it is of this phase; ``score`` and ``across_batch`` as
-    in ``Rollout.rewards``."""
+    alongside (the discriminator, its optimiser and random streams); ``score`` and
+    ``across_batch`` as in ``Rollout.rewards``."""
     optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr)
     rollout = Rollout(generator, settings.rollout_update_rate)
     rng = ctx.rng("policy_gradient_sampling", 1, ctx.device)
-    checkpoint = Checkpoint(ctx, PHASE, generator=generator, optimizer=optimizer,
-                            rollout=rollout, sampling_rng=rng, **(extra or {}))
-    if saved is not None:
-        checkpoint.resume(saved)
-    for batch in checkpoint.loop(settings.batches, f"adversarial {ctx.corpus.name}", "batch"):
+    phase = ctx.phase(PHASE, settings.batches, {"generator": generator, "optimizer": optimizer,
+                                                "rollout": rollout, "sampling_rng": rng,
+                                                **(extra or {})},
+                      unit="batch", record_every=settings.eval_every)
+    for batch in phase:
         for _ in range(settings.g_steps):
             sequences = generator.sample(settings.batch_size, generator=rng)
             rewards = rollout.rewards(sequences, settings.n_rollouts, score, generator=rng,
@@ -591,7 +592,6 @@ def train_policy_gradient(ctx: RunContext, generator: LSTMGenerator,
                                         settings.grad_clip, settings.pg_loss)
         rollout.update(generator)
         info = between(batch) if between is not None else {}
-        if (batch + 1) % settings.eval_every == 0 or batch + 1 == settings.batches:
-            ctx.record(generator, phase=PHASE, epoch=epoch_offset + batch + 1,
-                       pg_loss=loss, mean_reward=rewards.mean().item(), **info)
+        phase.record(generator, phase=PHASE, epoch=epoch_offset + batch + 1, pg_loss=loss,
+                     mean_reward=rewards.mean().item(), **info)
     return generator

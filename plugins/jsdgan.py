@@ -44,7 +44,7 @@ from harness import Method, hookimpl
 from harness.api import RunContext
 from harness.config import require
 from harness.generator import LSTMGenerator
-from harness.training import Checkpoint, train_step
+from harness.training import train_step
 from harness_plugins import adversarial as adv
 
 PHASE = "jsd"  # the curve rows and checkpoints of the JSD phase
@@ -140,22 +140,20 @@ class JsdGan(Method):
     starts_from = ("mle",)  # executors run the MLE run first and this run reuses its generator
 
     def train(self, ctx: RunContext) -> LSTMGenerator:
-        generator, saved = adv.start_from_mle(ctx, phase=PHASE)
-        return train_jsd(ctx, generator, saved)
+        return train_jsd(ctx, adv.start_from_mle(ctx, phase=PHASE))
 
 
-def train_jsd(ctx: RunContext, generator: LSTMGenerator, saved: dict | None) -> LSTMGenerator:
+def train_jsd(ctx: RunContext, generator: LSTMGenerator) -> LSTMGenerator:
     """``adv_epochs`` shuffled passes over the training data, one JSD step per mini-batch,
     checkpointed after every pass."""
     cfg = ctx.config
     data = ctx.corpus.train
     optimizer = torch.optim.Adam(generator.parameters(), lr=cfg.lr)
     shuffle = ctx.rng("jsd_shuffle", 1)
-    checkpoint = Checkpoint(ctx, PHASE, generator=generator, optimizer=optimizer,
-                            shuffle_rng=shuffle)
-    if saved is not None:
-        checkpoint.resume(saved)
-    for epoch in checkpoint.loop(cfg.adv_epochs, f"jsd {ctx.corpus.name}"):
+    phase = ctx.phase(PHASE, cfg.adv_epochs, {"generator": generator, "optimizer": optimizer,
+                                              "shuffle_rng": shuffle},
+                      record_every=cfg.adv_eval_every, desc=f"jsd {ctx.corpus.name}")
+    for epoch in phase:
         generator.train()
         order = torch.randperm(len(data), generator=shuffle)
         divergences = []
@@ -165,7 +163,6 @@ def train_jsd(ctx: RunContext, generator: LSTMGenerator, saved: dict | None) -> 
             train_step(batch_jsd_loss(batch, log_likelihoods), optimizer, "the JSD loss",
                        generator.parameters(), cfg.grad_clip)
             divergences.append(batch_jsd(log_likelihoods))
-        if (epoch + 1) % cfg.adv_eval_every == 0 or epoch + 1 == cfg.adv_epochs:
-            ctx.record(generator, phase=PHASE, epoch=cfg.pretrain_epochs + epoch + 1,
-                       batch_jsd=sum(divergences) / len(divergences))
+        phase.record(generator, phase=PHASE, epoch=cfg.pretrain_epochs + epoch + 1,
+                     batch_jsd=sum(divergences) / len(divergences))
     return generator

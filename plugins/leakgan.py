@@ -113,7 +113,6 @@ from harness.api import Corpus, RunContext, check_finite
 from harness.config import require
 from harness.devices import rows_per_step
 from harness.generator import State, TeacherForced, sample_from_logits
-from harness.training import Checkpoint
 from harness_plugins import adversarial as adv
 
 PRETRAIN, ADVERSARIAL = "pretrain", "adversarial"
@@ -791,23 +790,21 @@ class LeakGan(Method):
             return mle_epoch(generator, corpus.train, mle_optimizer, cfg.batch_size,
                              cfg.grad_clip, mle_shuffle, cfg.goal_loss)
 
-        saved = ctx.load_checkpoint()
-        if saved is None or saved["phase"] != ADVERSARIAL:
-            self._pretrain(ctx, generator, discriminator_round, interleaved_mle, parts, saved)
+        if ctx.resume_phase != ADVERSARIAL:
+            self._pretrain(ctx, generator, discriminator_round, interleaved_mle, parts)
         self._adversarial(ctx, generator, adv_optimizer, sampling, discriminator_round,
-                          interleaved_mle, parts, saved)
+                          interleaved_mle, parts)
         return generator
 
     @staticmethod
-    def _pretrain(ctx, generator, discriminator_round, mle, parts, saved) -> None:
+    def _pretrain(ctx, generator, discriminator_round, mle, parts) -> None:
         """Cycles of discriminator rounds, then MLE epochs, one checkpoint per step."""
         cfg = ctx.config
         per_cycle = cfg.disc_pretrain_rounds + cfg.pretrain_epochs
-        checkpoint = Checkpoint(ctx, PRETRAIN, **parts)
-        if saved is not None:
-            checkpoint.resume(saved)
-        for step in checkpoint.loop(cfg.pretrain_cycles * per_cycle, f"pretrain {ctx.corpus.name}",
-                                    "step"):
+        # A curve point at the end of each cycle; the discriminator's row comes mid-cycle.
+        phase = ctx.phase(PRETRAIN, cfg.pretrain_cycles * per_cycle, parts, unit="step",
+                          record_every=per_cycle)
+        for step in phase:
             cycle, position = divmod(step, per_cycle)
             epochs_done = cycle * cfg.pretrain_epochs + max(0, position - cfg.disc_pretrain_rounds)
             if position < cfg.disc_pretrain_rounds:
@@ -816,20 +813,18 @@ class LeakGan(Method):
                     ctx.record(phase="discriminator", epoch=epochs_done, disc_loss=loss)
             else:
                 nll, goal = mle()
-                if position + 1 == per_cycle:
-                    ctx.record(generator, phase=PRETRAIN, epoch=epochs_done + 1, train_nll=nll,
-                               manager_loss=goal)
+                phase.record(generator, phase=PRETRAIN, epoch=epochs_done + 1, train_nll=nll,
+                             manager_loss=goal)
 
     @staticmethod
-    def _adversarial(ctx, generator, optimizer, sampling, discriminator_round, mle, parts,
-                     saved) -> None:
+    def _adversarial(ctx, generator, optimizer, sampling, discriminator_round, mle,
+                     parts) -> None:
         cfg = ctx.config
-        checkpoint = Checkpoint(ctx, ADVERSARIAL, **parts)
-        if saved is not None:
-            checkpoint.resume(saved)
+        phase = ctx.phase(ADVERSARIAL, cfg.adv_batches, parts, unit="batch",
+                          record_every=cfg.adv_eval_every)
         epoch_offset = cfg.pretrain_cycles * cfg.pretrain_epochs
         score = generator.discriminator.prob_real
-        for batch in checkpoint.loop(cfg.adv_batches, f"adversarial {ctx.corpus.name}", "batch"):
+        for batch in phase:
             for _ in range(cfg.g_steps):
                 # their policy-gradient samples come from the train=1 path (Main.py line 283)
                 sequences = generator.sample(cfg.batch_size, generator=sampling,
@@ -844,7 +839,6 @@ class LeakGan(Method):
             losses = [discriminator_round() for _ in range(cfg.d_steps)]
             if losses:
                 info["disc_loss"] = losses[-1]
-            if (batch + 1) % cfg.adv_eval_every == 0 or batch + 1 == cfg.adv_batches:
-                ctx.record(generator, phase=ADVERSARIAL, epoch=epoch_offset + batch + 1,
-                           worker_loss=worker, manager_loss=manager,
-                           mean_reward=raw.mean().item(), **info)
+            phase.record(generator, phase=ADVERSARIAL, epoch=epoch_offset + batch + 1,
+                         worker_loss=worker, manager_loss=manager,
+                         mean_reward=raw.mean().item(), **info)

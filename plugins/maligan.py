@@ -37,7 +37,7 @@ import torch
 from harness import Method, hookimpl
 from harness.config import require
 from harness.generator import LSTMGenerator, sample_from_logits
-from harness.training import Checkpoint, train_step
+from harness.training import train_step
 from harness_plugins import adversarial as adv
 
 
@@ -177,18 +177,19 @@ class MaliGan(Method):
         cfg = ctx.config
         corpus = ctx.corpus
         discriminator = adv.DiscriminatorRounds(ctx, cfg)
-        generator, saved = adv.start_from_mle(ctx, adv.Pretraining(
+        generator = adv.start_from_mle(ctx, adv.Pretraining(
             "discriminator", cfg.disc_pretrain_rounds, discriminator, discriminator.parts,
             "disc_loss"))
         optimizer = torch.optim.Adam(generator.parameters(), lr=cfg.lr)
         sampling = ctx.rng("maligan_sampling", 1, ctx.device)
         picking = ctx.rng("real_prefixes", 4)
-        checkpoint = Checkpoint(ctx, adv.PHASE, generator=generator, optimizer=optimizer,
-                                sampling_rng=sampling, prefix_rng=picking,
-                                **discriminator.parts)
-        if saved is not None:
-            checkpoint.resume(saved)
-        for batch in checkpoint.loop(cfg.adv_batches, f"maligan {corpus.name}", "batch"):
+        phase = ctx.phase(adv.PHASE, cfg.adv_batches,
+                          {"generator": generator, "optimizer": optimizer,
+                           "sampling_rng": sampling, "prefix_rng": picking,
+                           **discriminator.parts},
+                          unit="batch", record_every=cfg.adv_eval_every,
+                          desc=f"maligan {corpus.name}")
+        for batch in phase:
             kept = kept_tokens(batch, corpus.seq_len, cfg.step_size, cfg.stage_batches)
             for _ in range(cfg.g_steps):
                 real = corpus.train[torch.randint(len(corpus.train), (cfg.prefixes,),
@@ -201,9 +202,8 @@ class MaliGan(Method):
                 loss = train_step(maligan_loss(generator, sequences, weights, kept), optimizer,
                                   "the MaliGAN loss", generator.parameters(), cfg.grad_clip)
             losses = [discriminator(generator) for _ in range(cfg.d_steps)]
-            if (batch + 1) % cfg.adv_eval_every == 0 or batch + 1 == cfg.adv_batches:
-                info = {"disc_loss": losses[-1]} if losses else {}
-                ctx.record(generator, phase=adv.PHASE, epoch=cfg.pretrain_epochs + batch + 1,
-                           g_loss=loss, real_tokens=kept,
-                           mean_disc_prob=torch.sigmoid(log_r).mean().item(), **info)
+            info = {"disc_loss": losses[-1]} if losses else {}
+            phase.record(generator, phase=adv.PHASE, epoch=cfg.pretrain_epochs + batch + 1,
+                         g_loss=loss, real_tokens=kept,
+                         mean_disc_prob=torch.sigmoid(log_r).mean().item(), **info)
         return generator

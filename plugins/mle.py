@@ -1,14 +1,13 @@
 """MLE: teacher-forced maximum-likelihood training of the shared LSTM generator.
 
-Its training is also the pre-training of the methods that start from MLE (SeqGAN,
-PG-BLEU): ``pretrain_mle`` trains once per data set, seed and settings and every such run
-reuses the result, so the MLE row and their starting point are the very same generator.
+Its training is also the pre-training of the methods that start from MLE
+(``ctx.start_from("mle", **settings)``): ``pretrain_mle`` trains once per data set, seed
+and settings and every such run reuses the result, so the MLE row and their starting point
+are the very same generator.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from harness import Method, hookimpl, store
 from harness.api import RunContext
 from harness.config import require
 from harness.generator import LSTMGenerator
-from harness.training import Checkpoint, mle_epoch, new_generator, rng_states, set_rng_states
+from harness.training import new_generator, rng_states, set_rng_states, train_by_mle
 
 PHASE = "mle"  # the curve rows and checkpoints of MLE training
 
@@ -58,39 +57,25 @@ class Mle(Method):
     profiles = {"paper": {"epochs": 120}, "authors": AUTHORS}
 
     def train(self, ctx):
-        # The result is cached, so SeqGAN and PG-BLEU start from this very generator.
-        return pretrain_mle(ctx, MleSettings.of(ctx.config))
+        # The result is cached, so the methods that start from MLE start from this very
+        # generator.
+        return pretrain_mle(ctx, ctx.config)
+
+    def start(self, ctx, **settings):
+        """The generator a run with ``settings`` (the rest MleConfig's defaults) trains,
+        for ``ctx.start_from("mle", ...)``: reused when another run trained it."""
+        return pretrain_mle(ctx, MleConfig(**settings))
 
 
-@dataclass
-class MleSettings:
-    """What determines an MLE-trained generator; equal settings give a reusable result."""
-
-    epochs: int
-    batch_size: int
-    lr: float
-    grad_clip: float
-    emb_dim: int
-    hidden_dim: int
-    shuffle: bool
-    eval_every: int
-
-    @classmethod
-    def of(cls, config, **renamed) -> "MleSettings":
-        """Pick the MLE settings out of a method's config (``renamed`` maps field -> attr)."""
-        return cls(**{f.name: getattr(config, renamed.get(f.name, f.name)) for f in fields(cls)})
-
-
-def snapshot_path(ctx: RunContext, settings: MleSettings, epoch: int) -> Path:
+def snapshot_path(ctx: RunContext, settings: MleConfig, epoch: int) -> Path:
     """Where MLE training with these settings (the number of epochs aside) keeps its
     generator after ``epoch`` epochs, for the runs that start from it."""
-    key = json.dumps({"settings": {**asdict(settings), "epochs": None}, "corpus": ctx.corpus.info,
-                      "dataset": ctx.corpus.name, "seed": ctx.seed, **ctx.made_on},
-                     sort_keys=True, default=str)
-    return ctx.shared_dir / f"mle-{hashlib.sha1(key.encode()).hexdigest()[:12]}-epoch-{epoch}.pt"
+    key = {"settings": {**asdict(settings), "epochs": None}, "corpus": ctx.corpus.info,
+           "dataset": ctx.corpus.name, "seed": ctx.seed, **ctx.made_on}
+    return store.snapshot_path(ctx.shared_dir, PHASE, key, epoch)
 
 
-def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
+def pretrain_mle(ctx: RunContext, settings: MleConfig) -> LSTMGenerator:
     """MLE-train the shared generator, or reuse the result of an earlier run that trained
     with the same data set, seed and settings (the MLE run and SeqGAN's pre-training
     are then the very same generator, trained once). A longer run with otherwise equal
@@ -123,7 +108,7 @@ def pretrain_mle(ctx: RunContext, settings: MleSettings) -> LSTMGenerator:
     return generator
 
 
-def initial_weights(ctx: RunContext, settings: MleSettings) -> dict:
+def initial_weights(ctx: RunContext, settings: MleConfig) -> dict:
     """The shared generator's initial weights for the run's seed (the global random state
     left as it was)."""
     with torch.random.fork_rng(devices=[]):
@@ -132,25 +117,14 @@ def initial_weights(ctx: RunContext, settings: MleSettings) -> dict:
                              torch.device("cpu")).state_dict()
 
 
-def train_mle(ctx: RunContext, generator: torch.nn.Module, settings: MleSettings,
-              keep_snapshots: bool = True) -> None:
-    """MLE-train ``generator`` in place, checkpointed every epoch; with ``keep_snapshots``,
-    its state at every curve point is kept for the runs that start from it (the shared
-    LSTM's; a generator of another shape must not be filed under the same key)."""
-    if settings.shuffle:
-        ctx.rngs["mle_shuffle"] = ctx.seed
-    optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr)
-    shuffle_rng = torch.Generator().manual_seed(ctx.seed)
-    checkpoint = Checkpoint(ctx, PHASE, generator=generator, optimizer=optimizer,
-                            shuffle_rng=shuffle_rng)
-    if checkpoint.resume() is None:
-        ctx.record(generator, phase=PHASE, epoch=0)
-    for epoch in checkpoint.loop(settings.epochs, f"mle {ctx.corpus.name}"):
-        loss = mle_epoch(generator, ctx.corpus.train, optimizer, settings.batch_size,
-                         settings.grad_clip, shuffle_rng if settings.shuffle else None)
-        if (epoch + 1) % settings.eval_every == 0 or epoch + 1 == settings.epochs:
-            ctx.record(generator, phase=PHASE, epoch=epoch + 1, train_nll=loss)
-            if keep_snapshots:
-                ctx.write_shared(snapshot_path(ctx, settings, epoch + 1), {
-                    "generator": generator.state_dict(),
-                    "curve": [row for row in ctx.curve if row.get("phase") == PHASE]})
+def train_mle(ctx: RunContext, generator: torch.nn.Module, settings: MleConfig) -> None:
+    """MLE-train the shared generator in place, keeping its state at every curve point
+    for the runs that start from it."""
+    def keep_snapshot(epoch: int) -> None:
+        ctx.write_shared(snapshot_path(ctx, settings, epoch), {
+            "generator": generator.state_dict(),
+            "curve": [row for row in ctx.curve if row.get("phase") == PHASE]})
+
+    train_by_mle(ctx, generator, PHASE, epochs=settings.epochs, batch_size=settings.batch_size,
+                 lr=settings.lr, grad_clip=settings.grad_clip, shuffle=settings.shuffle,
+                 eval_every=settings.eval_every, at_curve_point=keep_snapshot)

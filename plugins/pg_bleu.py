@@ -91,7 +91,7 @@ class PgBleu(Method):
                                                 rule=cfg.bleu_rule)
             return torch.from_numpy(scores).float().to(sequences.device)
 
-        generator, saved = adv.start_from_mle(ctx)
+        generator = adv.start_from_mle(ctx)
         settings = adv.PolicyGradientSettings.of(cfg)
         return adv.train_policy_gradient(ctx, generator, score, settings,
-                                         epoch_offset=cfg.pretrain_epochs, saved=saved)
+                                         epoch_offset=cfg.pretrain_epochs)

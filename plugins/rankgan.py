@@ -293,7 +293,7 @@ class RankGan(Method):
             return train_ranker(ranker, ranker_opt, real, fake, corpus.train, epochs, cfg,
                                 real_rng)
 
-        generator, saved = adv.start_from_mle(ctx, adv.Pretraining(
+        generator = adv.start_from_mle(ctx, adv.Pretraining(
             PHASE, cfg.ranker_pretrain_rounds,
             lambda generator: ranker_round(generator, cfg.ranker_pretrain_epochs), parts,
             "ranker_loss"))
@@ -310,4 +310,4 @@ class RankGan(Method):
         reward, across_batch = rank_reward(ranker, corpus.train, cfg, reference_rng)
         return adv.train_policy_gradient(
             ctx, generator, reward, settings, epoch_offset=cfg.pretrain_epochs,
-            between=between, extra=parts, saved=saved, across_batch=across_batch)
+            between=between, extra=parts, across_batch=across_batch)

@@ -9,7 +9,6 @@ import torch
 from harness import Generator, Method, hookimpl
 from harness.config import require
 from harness.training import new_generator
-from harness_plugins.mle import MleSettings, pretrain_mle
 
 
 @hookimpl
@@ -88,6 +87,6 @@ class RandomGenerator(Method):
             return generator
         ctx.note(f"random: the generator after {cfg.mle_epochs} MLE epoch(s) at Adam "
                  f"{cfg.lr:g}, not an untrained one")
-        return pretrain_mle(ctx, MleSettings(
-            epochs=cfg.mle_epochs, batch_size=cfg.batch_size, lr=cfg.lr, grad_clip=5.0,
-            emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim, shuffle=cfg.shuffle, eval_every=1))
+        return ctx.start_from(
+            "mle", epochs=cfg.mle_epochs, batch_size=cfg.batch_size, lr=cfg.lr, grad_clip=5.0,
+            emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim, shuffle=cfg.shuffle, eval_every=1)

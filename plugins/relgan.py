@@ -17,7 +17,7 @@ authors' code does (a [batch * R] logit vector under one mean).
 ``generator = "rmc"`` is the paper's relational memory (Santoro et al. 2018, as the
 authors' ``utils/models/relational_memory.py``); ``"lstm"`` swaps in the shared LSTM (the
 paper's "RelGAN with LSTM" ablation) with the very weights of ``LSTMGenerator``, so it
-starts from the shared MLE run (``pretrain_mle``) and gives a like-for-like row beside
+starts from the shared MLE run (``ctx.start_from("mle")``) and gives a like-for-like row beside
 SeqGAN. The RMC variant pre-trains its own generator by MLE with the same settings; its
 curve rows carry the same phase name, "mle".
 
@@ -44,9 +44,8 @@ from harness.api import Corpus, RunContext
 from harness.config import require
 from harness.devices import rows_per_step
 from harness.generator import TeacherForced, sample_from_logits
-from harness.training import Checkpoint, train_step
+from harness.training import train_by_mle, train_step
 from harness_plugins import adversarial as adv
-from harness_plugins.mle import MleSettings, pretrain_mle, train_mle
 
 PHASE = "adversarial"
 GENERATORS = ("rmc", "lstm")
@@ -340,11 +339,15 @@ def new_relgan_generator(corpus: Corpus, cfg: RelGanConfig,
 def pretrain(ctx: RunContext, cfg: RelGanConfig) -> RelGanGenerator:
     """MLE pre-training: the shared MLE run for the LSTM, its own run for the RMC."""
     generator = new_relgan_generator(ctx.corpus, cfg, ctx.device)
-    settings = MleSettings.of(cfg, epochs="pretrain_epochs", lr="pretrain_lr")
+    settings = {"epochs": cfg.pretrain_epochs, "batch_size": cfg.batch_size,
+                "lr": cfg.pretrain_lr, "grad_clip": cfg.grad_clip, "emb_dim": cfg.emb_dim,
+                "hidden_dim": cfg.hidden_dim, "shuffle": cfg.shuffle,
+                "eval_every": cfg.eval_every}
     if cfg.generator == "lstm":
-        generator.load_state_dict(pretrain_mle(ctx, settings).state_dict())
+        generator.load_state_dict(ctx.start_from("mle", **settings).state_dict())
         return generator
-    train_mle(ctx, generator, settings, keep_snapshots=False)
+    del settings["emb_dim"], settings["hidden_dim"]  # the RMC's sizes are its own
+    train_by_mle(ctx, generator, "mle", **settings)  # recorded as the shared run's phase
     return generator
 
 
@@ -362,8 +365,7 @@ class RelGan(Method):
     def train(self, ctx: RunContext) -> RelGanGenerator:
         cfg = ctx.config
         corpus = ctx.corpus
-        saved = ctx.load_checkpoint()
-        if saved is not None and saved["phase"] == PHASE:
+        if ctx.resume_phase == PHASE:
             generator = new_relgan_generator(corpus, cfg, ctx.device)
         else:
             generator = pretrain(ctx, cfg)
@@ -374,11 +376,12 @@ class RelGan(Method):
         d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr)
         noise = ctx.rng("gumbel_noise", 1, ctx.device)
         real_rows = ctx.rng("real_batches", 2)
-        checkpoint = Checkpoint(ctx, PHASE, generator=generator, discriminator=disc,
-                                generator_optimizer=g_opt, disc_optimizer=d_opt,
-                                noise_rng=noise, real_rng=real_rows)
-        if saved is not None:
-            checkpoint.resume(saved)
+        phase = ctx.phase(PHASE, cfg.adv_steps,
+                          {"generator": generator, "discriminator": disc,
+                           "generator_optimizer": g_opt, "disc_optimizer": d_opt,
+                           "noise_rng": noise, "real_rng": real_rows},
+                          unit="batch", record_every=cfg.adv_eval_every,
+                          desc=f"relgan {corpus.name}")
         horizon = cfg.beta_horizon or cfg.adv_steps
 
         def real_batch() -> torch.Tensor:
@@ -391,7 +394,7 @@ class RelGan(Method):
             _, fake = generator.sample_relaxed(cfg.batch_size, beta, noise)
             return rsgan_losses(disc(real_batch()), disc(fake))[1]
 
-        for step in checkpoint.loop(cfg.adv_steps, f"relgan {corpus.name}", "batch"):
+        for step in phase:
             # Iteration n trains at beta_n (the authors' loop sets beta_n after iteration n,
             # so theirs trains at beta_{n-1}: the same schedule one step later).
             beta = inverse_temperature(step, cfg.beta_max, horizon, cfg.beta_schedule)
@@ -405,8 +408,7 @@ class RelGan(Method):
                     _, fake = generator.sample_relaxed(cfg.batch_size, beta, noise)
                 d_loss = train_step(rsgan_losses(disc(real_batch()), disc(fake))[0], d_opt,
                                     "the discriminator loss", disc.parameters(), cfg.grad_clip)
-            if (step + 1) % cfg.adv_eval_every == 0 or step + 1 == cfg.adv_steps:
-                extra = {"d_loss": d_loss} if cfg.d_steps else {}
-                ctx.record(generator, phase=PHASE, epoch=cfg.pretrain_epochs + step + 1,
-                           g_loss=g_loss, beta=beta, **extra)
+            extra = {"d_loss": d_loss} if cfg.d_steps else {}
+            phase.record(generator, phase=PHASE, epoch=cfg.pretrain_epochs + step + 1,
+                         g_loss=g_loss, beta=beta, **extra)
         return generator

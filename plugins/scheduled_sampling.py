@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from harness import Method, hookimpl
 from harness.config import require
 from harness.generator import LSTMGenerator
-from harness.training import Checkpoint, new_generator, train_step
+from harness.training import new_generator, train_step
 
 
 @hookimpl
@@ -122,12 +122,13 @@ class ScheduledSampling(Method):
         generator = new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
         optimizer = torch.optim.Adam(generator.parameters(), lr=cfg.lr)
         rng = ctx.rng("ss_sampling", 0, ctx.device)
-        checkpoint = Checkpoint(ctx, "train", generator=generator, optimizer=optimizer,
-                                sampling_rng=rng)
-        if checkpoint.resume() is None:
+        phase = ctx.phase("train", cfg.epochs, {"generator": generator, "optimizer": optimizer,
+                                                "sampling_rng": rng},
+                          record_every=cfg.eval_every, desc=f"ss {ctx.corpus.name}")
+        if not phase.resumed:
             ctx.record(generator, phase="ss", epoch=0, true_token_rate=1.0)
         data = ctx.corpus.train
-        for epoch in checkpoint.loop(cfg.epochs, f"ss {ctx.corpus.name}"):
+        for epoch in phase:
             rate = true_token_rate(epoch, cfg)
             generator.train()
             order = torch.randperm(len(data)) if cfg.shuffle else torch.arange(len(data))
@@ -137,7 +138,6 @@ class ScheduledSampling(Method):
                 loss = scheduled_sampling_loss(generator, batch, rate, rng)
                 total += train_step(loss, optimizer, "the scheduled-sampling loss",
                                     generator.parameters(), cfg.grad_clip) * len(batch)
-            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                ctx.record(generator, phase="ss", epoch=epoch + 1, true_token_rate=rate,
-                           train_nll=total / len(data))
+            phase.record(generator, phase="ss", epoch=epoch + 1, true_token_rate=rate,
+                         train_nll=total / len(data))
         return generator

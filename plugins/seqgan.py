@@ -92,7 +92,7 @@ class SeqGan(Method):
     def train(self, ctx):
         cfg = ctx.config
         discriminator = adv.DiscriminatorRounds(ctx, cfg)
-        generator, saved = adv.start_from_mle(ctx, adv.Pretraining(
+        generator = adv.start_from_mle(ctx, adv.Pretraining(
             "discriminator", cfg.disc_pretrain_rounds, discriminator, discriminator.parts,
             "disc_loss"))
 
@@ -102,5 +102,4 @@ class SeqGan(Method):
 
         return adv.train_policy_gradient(
             ctx, generator, discriminator.disc, adv.PolicyGradientSettings.of(cfg),
-            epoch_offset=cfg.pretrain_epochs, between=between, extra=discriminator.parts,
-            saved=saved)
+            epoch_offset=cfg.pretrain_epochs, between=between, extra=discriminator.parts)

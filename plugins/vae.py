@@ -25,7 +25,7 @@ from harness.api import Corpus, HarnessError, RunContext
 from harness.config import require
 from harness.devices import rows_per_step
 from harness.generator import State, load_generator, log_probs_of_tokens, sample_from_logits
-from harness.training import Checkpoint, train_step
+from harness.training import train_step
 
 # log_likelihood and elbo draw z from a fixed seed of their own, so an evaluation gives
 # the same figure every time and leaves the training random streams alone.
@@ -338,13 +338,14 @@ class Vae(Method):
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         shuffle_rng = ctx.rng("vae_shuffle")
         probe = ctx.corpus.train[:cfg.active_units_batch]
-        checkpoint = Checkpoint(ctx, "train", model=model, optimizer=optimizer,
-                                shuffle_rng=shuffle_rng)
-        if checkpoint.resume() is None:
+        phase = ctx.phase("train", cfg.epochs, {"model": model, "optimizer": optimizer,
+                                                "shuffle_rng": shuffle_rng},
+                          desc=f"vae {ctx.corpus.name}")
+        if not phase.resumed:
             self._record(ctx, model, probe, epoch=0, step=0)
         # Updates so far (for the KL schedule): every epoch makes the same number.
         per_epoch = -(-len(ctx.corpus.train) // cfg.batch_size)
-        for epoch in checkpoint.loop(cfg.epochs, f"vae {ctx.corpus.name}"):
+        for epoch in phase:  # a curve point every epoch
             loss, step = vae_epoch(model, ctx.corpus.train, optimizer, cfg, shuffle_rng,
                                    epoch * per_epoch)
             self._record(ctx, model, probe, epoch=epoch + 1, step=step, train_loss=loss)

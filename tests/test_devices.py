@@ -13,8 +13,7 @@ import torch
 from harness import config, devices, store
 from harness.api import HarnessError, RunContext
 from harness.runner import refuse_other_device
-from harness.training import Checkpoint
-from harness_plugins.mle import MleSettings, snapshot_path
+from harness_plugins.mle import MleConfig, snapshot_path
 
 
 def context(run_dir: Path, device: str, precision: str = "fp32", corpus=None) -> RunContext:
@@ -37,10 +36,10 @@ def test_a_checkpoint_resumes_through_the_device_path_with_its_random_states_on_
     saved["model"](torch.ones(1, 3)).sum().backward()
     saved["optimizer"].step()
     torch.rand(3, generator=saved["stream"])
-    Checkpoint(context(tmp_path, "meta"), "phase", **saved).save(epoch=2)
-    resumed = parts()
-    position = Checkpoint(context(tmp_path, "meta"), "phase", **resumed).resume()
-    assert position["epoch"] == 2 and position["rng"]["torch"].device.type == "cpu"
+    context(tmp_path, "meta").phase("phase", 3, saved, desc="phase").save(epoch=2)
+    resumed, ctx = parts(), context(tmp_path, "meta")
+    assert ctx.phase("phase", 3, resumed, desc="phase").first == 2
+    assert ctx.resume_point["rng"]["torch"].device.type == "cpu"
     assert torch.equal(resumed["model"].weight, saved["model"].weight)
     assert torch.equal(torch.rand(4, generator=resumed["stream"]), torch.rand(4, generator=saved["stream"]))
     assert resumed["optimizer"].state_dict()["state"][0]["exp_avg"].equal(
@@ -48,14 +47,14 @@ def test_a_checkpoint_resumes_through_the_device_path_with_its_random_states_on_
 
 
 def test_a_resume_on_another_kind_of_device_or_precision_is_refused(tmp_path):
-    Checkpoint(context(tmp_path, "cpu"), "phase", **parts()).save(epoch=1)
+    context(tmp_path, "cpu").phase("phase", 1, parts(), desc="phase").save(epoch=1)
     for device, precision in (("cuda", "fp32"), ("cpu", "bf16")):
         with pytest.raises(HarnessError, match="was saved on cpu .fp32.; this run is on"):
-            context(tmp_path, device, precision).load_checkpoint()
+            context(tmp_path, device, precision).resume_point
     with pytest.raises(HarnessError, match="resume it with --device cpu"):
         refuse_other_device(tmp_path, "cuda", "fp32")
     refuse_other_device(tmp_path, "cpu", "fp32")  # the same device: resumes
-    assert context(tmp_path, "cpu").load_checkpoint()["epoch"] == 1
+    assert context(tmp_path, "cpu").resume_point["epoch"] == 1
 
 
 def test_a_finished_run_of_another_device_is_neither_skipped_nor_reused(tmp_path):
@@ -84,7 +83,7 @@ def test_shared_work_and_the_mle_snapshot_key_depend_on_the_device(tmp_path):
              for device, precision in (("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "tf32"))}
     assert len(paths) == 3
     corpus = type("Corpus", (), {"info": {}, "name": "tiny"})()
-    settings = MleSettings(2, 64, 0.01, 5.0, 32, 32, True, 1)
+    settings = MleConfig(2, 64, 0.01, 5.0, 32, 32, True, 1)
     snapshots = {snapshot_path(context(tmp_path, device, precision, corpus), settings, 2).name
                  for device, precision in (("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "bf16"))}
     assert len(snapshots) == 3

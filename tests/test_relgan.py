@@ -190,7 +190,7 @@ def test_lstm_relgan_starts_from_the_shared_mle_run(cli, tiny_dataset):
 @pytest.mark.slow
 def test_killed_relgan_resumes_to_identical_metrics(tmp_path):
     """Killed in the adversarial phase, so the resumed run also crosses from the saved
-    pre-training into it (a kill during pre-training resumes through mle's Checkpoint)."""
+    pre-training into it (a kill during pre-training resumes through mle's phase)."""
     assert drive("none", "relgan", tmp_path / "clean", TINY[1::2]).returncode == 0
     killed = drive("kill-after:adversarial:2", "relgan", tmp_path / "killed", TINY[1::2])
     assert killed.returncode == -signal.SIGKILL, killed.stderr

@@ -20,8 +20,7 @@ from harness import Method, hookimpl
 from harness.api import RunContext
 from harness.config import require
 from harness.generator import LSTMGenerator, State
-from harness.training import Checkpoint, new_generator, train_step
-from harness_plugins.mle import MleSettings, pretrain_mle
+from harness.training import new_generator, train_step
 
 PHASE = "cooperative"  # the curve rows and checkpoints of cooperative training
 WARMUP = "mediator"    # the mediator's warm-up, the generator held fixed
@@ -95,36 +94,35 @@ class Cot(Method):
 
     def train(self, ctx: RunContext) -> LSTMGenerator:
         cfg, corpus = ctx.config, ctx.corpus
-        saved = ctx.load_checkpoint()
-        phase = saved["phase"] if saved is not None else None
-        if phase in (WARMUP, PHASE) or cfg.pretrain_epochs == 0:
+        resumed = ctx.resume_phase
+        if resumed in (WARMUP, PHASE) or cfg.pretrain_epochs == 0:
             generator = new_generator(corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
         else:
-            generator = pretrain_mle(ctx, MleSettings.of(cfg, epochs="pretrain_epochs"))
+            generator = ctx.start_from(
+                "mle", epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                grad_clip=cfg.grad_clip, emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim,
+                shuffle=cfg.shuffle, eval_every=cfg.eval_every)
         mediator = Mediator(corpus.vocab_size, corpus.seq_len, cfg.mediator_emb_dim,
                             cfg.mediator_hidden_dim, corpus.start_token,
                             cfg.mediator_dropout).to(ctx.device)
         training = CooperativeTraining(ctx, generator, mediator)
-        if phase is None and cfg.pretrain_epochs == 0:
+        if resumed is None and cfg.pretrain_epochs == 0:
             ctx.record(generator, phase=PHASE, epoch=0)  # the untrained start of the curve
 
-        warmup = Checkpoint(ctx, WARMUP, **training.parts)
-        if phase == WARMUP:
-            warmup.resume(saved)
-        if phase != PHASE:
-            for epoch in warmup.loop(cfg.mediator_warmup_epochs, f"cot mediator {corpus.name}"):
+        if resumed != PHASE:  # the mediator's warm-up: one curve point, after its last epoch
+            warmup = ctx.phase(WARMUP, cfg.mediator_warmup_epochs, training.parts,
+                               record_every=cfg.mediator_warmup_epochs,
+                               desc=f"cot mediator {corpus.name}")
+            for _ in warmup:
                 _, balanced = training.epoch(train_generator=False)
-                if epoch + 1 == cfg.mediator_warmup_epochs:
-                    ctx.record(phase=WARMUP, epoch=cfg.pretrain_epochs, balanced_nll=balanced)
+                warmup.record(phase=WARMUP, epoch=cfg.pretrain_epochs, balanced_nll=balanced)
 
-        cooperative = Checkpoint(ctx, PHASE, **training.parts)
-        if phase == PHASE:
-            cooperative.resume(saved)
-        for epoch in cooperative.loop(cfg.cot_epochs, f"cot {corpus.name}"):
+        cooperative = ctx.phase(PHASE, cfg.cot_epochs, training.parts,
+                                record_every=cfg.cot_eval_every, desc=f"cot {corpus.name}")
+        for epoch in cooperative:
             kl, balanced = training.epoch(train_generator=True)
-            if (epoch + 1) % cfg.cot_eval_every == 0 or epoch + 1 == cfg.cot_epochs:
-                ctx.record(generator, phase=PHASE, epoch=cfg.pretrain_epochs + epoch + 1,
-                           generator_kl=kl, balanced_nll=balanced)
+            cooperative.record(generator, phase=PHASE, epoch=cfg.pretrain_epochs + epoch + 1,
+                               generator_kl=kl, balanced_nll=balanced)
         return generator
 
 
