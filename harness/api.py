@@ -1,17 +1,18 @@
 """What plugins see: data sets, corpora, methods, generators and the run context."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
 from harness import store
-from harness.phases import Phase
+from harness.phases import Phase, rng_states, set_rng_states
 from harness.errors import Diverged, HarnessError, Interrupted, StorageError  # noqa: F401
 
 
@@ -160,6 +161,17 @@ class Method:
         """Train on ``ctx.corpus`` with ``ctx.config`` and return the trained generator."""
         raise NotImplementedError
 
+    def start(self, ctx: "RunContext", **settings: Any) -> Generator:
+        """What another method's ``ctx.start_from(name, **settings)`` starts from: by
+        default ``train`` in that run with ``Config(**settings)``, in its own phases, the
+        global random state left as it was. A method whose result many runs share (MLE)
+        overrides it to train once and reuse."""
+        states = rng_states()
+        with ctx.configured(self.Config(**settings)):
+            generator = self.train(ctx)
+        set_rng_states(states)
+        return generator
+
 
 def trained_generator(method: Method, generator: Any) -> Generator:
     """What ``method.train`` returned, checked to be a ``Generator``."""
@@ -218,6 +230,15 @@ class RunContext:
         from harness.plugins import registry  # harness.plugins imports this module
 
         return registry().methods[method].start(self, **settings)
+
+    @contextlib.contextmanager
+    def configured(self, config: Any) -> Iterator[None]:
+        """``config`` as the run's settings for the block (another method's, started from)."""
+        own, self.config = self.config, config
+        try:
+            yield
+        finally:
+            self.config = own
 
     def note(self, text: str) -> None:
         """A sentence the table prints under this method's rows (e.g. what a row is)."""
