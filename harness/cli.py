@@ -95,7 +95,8 @@ def _summary(item) -> str:
               help="Also log each run to these trackers: tensorboard, mlflow, a plugin's.")
 @results_option
 @click.option("--data-mirror", envvar=MIRROR_ENV,
-              help=f"Local copy of the corpora, laid out like shared/corpora [env {MIRROR_ENV}].")
+              help=f"Local copy of the corpora, laid out as the downloads are (seqgan_oracle/, "
+                   f"chinese_poems/, obama_speeches/) [env {MIRROR_ENV}].")
 @click.option("--executor", "executor_name", default="local", show_default=True,
               help="Who runs the runs: local (here, one after another), slurm, or a plugin's.")
 @click.option("--wait", "wait_for_jobs", is_flag=True,
