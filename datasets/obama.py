@@ -22,7 +22,8 @@ import torch
 
 import harness
 from harness.api import Corpus, Dataset, HarnessError
-from harness.download import DataFile, DownloadError, fetch, sha256_of
+from harness.download import (MIRROR_ENV, OFFLINE_ENV, DataFile, DownloadError, fetch,
+                              sha256_of)
 from harness.text import (EOS, EVAL_SAMPLES, SPLIT_SEED, TEST_FRACTION, TOKEN_PATTERN, UNK,
                           build_vocab, encode, format_text, lines_sha256, rows_also_in,
                           split_by_text, tokenize, unk_rate, where)
@@ -120,9 +121,7 @@ def _obama(where_: tuple, original: bool | None, vocab_cap: int, max_len: int) -
         except DownloadError as error:
             if original:
                 raise
-            warning = (f"the paper's Obama corpus (samim23/obama-rnn input.txt) is not "
-                       f"available ({error}); using the CoPS stand-in, which is NOT the "
-                       f"paper's data set")
+            warning = stand_in_warning(where_, error)
     if path is not None:
         text = path.read_bytes().decode("utf-8", errors="replace")
         return obama_corpus(
@@ -140,6 +139,26 @@ def _obama(where_: tuple, original: bool | None, vocab_cap: int, max_len: int) -
         file=OBAMA_STANDIN.path, sha256=OBAMA_STANDIN.sha256)
     corpus.warning = warning
     return corpus
+
+
+def stand_in_warning(where_: tuple, error: DownloadError) -> str:
+    """What the user is told when the stand-in replaces the paper's file: what is missing
+    where, and how to have the paper's set from there (a mirror that lacks the file, or
+    none; downloads switched off, or failed)."""
+    mirror, _, offline = where_
+    url, wanted = OBAMA_ORIGINAL.url, OBAMA_ORIGINAL.path
+    missing = (f"the data mirror {mirror} and the download cache have no {wanted}" if mirror
+               else f"no data mirror is set, the download cache has no {wanted}")
+    why = f"{OFFLINE_ENV} is set" if offline else \
+        f"downloading it failed ({error.__cause__ or error})"
+    if mirror:
+        fix = f"save {url} as {Path(mirror) / wanted}"
+    else:
+        fix = (f"unset {OFFLINE_ENV}" if offline else "run again with internet access") + \
+            f", or save {url} as DIR/{wanted} and set {MIRROR_ENV}=DIR"
+    return (f"the paper's Obama corpus is not available: {missing}, and {why}; using the "
+            f"CoPS stand-in, which is NOT the paper's data set (every table says so). For "
+            f"the paper's: {fix}")
 
 
 def load_obama(profile: str = "default", seed: int = 0, mirror: str | Path | None = None, *,

@@ -95,7 +95,8 @@ def _summary(item) -> str:
               help="Also log each run to these trackers: tensorboard, mlflow, a plugin's.")
 @results_option
 @click.option("--data-mirror", envvar=MIRROR_ENV,
-              help=f"Local copy of the corpora, laid out like shared/corpora [env {MIRROR_ENV}].")
+              help=f"Local copy of the corpora, laid out as the downloads are (seqgan_oracle/, "
+                   f"chinese_poems/, obama_speeches/) [env {MIRROR_ENV}].")
 @click.option("--executor", "executor_name", default="local", show_default=True,
               help="Who runs the runs: local (here, one after another), slurm, or a plugin's.")
 @click.option("--wait", "wait_for_jobs", is_flag=True,
@@ -159,15 +160,23 @@ def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, precis
                    + "\n\n".join(shown))
 
 
+EVERY_REFERENCE_SET = "*"
+
+
 @main.command()
 @results_option
+@click.option("--reference", is_flag=False, flag_value=EVERY_REFERENCE_SET, metavar="[NAME]",
+              help="A committed reference set instead of the results directory (no NAME: "
+                   "all of them).")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "latex"]),
               default="markdown", show_default=True)
 @click.option("--baseline", help="The row every method is tested against (Welch's t-test); "
                                  "default: the one each data set names.")
 @user_errors
-def table(results, fmt, baseline) -> None:
-    """Tabulate every finished run found in the results directory."""
+def table(results, reference, fmt, baseline) -> None:
+    """Tabulate the finished runs of the results directory, or of a committed reference set."""
+    if reference is not None:
+        results = store.reference_dir(None if reference == EVERY_REFERENCE_SET else reference)
     _print_table(results, fmt, baseline)
 
 
@@ -182,8 +191,9 @@ def _print_table(results, fmt: str, baseline: str | None) -> None:
             click.echo(f"  {line}", err=True)
     if rows.empty:
         raise HarnessError(f"no finished runs under {store.results_dir(results)}; "
-                           f"run `harness run` first")
-    click.echo(render(rows, fmt, baseline, store.results_dir(results)))  # ./results by default
+                           f"run `harness run` first (the committed reference sets: "
+                           f"`harness table --reference`)")
+    click.echo(render(rows, fmt, baseline, store.results_dir(results)))
 
 
 @main.command()

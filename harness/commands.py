@@ -40,8 +40,9 @@ def user_errors(command):
 
 
 def results_option(command):
-    return click.option("--results", envvar=RESULTS_ENV,
-                        help=f"Results directory [env {RESULTS_ENV}; ./results].")(command)
+    return click.option(
+        "--results", envvar=RESULTS_ENV,
+        help=f"Results directory [env {RESULTS_ENV}; ./{store.DEFAULT_RESULTS}].")(command)
 
 
 def run_options(method: str | None = None):

@@ -1,9 +1,10 @@
 """Data files: from a local mirror, the download cache, or their public URL, sha256-checked.
 
-A mirror is a directory laid out like ``shared/corpora`` (``--data-mirror`` or
-``HARNESS_DATA_MIRROR``). Downloads go to a per-user cache (``HARNESS_CACHE``
-overrides it); ``HARNESS_OFFLINE=1`` switches downloads off. Every file is verified
-against its sha256 before use, or against its git blob id where no sha256 is known.
+A mirror is a directory laid out as the downloads are (``seqgan_oracle/``,
+``chinese_poems/``, ``obama_speeches/``; ``--data-mirror`` or ``HARNESS_DATA_MIRROR``).
+Downloads go to a per-user cache (``HARNESS_CACHE`` overrides it); ``HARNESS_OFFLINE=1``
+switches downloads off. Every file is verified against its sha256 before use, or against
+its git blob id where no sha256 is known.
 """
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ def _numbers(row: dict) -> dict[str, float]:
 
 class TensorBoard:
     """TensorBoard event files under <results>/tensorboard/<run-id>/<dataset>/<method>/seed-n
-    (``tensorboard --logdir results/tensorboard`` shows every run)."""
+    (``tensorboard --logdir runs/tensorboard`` shows every run)."""
 
     name, extra, requires = "tensorboard", "tensorboard", ("tensorboard",)
 
@@ -91,7 +91,7 @@ class TensorBoardRun:
 class MlFlow:
     """An MLflow file store at <results>/mlflow: one experiment per run id, one MLflow run
     per harness run (tagged with its directory, so a resumed run goes on logging to it);
-    ``mlflow ui --backend-store-uri results/mlflow`` shows them."""
+    ``mlflow ui --backend-store-uri runs/mlflow`` shows them."""
 
     name, extra, requires = "mlflow", "mlflow", ("mlflow",)
 

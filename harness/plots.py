@@ -5,12 +5,38 @@ method starts from (the end of that pre-training is marked), the ceiling referen
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 
 from harness import store
 from harness.evaluate import CURVE_METRICS
 from harness.table import collect, collect_files, dataset_view, interpolate_at
+
+
+# A method's look: tab10's ten colours, each with four dash patterns (forty distinct pairs),
+# and seven markers on top (a period prime to forty: 280 distinct looks).
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+DASHES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def method_styles(methods: Iterable[str]) -> dict[str, dict]:
+    """Each method's colour, dash and marker: the same in every plot, by its place among
+    the registered methods (then, for results of a plugin not installed here, by name)."""
+    from harness.plugins import registry
+
+    registered = sorted(registry().methods)
+    order = registered + sorted(set(methods) - set(registered))
+    return {method: style(order.index(method)) for method in methods}
+
+
+def style(position: int) -> dict:
+    """The look of the method at ``position``; no two of the first 280 are alike."""
+    return {"color": COLOURS[position % len(COLOURS)],
+            "linestyle": DASHES[position // len(COLOURS) % len(DASHES)],
+            "marker": MARKERS[position % len(MARKERS)]}
 
 
 def _methods_where(predicate) -> set[str]:
@@ -34,10 +60,14 @@ def learning_curves(results: Path | str | None, out: Path) -> list[Path]:
         metric = next((m for m in CURVE_METRICS if m in part and part[m].notna().any()), None)
         if metric is None:
             continue
-        fig, ax = _axes(plt, (7, 4.5))
-        for method, rows in part.dropna(subset=[metric]).groupby("method"):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        drawn = part.dropna(subset=[metric])
+        styles, started_from = method_styles(drawn.method.unique()), _starting_points()
+        for method, rows in drawn.groupby("method"):
             mean = rows.groupby("epoch")[metric].mean()
-            ax.plot(mean.index, mean.values, marker=".", label=method)
+            # A method others start from on top: their curves repeat its pre-training.
+            ax.plot(mean.index, mean.values, markersize=3, label=method, **styles[method],
+                    zorder=3 if method in started_from else 2)
         pretrain = pd.concat([part[(part.method == method) & part.phase.isin(starts_from)].epoch
                               for method, starts_from in _starts_from().items()] or [pd.Series()])
         if len(pretrain):
@@ -58,6 +88,14 @@ def _starts_from() -> dict[str, tuple[str, ...]]:
     from harness.plugins import registry
 
     return {name: m.starts_from for name, m in registry().methods.items() if m.starts_from}
+
+
+def _starting_points() -> set[str]:
+    """The methods that others start from (MLE): their curves lie under their successors'."""
+    from harness.plugins import registry
+
+    return {start for method in registry().methods.values()
+            for start in method_info(method).starts_from}
 
 
 def _mark_real_data(ax, metrics: pd.DataFrame, curves: pd.DataFrame, metric: str) -> None:
@@ -94,22 +132,24 @@ def quality_diversity(results: Path | str | None, out: Path) -> list[Path]:
         part = part.dropna(subset=[quality, diversity])
         if part.empty:
             continue
-        fig, ax = _axes(plt, (7, 5.5))
+        fig, ax = plt.subplots(figsize=(7, 5.5))
         means = {method: rows.groupby("temperature")[[quality, diversity]].mean().reset_index()
                  for method, rows in part.groupby("method")}
+        styles = method_styles(means)
         target = means[view.baseline].set_index("temperature")[diversity].get(1.0) \
             if view.baseline in means else None
         if target is not None:
             ax.axvline(target, color="grey", linestyle="--", linewidth=1,
                        label=f"{view.baseline} at T=1: matched {diversity}")
         for method, mean in means.items():
-            line, = ax.plot(mean[diversity], mean[quality], marker="o", markersize=3, label=method)
+            ax.plot(mean[diversity], mean[quality], markersize=3, label=method, **styles[method])
             for row in mean.itertuples():
                 ax.annotate(f"{row.temperature:g}", (getattr(row, diversity), getattr(row, quality)),
                             fontsize=6)
             if target is not None:  # the method's point at the baseline's diversity
                 _, matched = interpolate_at(mean, target, diversity, quality)
-                ax.plot([target], [matched], marker="*", markersize=12, color=line.get_color())
+                ax.plot([target], [matched], marker="*", markersize=12,
+                        color=styles[method]["color"])
         ax.set(xlabel=f"{diversity} (diversity)", ylabel=f"{quality} (quality)")
         ax.set_title(f"{dataset} ({run_id}): quality vs diversity, temperatures "
                      f"{part.temperature.min():g}-{part.temperature.max():g} (star: matched)",
@@ -117,16 +157,6 @@ def quality_diversity(results: Path | str | None, out: Path) -> list[Path]:
         ax.legend(fontsize=7)
         written.append(_save(fig, store.plot_path(out, "quality-diversity", run_id, dataset)))
     return written
-
-
-def _axes(plt, size: tuple[float, float]):
-    """A figure whose lines differ by colour and then by dash, so twenty methods stay
-    apart (the default cycle repeats after ten)."""
-    from matplotlib import cycler
-
-    fig, ax = plt.subplots(figsize=size)
-    ax.set_prop_cycle(cycler(linestyle=["-", "--"]) * cycler(color=plt.get_cmap("tab10").colors))
-    return fig, ax
 
 
 def _save(fig, path: Path) -> Path:

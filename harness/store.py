@@ -1,7 +1,8 @@
 """The results store: the one module that knows where results live, and how they are
 written (atomically: a file is either complete or absent, never half-written).
 
-Layout under the results directory (``./results``, ``--results`` or ``HARNESS_RESULTS``)::
+Layout under a results directory (``./runs`` by default, ``--results`` or ``HARNESS_RESULTS``;
+the committed reference sets are run ids of the clone's own ``results/``)::
 
     <run-id>/plan.json                               the plan of the runs (executors)
     <run-id>/jobs/                                   cluster jobs' logs
@@ -39,6 +40,10 @@ import torch
 from harness.errors import HarnessError, StorageError
 
 RESULTS_ENV = "HARNESS_RESULTS"
+# A user's runs go to ./runs (ignored by git), apart from the committed reference sets:
+# each a run id of the clone's results/ directory, beside this package.
+DEFAULT_RESULTS = "runs"
+REFERENCE_RESULTS = Path(__file__).resolve().parents[1] / "results"
 CONFIG, METRICS, STATUS = "config.json", "metrics.json", "status.json"
 CURVE, SWEEP, SAMPLES = "curve.csv", "sweep.csv", "samples.txt"
 CHECKPOINT, GENERATOR, LOG = "checkpoint.pt", "generator.pt", "run.log"
@@ -94,7 +99,25 @@ def dataset_dir_name(dataset: str) -> str:
 
 
 def results_dir(results: str | Path | None = None) -> Path:
-    return Path(results or os.environ.get(RESULTS_ENV) or "results")
+    return Path(results or os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS)
+
+
+def reference_sets() -> list[str]:
+    """The committed reference sets' names (their run ids); none outside a clone."""
+    return [path.parent.name for path in plan_paths(REFERENCE_RESULTS)]
+
+
+def reference_dir(name: str | None = None) -> Path:
+    """The committed reference set ``name``, or with no name the directory of them all."""
+    names = reference_sets()
+    if not names:
+        raise HarnessError(f"no reference sets in {REFERENCE_RESULTS}: they come with a clone "
+                           f"of the repository; table a copy of one with --results DIR")
+    if name is None:
+        return REFERENCE_RESULTS
+    if name not in names:
+        raise HarnessError(f"no reference set {name!r}; choose one of: {', '.join(names)}")
+    return run_id_dir(REFERENCE_RESULTS, name)
 
 
 def run_dir(results: str | Path | None, key: RunKey) -> Path:

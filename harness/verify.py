@@ -135,7 +135,8 @@ def verify(run_dir: Path, mirror: str | None = None, device: str | None = None,
     run_dir = Path(run_dir)
     if not (run_dir / store.METRICS).exists():
         raise HarnessError(f"{run_dir} holds no finished run (no {store.METRICS}); give a run's "
-                           f"directory, e.g. results/<run-id>/<dataset>/<method>/seed-0")
+                           f"directory, e.g. {store.DEFAULT_RESULTS}/<run-id>/<dataset>/<method>"
+                           f"/seed-0")
     store.key_of(run_dir)  # config.json checked, and where the run lies agrees with it
     config, recorded = store.read_config(run_dir), store.read_metrics(run_dir)
     kind = _device_to_use(run_dir, config, device, cross_device)

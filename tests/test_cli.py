@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import table
+from harness import store, table
 
 
 def results() -> Path:
@@ -160,7 +160,7 @@ def test_generate_draws_fresh_samples_from_a_saved_generator(cli, tiny_dataset):
 def test_the_table_of_the_default_results_directory_has_every_section(
         cli, unigram_plugin, tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.delenv("HARNESS_RESULTS")
-    monkeypatch.chdir(tmp_path)  # ./results, the default
+    monkeypatch.chdir(tmp_path)  # ./runs, the default
     earlier = cli("-q", "run", "-m", "unigram", "-d", "tiny", "--run-id", "earlier")
     assert earlier.exit_code == 0, earlier.output
     ran = cli("-q", "run", "-m", "mle", "-m", "unigram", "-d", "tiny", "--set", "epochs=1")
@@ -171,6 +171,29 @@ def test_the_table_of_the_default_results_directory_has_every_section(
     assert "At matched diversity" in shown.output
     # A run prints its own run id's table; `harness table` shows every run id.
     assert "(earlier;" not in ran.output and "(earlier;" in shown.output
+
+
+def run_ids_of(csv_table: str) -> set[str]:
+    return {line.split(",")[0] for line in csv_table.splitlines()
+            if "," in line and not line.startswith("run_id,")}
+
+
+def test_the_table_shows_your_runs_and_a_reference_set_only_when_asked(cli, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.delenv("HARNESS_RESULTS")
+    monkeypatch.chdir(tmp_path)  # a clone's committed reference sets are not your runs
+    yours = cli("table")
+    assert yours.exit_code == 2 and "no finished runs under runs" in yours.output
+    assert "harness table --reference" in yours.output
+    name = "reference-authors-cpu-2026-11-30"
+    assert name in store.reference_sets()
+    shown = cli("table", "--reference", name, "--format", "csv")
+    assert shown.exit_code == 0, shown.output
+    assert run_ids_of(shown.output) == {name}
+    assert run_ids_of(cli("table", "--reference", "--format", "csv").output) == \
+        set(store.reference_sets())
+    unknown = cli("table", "--reference", "nope")
+    assert unknown.exit_code == 2 and f"choose one of: {name}" in unknown.output
 
 
 def test_harness_list_says_which_methods_have_which_profiles(cli):

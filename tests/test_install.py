@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from harness import store
+
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / "results" / "reference-cpu-2026-12-02"
+REFERENCE = store.reference_dir("reference-cpu-2026-12-02")
 
 
 @pytest.mark.slow

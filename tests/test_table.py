@@ -231,9 +231,7 @@ def test_the_committed_references_get_a_gap_only_where_every_condition_holds():
     """Every numeric gap `harness table` prints for the committed reference sets, with the
     figure it is taken from; every other figure (RelGAN's 6.680 on another oracle, SeqGAN's
     made with a summed loss, ...) is "not comparable" with the condition named."""
-    results = Path(__file__).resolve().parents[1] / "results"
-    # The committed sets only: a user's own runs there (the quick start's) are not the subject.
-    rows = pd.concat([table.collect(reference) for reference in results.glob("reference-*")])
+    rows = table.collect(store.reference_dir())
     gaps, refused = set(), {}
     for (run_id, dataset), group in rows.groupby(["run_id", "dataset"]):
         for line in table.beside_the_paper(group, dataset).itertuples():

@@ -219,13 +219,40 @@ def test_obama_falls_back_to_the_stand_in(tmp_path, monkeypatch, caplog):
     _put(tmp_path, obama.OBAMA_STANDIN.path, content)
     digest = hashlib.sha256(content.encode()).hexdigest()
     monkeypatch.setattr(obama, "OBAMA_STANDIN", DataFile(obama.OBAMA_STANDIN.path, digest))
-    corpus = obama.load_obama("default", 1, mirror=tmp_path)
+    with caplog.at_level(logging.DEBUG, logger="harness"):
+        corpus = obama.load_obama("default", 1, mirror=tmp_path)
+    # Not logged here: every process that loads the corpus (each worker of --jobs) would
+    # say it again; the command that plans the runs says it once.
+    assert not caplog.records
     assert corpus.info["variant"] == obama.STANDIN_VARIANT
     assert "NOT the paper's" in corpus.warning  # said by the command, once (below)
+    assert f"save {obama.OBAMA_ORIGINAL.url} as {tmp_path / obama.OBAMA_ORIGINAL.path}" in \
+        corpus.warning  # the mirror in use lacks the file: it is what to complete
     assert corpus.info["n_paragraphs"] == 21
     assert obama.load_obama("default", 2, mirror=tmp_path) is corpus  # cached; seed-independent
     with pytest.raises(DownloadError):
         obama.load_obama("default", 1, mirror=tmp_path, original=True)
+
+
+@pytest.mark.parametrize("mirror", ["/data/corpora", None])
+@pytest.mark.parametrize("offline", [True, False])
+def test_the_stand_in_warning_fits_the_situation(mirror, offline):
+    """What is missing where, and the fix from there: a mirror that lacks the paper's file is
+    completed (not named again as the thing to set); without one, one is named."""
+    failed = DownloadError("could not download")
+    failed.__cause__ = OSError("Name or service not known")
+    said = obama.stand_in_warning((mirror, "/cache", offline), failed)
+    wanted = obama.OBAMA_ORIGINAL.path
+    assert "NOT the paper's data set" in said
+    assert ("HARNESS_OFFLINE is set" in said) == offline
+    assert ("downloading it failed (Name or service not known)" in said) == (not offline)
+    if mirror:
+        assert f"the data mirror {mirror} and the download cache have no {wanted}" in said
+        assert said.endswith(f"as {mirror}/{wanted}") and "HARNESS_DATA_MIRROR" not in said
+    else:
+        assert "no data mirror is set" in said
+        assert said.endswith(f"as DIR/{wanted} and set HARNESS_DATA_MIRROR=DIR")
+        assert ("unset HARNESS_OFFLINE" in said) == offline
 
 
 def test_obama_uses_the_original_when_present(tmp_path, monkeypatch):
