@@ -183,7 +183,7 @@ def trained_generator(method: Method, generator: Any) -> Generator:
 
 def method_info(method: Method) -> Method:
     """``method`` itself: a ``Method`` carries every default. Kept only for
-    harness/executors.py, which reads ``starts_from`` through it; read the attributes."""
+    harness/plan.py, which reads ``starts_from`` through it; read the attributes."""
     return method
 
 
