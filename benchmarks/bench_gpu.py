@@ -665,10 +665,10 @@ def show_projection(rows: list[dict], summary: dict) -> None:
 # --- environment and main ----------------------------------------------------------------
 
 def environment(device: torch.device) -> dict:
-    """What a run records of its machine (``harness.runner.environment``: versions, CPU,
-    kernels, math libraries; on CUDA the GPU and its flags), plus the device and the
+    """What a run records of its machine (``harness.environment.environment``: versions,
+    CPU, kernels, math libraries; on CUDA the GPU and its flags), plus the device and the
     working tree's state."""
-    from harness.runner import environment as recorded
+    from harness.environment import environment as recorded
 
     return {**recorded(device), "device": str(device),
             "git_changed_files": len((git("status", "--porcelain") or "").splitlines())}

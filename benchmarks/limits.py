@@ -8,7 +8,6 @@ this machine beats with these kernels; ratios above 1 are what is left to win.
 """
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass
 

@@ -110,8 +110,8 @@ class Generator:
     # a generator that blocks its own work runs once over several (the sums stay per batch).
     likelihood_batches_per_call: int = 1
     # Plain values that rebuild it, set in ``__init__``: the run then saves it as a state dict
-    # plus these (``generator.pt``), loaded without pickle. A generator without it is not saved.
-    constructor_args: dict[str, Any]
+    # plus these (``generator.pt``), loaded without pickle; None: it is not saved.
+    constructor_args: dict[str, Any] | None = None
 
     def sample(self, n: int, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> torch.Tensor:
@@ -179,12 +179,6 @@ def trained_generator(method: Method, generator: Any) -> Generator:
         raise HarnessError(f"method {method.name} returned {type(generator).__name__}, not a "
                            f"generator: its generator class must subclass harness.Generator")
     return generator
-
-
-def method_info(method: Method) -> Method:
-    """``method`` itself: a ``Method`` carries every default. Kept only for
-    harness/executors.py, which reads ``starts_from`` through it; read the attributes."""
-    return method
 
 
 class RunContext:

@@ -110,8 +110,8 @@ def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, precis
     if not run_all and not (methods and datasets):
         raise HarnessError("name a method and a data set (-m METHOD -d DATASET), or use --all")
     from harness import executors
+    from harness.plan import RunOptions, RunSpec, plan
     from harness.plugins import registry
-    from harness.runner import RunOptions, plan
 
     seeds = list(seeds) or (list(range(n_seeds)) if n_seeds else [0])
     profile = config.canonical_profile(profile)
@@ -142,7 +142,7 @@ def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, precis
         if not wait_for_jobs:
             click.echo(f"submitted; follow the runs with `harness status --run-id {options.run_id}`")
             return
-        failures = [(executors.RunSpec(r["method"], r["dataset"], r["seed"], profile), r["reason"])
+        failures = [(RunSpec(r["method"], r["dataset"], r["seed"], profile), r["reason"])
                     for r in executors.wait(store.plan_path(results, options.run_id))
                     if r["state"] != "done"]
     if failures:
@@ -204,7 +204,8 @@ def status(results, run_id) -> None:
     """Each planned run: done, running, queued, failed (why), interrupted or missing."""
     import pandas as pd
 
-    from harness.executors import STATES, Plan, run_states
+    from harness.plan import Plan
+    from harness.run_state import STATES, run_states
 
     paths = store.plan_paths(results, run_id)
     if not paths:

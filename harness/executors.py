@@ -1,4 +1,4 @@
-"""Executors: who runs a plan. ``local`` runs it in this process, one run after another;
+"""Executors: who runs a plan. ``local`` (harness/local.py) runs it on this machine;
 ``slurm`` (harness/slurm.py) hands every run to a cluster. All write to the same results
 store, so ``harness table`` and ``harness status`` do not care which ran the work; a
 plugin adds another executor with ``register_executors``.
@@ -6,88 +6,24 @@ plugin adds another executor with ``register_executors``.
 An executor declares its own ``harness run`` options as the fields of its ``Options``
 dataclass (``cli_options`` turns them into Click options), and says with ``runs_here``
 whether ``launch`` runs the plan in this process (then the runs' device is checked here)
-or hands it to something else.
-
-Every ``harness run`` records its plan in ``<results>/<run-id>/plan.json`` (the runs, the
-executor, the run options, each job's id), which ``harness status`` reads back.
+or hands it to something else. ``submit`` records the plan and starts what is not done;
+``wait`` follows it to the end.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
-import signal
-import statistics
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import logging
-
 import click
 
-from harness import hookimpl, store
-from harness.api import HarnessError, method_info
+from harness import store
+from harness.api import HarnessError
+from harness.plan import Plan, RunOptions, RunSpec, in_dependency_order, key
 from harness.plugins import registry
-from harness.runner import RunOptions, RunSpec, preflight, run_plan
-
-log = logging.getLogger("harness")
-
-
-@hookimpl
-def register_executors(register):
-    register(Local())
-
-
-@dataclass
-class Plan:
-    """A submitted plan: the runs, who runs them, and each run's job id once submitted."""
-
-    executor: str
-    runs: list[RunSpec]
-    options: RunOptions
-    jobs: dict[str, str] = field(default_factory=dict)  # spec key -> job id
-
-    @property
-    def run_id(self) -> str:
-        return self.options.run_id
-
-    @property
-    def path(self) -> Path:
-        return store.plan_path(self.options.results, self.run_id)
-
-    def run_dir(self, spec: RunSpec) -> Path:
-        return self.options.run_dir(spec)
-
-    def save(self) -> None:
-        """plan.json, without the results directory: that is where the file lies, so a
-        copied results directory reads as itself, not as the original."""
-        options = {k: v for k, v in dataclasses.asdict(self.options).items()
-                   if k not in ("run_id", "results")}
-        store.write_record(self.path, {
-            "run_id": self.run_id, "executor": self.executor, "options": options,
-            "runs": [dataclasses.asdict(s) for s in self.runs], "jobs": self.jobs})
-
-    @classmethod
-    def load(cls, path: Path) -> "Plan":
-        """A plan.json, checked against its schema; its results directory and run id are
-        where it lies (a path recorded inside, as older plans did, is not used)."""
-        data = store.read_record(path, "plan")
-        run_id_dir = Path(path).absolute().parent
-        options = {k: v for k, v in data["options"].items()
-                   if k in {f.name for f in dataclasses.fields(RunOptions)}}
-        options.update(run_id=store.check_name("run id", run_id_dir.name),
-                       results=str(run_id_dir.parent))
-        if "sweep" in options:
-            options["sweep"] = tuple(options["sweep"])
-        return cls(data["executor"], [RunSpec(**r) for r in data["runs"]],
-                   RunOptions(**options), data["jobs"])
-
-
-def key(spec: RunSpec) -> str:
-    return f"{spec.method}/{spec.dataset}/seed-{spec.seed}"
+from harness.preflight import preflight
+from harness.run_state import live_jobs, run_states
 
 
 class Executor(Protocol):
@@ -134,113 +70,6 @@ def parse_options(executor: Executor, values: dict[str, Any]) -> Any:
     return executor.Options(**{item.name: values[item.name]
                                for item in dataclasses.fields(executor.Options)
                                if item.name in values})
-
-
-def waits_for(spec: RunSpec, runs: list[RunSpec]) -> list[RunSpec]:
-    """The runs of ``runs`` that ``spec`` starts from (its method's ``starts_from``, same
-    data set, seed and profile): SeqGAN and PG-BLEU start from the MLE run's generator."""
-    starts_from = method_info(registry().methods[spec.method]).starts_from
-    return [other for other in runs if other.method in starts_from and
-            (other.dataset, other.seed, other.profile) == (spec.dataset, spec.seed, spec.profile)]
-
-
-def past_seconds(options: RunOptions) -> dict[tuple[str, str, str], float]:
-    """(method, data set, profile) -> the median wall time (training, judge LM and
-    evaluation) of its finished runs in this results store, any run id or seed, made with
-    the same ``--set`` settings: what a run is expected to take."""
-    seconds: dict[tuple[str, str, str], list[float]] = {}
-    for _, directory in store.runs(options.results, finished_only=True):
-        config, metrics = store.read_config(directory), store.read_metrics(directory)
-        if config.get("settings", {}) != options.settings:
-            continue
-        took = sum(metrics.get(part, 0.0) for part in ("train_seconds", "judge_lm_seconds",
-                                                      "eval_seconds"))
-        seconds.setdefault((config["method"], config["dataset"], config["profile"]), []).append(took)
-    return {what: statistics.median(times) for what, times in seconds.items()}
-
-
-def longest_first(runs: list[RunSpec], expected: dict[tuple[str, str, str], float]) -> list[RunSpec]:
-    """``runs`` by the longest chain of work each one heads (its expected time plus the
-    longest chain of the runs that start from it), longest first, so the long runs do not
-    end up alone on a machine with idle cores. A run never timed counts as longest: with no
-    history the order stays as given."""
-    chain: dict[RunSpec, float] = {}
-
-    def heads(spec: RunSpec) -> float:
-        if spec not in chain:
-            after = [other for other in runs if spec in waits_for(other, runs)]
-            own = expected.get((spec.method, spec.dataset, spec.profile), math.inf)
-            chain[spec] = own + max(map(heads, after), default=0.0)
-        return chain[spec]
-
-    return sorted(runs, key=heads, reverse=True)  # stable: ties keep their order
-
-
-def in_dependency_order(runs: list[RunSpec]) -> list[RunSpec]:
-    """``runs`` with every run after the runs it waits for (stable otherwise)."""
-    ordered: list[RunSpec] = []
-    for spec in runs:
-        for first in waits_for(spec, runs):
-            if first not in ordered:
-                ordered.append(first)
-        if spec not in ordered:
-            ordered.append(spec)
-    return ordered
-
-
-# --- the state of every run of a plan ------------------------------------------------
-
-STATES = ("done", "running", "queued", "failed", "interrupted", "missing")
-
-
-def live_jobs(plan: Plan) -> dict[str, str]:
-    """Spec key -> ``queued`` or ``running`` for the plan's jobs its executor still holds."""
-    executor = registry().executors.get(plan.executor)
-    return executor.live(plan) if executor is not None else {}
-
-
-def run_states(plan: Plan, live: dict[str, str] | None = None) -> list[dict]:
-    """One row per run: its state (done, running, queued, failed, interrupted or missing)
-    and, for a failure, the reason (from status.json or the job's log). ``live``: the
-    executor's word on its jobs, asked here when not given."""
-    live = live_jobs(plan) if live is None else live
-    rows = []
-    for spec in plan.runs:
-        status = store.run_status(plan.run_dir(spec))
-        job = plan.jobs.get(key(spec))
-        state, reason = _state(status, live.get(key(spec)), job is not None)
-        if state == "failed" and reason in ("", store.DIED):  # the job's log may say why
-            reason = _job_log_tail(plan, job) or reason or "the job ended without a result"
-        rows.append({"method": spec.method, "dataset": spec.dataset, "seed": spec.seed,
-                     "state": state, "job": job or "", "reason": reason})
-    return rows
-
-
-def _state(status: dict, live: str | None, submitted: bool) -> tuple[str, str]:
-    """A run's state from its ``store.run_status`` and the executor's word on its job."""
-    if status["status"] == "finished":
-        return "done", ""
-    if live is not None:  # the job is in the executor's hands (a requeued one, too)
-        return live, ""
-    if status["status"] in ("failed", "interrupted"):
-        return status["status"], status.get("reason", "")
-    if submitted:
-        return "failed", ""  # the job ended without a result: killed, timed out, lost
-    if status["status"] == "running":  # its process lives (or runs on another machine)
-        return "running", ""
-    return "missing", ""
-
-
-def _job_log_tail(plan: Plan, job: str | None, lines: int = 3) -> str:
-    """The last lines of a job's stderr: why a job died before the run said so."""
-    if not job:
-        return ""
-    logs = sorted(store.jobs_dir(plan.options.results, plan.run_id).glob(f"{job}_*_log.err"))
-    if not logs:
-        return ""
-    tail = [line for line in logs[-1].read_text(errors="replace").splitlines() if line.strip()]
-    return " | ".join(tail[-lines:])
-
 
 def get(name: str) -> Executor:
     found = registry().executors
@@ -296,140 +125,3 @@ def wait(plan_path: Path, poll_seconds: float = 5.0, timeout: float | None = Non
         if timeout is not None and time.monotonic() - started > timeout:
             raise TimeoutError(f"runs of {plan_path} still queued or running after {timeout} s")
         time.sleep(poll_seconds)
-
-
-@dataclass
-class LocalOptions:
-    jobs: int = field(default=1, metadata=option(
-        "Runs at once on this machine, each in a process of its own with --threads torch "
-        "threads (default: the cores shared out); a run starts after the runs it starts from.",
-        type=click.IntRange(min=1)))
-
-
-class Local:
-    """The runs here: one after another in this process, or ``--jobs N`` at once."""
-
-    name = "local"
-    Options = LocalOptions
-    runs_here = True
-
-    def launch(self, plan, pending, options):
-        if options.jobs == 1 or len(pending) < 2:
-            return run_plan(pending, plan.options)
-        threads = plan.options.threads or max(1, (os.cpu_count() or 1) // options.jobs)
-        return run_in_parallel(pending, dataclasses.replace(
-            plan.options, threads=threads, show_progress=False),
-            min(options.jobs, len(pending)))  # no more workers than runs
-
-    def live(self, plan):
-        return {}
-
-
-def run_in_parallel(pending: list[RunSpec], options: RunOptions,
-                    jobs: int) -> list[tuple[RunSpec, str]]:
-    """Up to ``jobs`` runs at once, each in a fresh process; a run starts when the runs it
-    starts from have ended, the longest chains of work first (timed by earlier runs). A
-    SIGINT from the terminal reaches every process, a SIGTERM to this one is passed on:
-    each run stops at its next checkpoint, no new one starts, and api.Interrupted is raised
-    once they all have. A kill -9 of this process ends the workers too (``_end_with``)."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait as wait_for
-
-    from harness.api import Interrupted
-    from harness.runner import stop_on_signals
-
-    waiting, running, failures = longest_first(pending, past_seconds(options)), {}, []
-    started, done, passed_on = time.perf_counter(), 0, False
-    context = multiprocessing.get_context("spawn")  # clean processes: no forked torch state
-    gpus = context.Queue()  # on a GPU machine, each worker takes a GPU of its own
-    for index in range(jobs):
-        gpus.put(index % max(_gpu_count(), 1))
-    with stop_on_signals() as stop_requested, \
-            ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                initializer=_start_worker,
-                                initargs=(gpus, os.getpid())) as pool:
-        while waiting or running:
-            ended = set(pending) - set(waiting) - set(running.values())
-            for spec in [s for s in waiting if set(waits_for(s, pending)) <= ended]:
-                if len(running) < jobs and not stop_requested():
-                    waiting.remove(spec)
-                    running[pool.submit(_run_one_here, spec, options)] = spec
-            if not running:
-                break
-            if signal.SIGTERM in stop_requested.signals and not passed_on:
-                for child in multiprocessing.active_children():
-                    os.kill(child.pid, signal.SIGTERM)
-                passed_on = True
-            finished, _ = wait_for(running, timeout=1, return_when=FIRST_COMPLETED)
-            for future in finished:
-                spec, (state, reason) = running.pop(future), future.result()
-                done += 1
-                if state == "failed":
-                    failures.append((spec, reason))
-                elapsed = time.perf_counter() - started
-                log.info("%d of %d runs ended (%s: %s); %.1f min so far, about %.1f min left",
-                         done, len(pending), key(spec), state, elapsed / 60,
-                         elapsed / done * (len(pending) - done) / 60)
-        if stop_requested():
-            raise Interrupted("stopped by a signal; the runs saved their checkpoints")
-    return failures
-
-
-def _gpu_count() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def _start_worker(gpus, parent: int) -> None:
-    """A worker's start: it ends with ``parent``, the pool's process, then takes a GPU."""
-    threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
-    _take_a_gpu(gpus)
-
-
-_between_runs = threading.Event()  # in a worker: set while no run is in progress
-_between_runs.set()
-
-
-def _end_with(parent: int) -> None:
-    """End this worker once ``parent`` (the pool's process) has ended, kill -9 included:
-    nobody would hand it a run or read a result again. One SIGTERM ends an idle worker, or
-    stops its run at the next checkpoint (a second would stop it at once), and then it
-    exits. Polled, not Linux's parent-death signal: that cannot wait for the run to stop,
-    and polling works everywhere. ``parent`` comes from the pool, so a parent gone before
-    this thread starts counts too."""
-    while os.getppid() == parent:
-        time.sleep(1)
-    os.kill(os.getpid(), signal.SIGTERM)
-    _between_runs.wait()
-    os._exit(1)
-
-
-def _take_a_gpu(gpus) -> None:
-    """A worker's start: use the GPU it drew (round robin over the machine's GPUs)."""
-    index = gpus.get()
-    if _gpu_count():
-        import torch
-
-        torch.cuda.set_device(index)
-
-
-def _run_one_here(spec: RunSpec, options: RunOptions) -> tuple[str, str]:
-    """One run in a worker process: ('finished' | 'failed' | 'interrupted', reason)."""
-    import logging
-
-    from harness.api import Interrupted
-    from harness.runner import RunFailed, run_one, stop_on_signals
-
-    logging.getLogger("harness").setLevel(logging.INFO)  # run.log keeps everything
-    with stop_on_signals() as stop_requested:
-        _between_runs.clear()
-        try:
-            run_one(spec, options, stop_requested)
-        except RunFailed as error:
-            return "failed", str(error)
-        except (Interrupted, KeyboardInterrupt) as error:
-            return "interrupted", str(error)
-        finally:
-            _between_runs.set()
-    return "finished", ""

@@ -95,7 +95,7 @@ def _starting_points() -> set[str]:
     from harness.plugins import registry
 
     return {start for method in registry().methods.values()
-            for start in method_info(method).starts_from}
+            for start in method.starts_from}
 
 
 def _mark_real_data(ax, metrics: pd.DataFrame, curves: pd.DataFrame, metric: str) -> None:

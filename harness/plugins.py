@@ -26,7 +26,7 @@ log = logging.getLogger("harness")
 
 BUILTIN_PLUGINS = (
     "harness.generator",
-    "harness.executors",
+    "harness.local",
     "harness.slurm",
     "harness.loggers",
     "harness_datasets.oracle",

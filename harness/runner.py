@@ -7,115 +7,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import os
 import platform
-import random
-import signal
-import subprocess
-import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import torch
 
-import harness
 from harness import api, config, devices, evaluate, language_model, loggers, memory, store
 from harness.api import Dataset, HarnessError, Interrupted, RunContext, check_finite
+from harness.environment import environment, seed_everything
 from harness.generator import save_generator
+from harness.plan import RunOptions, RunSpec
 from harness.plugins import load_errors, registry
+from harness.signals import stop_on_signals
 
 log = logging.getLogger("harness")
 SHOWN_SAMPLES = 100  # generated sequences kept as text in each run's samples.txt
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    method: str
-    dataset: str
-    seed: int
-    profile: str = "default"
-
-    def key(self, run_id: str) -> store.RunKey:
-        return store.RunKey(run_id, self.dataset, self.method, self.seed)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How a plan's runs are made, whoever runs them (kept in plan.json for cluster jobs)."""
-
-    run_id: str
-    results: str | None = None                # the results directory (absolute in a plan)
-    settings: dict[str, str] = field(default_factory=dict)  # --set overrides, raw strings
-    device: str = "auto"                      # auto, cpu or cuda
-    precision: str = "fp32"                   # on CUDA: fp32, tf32 or bf16 (harness.devices)
-    mirror: str | None = None                 # local copy of the corpora
-    threads: int | None = None                # torch CPU threads per run (None: torch's default)
-    sweep: tuple[float, ...] = evaluate.SWEEP_TEMPERATURES  # the quality-diversity sweep
-    log_to: tuple[str, ...] = ()              # experiment trackers mirroring each run (loggers)
-    show_progress: bool = True
-
-    def run_dir(self, spec: RunSpec) -> Path:
-        return store.run_dir(self.results, spec.key(self.run_id))
-
-
-def plan(methods: list[str] | None, datasets: list[str] | None, seeds: list[int],
-         profile: str) -> list[RunSpec]:
-    """Methods x data sets x seeds, every name checked; a method may decline a data set.
-    Without names: every method that has the profile (the base profiles are everyone's),
-    on every data set."""
-    found = registry()
-    profile = config.canonical_profile(profile)
-    profiles = config.known_profiles(found.methods.values())
-    if profile not in profiles:
-        raise HarnessError(f"unknown profile {profile!r}; choose one of: {', '.join(profiles)}")
-    methods = methods or [m for m, method in found.methods.items()
-                          if config.has_profile(method, profile)]
-    _check_names("method", methods, found.methods)
-    for name in methods:
-        if not config.has_profile(found.methods[name], profile):
-            raise HarnessError(f"{name} has no {profile!r} profile (its profiles: "
-                               f"{', '.join(config.profiles_of(found.methods[name]))})")
-    datasets = [found.dataset(d).name for d in datasets or
-                [name for name, d in found.datasets.items() if not d.argument and d.in_all]]
-    return [RunSpec(m, d, seed, profile) for m in methods for d in datasets for seed in seeds
-            if found.methods[m].supports(d)]
-
-
-def _check_names(kind: str, names: list[str], known: dict) -> None:
-    for name in names:
-        if name not in known:
-            raise HarnessError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(known))}")
-
-
-def environment(device: torch.device = torch.device("cpu")) -> dict:
-    """What produced a result: versions, machine, the source commit, and what decides the
-    last bits on ``device`` (``devices.describe``)."""
-    return {**_versions(), **devices.describe(device)}
-
-
-@functools.cache
-def _versions() -> dict:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"harness": harness.__version__, "git_commit": commit, "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__, "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 class RunFailed(Exception):
@@ -279,7 +189,7 @@ def _train_and_evaluate(method, ctx: RunContext, sweep: tuple[float, ...]) -> di
                      "\n\n".join(ctx.corpus.show(samples[:SHOWN_SAMPLES])) + "\n")
     store.write_csv(ctx.run_dir / store.SWEEP,
                     evaluate.temperature_sweep(generator, ctx.corpus, ctx.seed, sweep))
-    if hasattr(generator, "constructor_args"):
+    if generator.constructor_args is not None:
         save_generator(ctx.run_dir / store.GENERATOR, generator)
     metrics.update(best_so_far(ctx.curve))
     metrics.update(train_seconds=round(trained - started, 2),
@@ -325,97 +235,6 @@ def run_plan(specs: list[RunSpec], options: RunOptions) -> list[tuple[RunSpec, s
                 failures.append((spec, str(error)))
     log.info("all %d runs done in %.1f min", len(specs), (time.perf_counter() - started) / 60)
     return failures
-
-
-def preflight(specs: list[RunSpec], options: RunOptions, check_device: bool = True) -> None:
-    """Every check that can fail on the user's input, before anything is written: the
-    device and, where the runs will run here, that each generator fits in its memory; each
-    method's settings; the results directory; every data set's files."""
-    for spec in specs:
-        options.run_dir(spec)  # every name it is made of checked (the run id above all)
-    device = devices.resolve_device(options.device) if check_device else None
-    devices.check_precision(options.precision, devices.device_kind(options.device))
-    loggers.check(tuple(options.log_to))
-    found = registry()
-    configs = {}
-    for method, dataset, profile in sorted({(s.method, s.dataset, s.profile) for s in specs}):
-        configs[dataset, profile, method] = config.resolve(
-            found.methods[method], profile, options.settings, found.dataset(dataset))
-    check_writable(store.results_dir(options.results))
-    vocab_sizes, warnings = {}, []
-    for name, profile, seed in sorted({(s.dataset, s.profile, s.seed) for s in specs}):
-        corpus = _try_loading(found.dataset(name), profile, seed, options)
-        if corpus is not None:
-            vocab_sizes[name, profile] = corpus.vocab_size
-            warnings += [corpus.warning] if corpus.warning not in warnings else []
-    for warning in filter(None, warnings):  # once per command, not per process or seed
-        log.warning(warning)
-    if device is not None:
-        for (dataset, profile, _), cfg in configs.items():
-            if (dataset, profile) in vocab_sizes:
-                memory.check_generator_fits(cfg, vocab_sizes[dataset, profile], device)
-
-
-def _try_loading(dataset: Dataset, profile: str, seed: int, options: RunOptions):
-    """The corpus, or None from a broken data-set plugin (its runs fail and say why); a
-    corpus too big for the memory is the settings' fault: a HarnessError."""
-    try:
-        return load_corpus(dataset, profile, seed, options.mirror, options.settings)
-    except HarnessError:
-        raise
-    except Exception as error:
-        reason = memory.out_of_memory(error)
-        if reason is None:
-            return None
-        raise HarnessError(f"data set {dataset.name}: {reason} while loading it; lower its "
-                           f"sizes (--set) or free memory") from None
-
-
-def check_writable(path: Path) -> None:
-    """HarnessError unless ``path`` is, or can be made, a writable directory (nothing is
-    left behind by the check)."""
-    existing = Path(path).absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise HarnessError(f"results directory {path}: {existing} is a file, not a directory; "
-                           f"choose another --results")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as error:
-        raise HarnessError(f"results directory {path} is not writable ({error.strerror}); "
-                           f"fix its permissions or choose another --results") from None
-
-
-@contextlib.contextmanager
-def stop_on_signals():
-    """Yield a function telling whether SIGINT or SIGTERM arrived (its ``signals``: which).
-    The first signal only asks the running method to stop at its next checkpoint; the
-    second acts at once."""
-    received: list[int] = []
-
-    def requested() -> bool:
-        return bool(received)
-
-    requested.signals = received
-
-    def handle(signum, frame):
-        if received:
-            raise KeyboardInterrupt
-        received.append(signum)
-        log.warning("%s: stopping at the next checkpoint (send it again to stop now)",
-                    signal.Signals(signum).name)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield requested
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _eta(started: float, done: int, total: int) -> str:

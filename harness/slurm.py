@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness import hookimpl, store
-from harness.executors import Plan, key, option, waits_for
-from harness.runner import RunOptions, RunSpec, run_one, stop_on_signals
+from harness.executors import option
+from harness.plan import Plan, RunOptions, RunSpec, key, waits_for
+from harness.runner import run_one
+from harness.signals import stop_on_signals
 
 log = logging.getLogger("harness")
 

@@ -36,7 +36,8 @@ import torch
 
 from harness import devices, store
 from harness.api import HarnessError
-from harness.runner import RunOptions, plan, run_one
+from harness.plan import RunOptions, plan
+from harness.runner import run_one
 
 TIMINGS = ("train_seconds", "eval_seconds", "judge_lm_seconds")
 LEVEL = 0.05          # a metric is outside when beyond its 95% interval

@@ -1,6 +1,6 @@
-"""The shape of the code: the core names no built-in method or data set; a generator is
-saved as tensors plus constructor arguments and loaded without pickle; no library function
-reseeds the global random state."""
+"""The shape of the code: the core names no built-in method or data set and its modules
+import each other without a cycle; a generator is saved as tensors plus constructor
+arguments and loaded without pickle; no library function reseeds the global random state."""
 from __future__ import annotations
 
 import ast
@@ -53,6 +53,36 @@ def test_the_core_imports_no_builtin_plugin():
                      for alias in node.names}
         assert not {m for m in imported if m and m.split(".")[0] in
                     ("harness_plugins", "harness_datasets")}, path.name
+
+
+def _core_imports(path: Path) -> set[str]:
+    """The core modules a module imports when it is loaded (imports inside functions, made
+    when they run, do not count)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module == "harness":
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("harness."):
+            names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[1] for alias in node.names
+                      if alias.name.startswith("harness.")}
+    return {name for name in names if (CORE / f"{name}.py").exists()} - {path.stem}
+
+
+def test_the_core_modules_import_each_other_without_a_cycle():
+    imports = {path.stem: _core_imports(path) for path in CORE.glob("*.py")}
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, " -> ".join(path[path.index(module):] + (module,))
+        if module not in done:
+            for imported in sorted(imports[module]):
+                visit(imported, path + (module,))
+            done.add(module)
+
+    for module in sorted(imports):
+        visit(module, ())
 
 
 @pytest.mark.slow

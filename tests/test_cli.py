@@ -101,7 +101,7 @@ def test_cuda_requested_without_a_gpu_is_a_user_error(cli, monkeypatch):
 def test_plan_expands_methods_datasets_seeds(tiny_dataset):
     from harness.plugins import registry
     from harness.api import HarnessError
-    from harness.runner import plan
+    from harness.plan import plan
 
     specs = plan(["mle", "real"], ["tiny"], [0, 1], "default")
     assert [(s.method, s.seed) for s in specs] == [("mle", 0), ("mle", 1), ("real", 0), ("real", 1)]

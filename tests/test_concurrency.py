@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import executors, plugins, store, table
+from harness import plugins, store, table
 from harness.api import HarnessError
-from harness.runner import RunOptions, RunSpec, run_one
+from harness.plan import Plan, RunOptions, RunSpec
+from harness.run_state import run_states
+from harness.runner import run_one
 
 TESTS = Path(__file__).resolve().parent
 TINY = ["--set", "epochs=2", "--set", "batch_size=32", "--threads", "1"]
@@ -199,11 +201,11 @@ def test_table_and_status_agree_on_a_run_that_says_it_is_running(pid, host, expe
                                                 "method": "mle", "seed": 0,
                                                 "profile": "default"})
     store.write_status(directory, "running", pid=pid, host=host)
-    plan = executors.Plan("local", [spec], options)
+    plan = Plan("local", [spec], options)
     plan.save()
 
     reason = store.DIED if expected == "failed" else ""
     shown = f"{directory}: {expected}" + (f" ({reason})" if reason else "")
     assert table.unfinished(tmp_path) == [shown]
-    row = executors.run_states(plan)[0]
+    row = run_states(plan)[0]
     assert (row["state"], row["reason"]) == (expected, reason)

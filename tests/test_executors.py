@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness import executors, slurm, store
-from harness.runner import RunOptions, RunSpec
+from harness import run_state, slurm, store
+from harness.plan import (Plan, RunOptions, RunSpec, in_dependency_order, longest_first,
+                          past_seconds, waits_for)
 
 TINY = ["--set", "epochs=2", "--set", "pretrain_epochs=2", "--set", "eval_every=1",
         "--set", "adv_batches=2", "--set", "adv_eval_every=1", "--set", "n_rollouts=2",
@@ -40,13 +41,13 @@ def submitit_local(register_plugin):
 def test_runs_come_after_the_runs_they_start_from(tiny_dataset):
     specs = [RunSpec(m, "tiny", seed) for m in ("pg-bleu", "seqgan", "ss", "mle")
              for seed in (0, 1)]
-    ordered = executors.in_dependency_order(specs)
+    ordered = in_dependency_order(specs)
     assert sorted(ordered, key=str) == sorted(specs, key=str)
     for spec in specs:
-        for first in executors.waits_for(spec, specs):
+        for first in waits_for(spec, specs):
             assert ordered.index(first) < ordered.index(spec)
-    assert executors.waits_for(RunSpec("seqgan", "tiny", 1), specs) == [RunSpec("mle", "tiny", 1)]
-    assert executors.waits_for(RunSpec("ss", "tiny", 0), specs) == []
+    assert waits_for(RunSpec("seqgan", "tiny", 1), specs) == [RunSpec("mle", "tiny", 1)]
+    assert waits_for(RunSpec("ss", "tiny", 0), specs) == []
 
 
 def test_parallel_runs_start_the_longest_chain_of_work_first(tiny_dataset):
@@ -54,10 +55,10 @@ def test_parallel_runs_start_the_longest_chain_of_work_first(tiny_dataset):
     timed = {("mle", "tiny", "default"): 10.0, ("seqgan", "tiny", "default"): 100.0,
              ("ss", "tiny", "default"): 30.0, ("vae", "tiny", "default"): 50.0}
     # mle heads seqgan (10 + 100), longer than vae alone (50)
-    assert executors.longest_first([ss, vae, mle, seqgan], timed) == [mle, seqgan, vae, ss]
+    assert longest_first([ss, vae, mle, seqgan], timed) == [mle, seqgan, vae, ss]
     del timed[("ss", "tiny", "default")]  # never timed: it may be long, it goes first
-    assert executors.longest_first([vae, mle, seqgan, ss], timed) == [ss, mle, seqgan, vae]
-    assert executors.longest_first([vae, ss, mle], {}) == [vae, ss, mle]
+    assert longest_first([vae, mle, seqgan, ss], timed) == [ss, mle, seqgan, vae]
+    assert longest_first([vae, ss, mle], {}) == [vae, ss, mle]
 
 
 def test_expected_run_times_come_from_finished_runs_with_the_same_settings():
@@ -74,8 +75,8 @@ def test_expected_run_times_come_from_finished_runs_with_the_same_settings():
     finished("b", "mle", 1, {}, 20.0)
     finished("b", "mle", 2, {}, 90.0)
     finished("b", "ss", 0, {"epochs": "2"}, 5.0)
-    assert executors.past_seconds(RunOptions("new")) == {("mle", "tiny", "default"): 23.0}
-    assert executors.past_seconds(RunOptions("new", settings={"epochs": "2"})) == {
+    assert past_seconds(RunOptions("new")) == {("mle", "tiny", "default"): 23.0}
+    assert past_seconds(RunOptions("new", settings={"epochs": "2"})) == {
         ("ss", "tiny", "default"): 8.0}
 
 
@@ -110,7 +111,7 @@ KILLED = {"status": "failed", "reason": store.DIED}  # store.run_status of a kil
     ({"status": "unfinished"}, None, False, ("missing", "")),
 ])
 def test_state_of_a_run(status, live, submitted, expected):
-    assert executors._state(status, live, submitted) == expected
+    assert run_state._state(status, live, submitted) == expected
 
 
 @pytest.mark.slow
@@ -152,14 +153,14 @@ def test_submitit_jobs_respect_dependencies_and_only_failures_are_resubmitted(
 def test_a_job_that_dies_is_failed_with_its_log(cli, tiny_everywhere, submitit_local, monkeypatch):
     """A job killed before the run could say why: status shows the end of its log."""
     specs = [RunSpec("mle", "tiny", 0)]
-    plan = executors.Plan(submitit_local, specs, RunOptions("dead", str(results())),
-                          jobs={"mle/tiny/seed-0": "99999999"})
+    plan = Plan(submitit_local, specs, RunOptions("dead", str(results())),
+                jobs={"mle/tiny/seed-0": "99999999"})
     jobs = store.jobs_dir(results(), "dead")
     jobs.mkdir(parents=True)
     (jobs / "99999999_0_log.err").write_text("Traceback...\nslurmstepd: error: "
                                              "*** JOB 99999999 CANCELLED ***\n")
     plan.save()
-    row = executors.run_states(plan)[0]
+    row = run_state.run_states(plan)[0]
     assert row["state"] == "failed" and "JOB 99999999 CANCELLED" in row["reason"]
 
 

@@ -333,17 +333,17 @@ def test_registered(real_mirror, monkeypatch):
 def test_a_corpus_warning_is_said_once_per_command(tiny_dataset, monkeypatch, caplog, tmp_path):
     """Every seed's corpus (and every worker that loads one) carries the warning; the
     command that plans the runs says it once."""
-    from harness import runner
+    from harness import plan, preflight
 
-    real_load = runner.load_corpus
+    real_load = preflight.load_corpus
 
     def with_warning(*args, **kwargs):
         corpus = real_load(*args, **kwargs)
         corpus.warning = "the paper's data is not available; using a stand-in"
         return corpus
 
-    monkeypatch.setattr(runner, "load_corpus", with_warning)
-    specs = runner.plan(["mle"], ["tiny"], [0, 1, 2], "default")
+    monkeypatch.setattr(preflight, "load_corpus", with_warning)
+    specs = plan.plan(["mle"], ["tiny"], [0, 1, 2], "default")
     with caplog.at_level(logging.WARNING, logger="harness"):
-        runner.preflight(specs, runner.RunOptions(run_id="w", results=str(tmp_path)))
+        preflight.preflight(specs, plan.RunOptions(run_id="w", results=str(tmp_path)))
     assert caplog.text.count("using a stand-in") == 1
