@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from harness import config, devices, store
-from harness.api import HarnessError, Interrupted, Method
+from harness.api import Dataset, HarnessError, Interrupted, Method
 from harness.commands import (SEED, Bounded, finished_run, results_option, run_corpus,
                               run_options, user_errors)
 from harness.download import MIRROR_ENV
@@ -58,15 +58,19 @@ def list_() -> None:
 
 
 def _summary(item) -> str:
-    """A data set's description, else the first line of the class's docstring, else of
-    its module's; and a data set's own settings for the methods."""
-    doc = getattr(item, "description", "") or type(item).__doc__ or \
-        sys.modules[type(item).__module__].__doc__ or ""
-    own = getattr(item, "method_settings", {})
-    profiles = config.profiles_of(item) if isinstance(item, Method) else []
-    return (doc.strip().splitlines()[0] if doc.strip() else "") + \
-        (f" [default profile: {', '.join(f'{k}={v}' for k, v in own.items())}]" if own else "") + \
-        (f" [profiles: {', '.join(profiles)}]" if len(profiles) > len(config.BASE_PROFILES) else "")
+    """The first line of what the item says of itself (a data set's description, else its
+    class's docstring, else its module's), with a data set's own settings for the methods
+    and a method's profiles."""
+    extra, doc = "", type(item).__doc__ or sys.modules[type(item).__module__].__doc__ or ""
+    if isinstance(item, Dataset):
+        doc = item.description or doc
+        own = ", ".join(f"{k}={v}" for k, v in item.method_settings.items())
+        extra = f" [default profile: {own}]" if own else ""
+    if isinstance(item, Method):
+        profiles = config.profiles_of(item)
+        if len(profiles) > len(config.BASE_PROFILES):
+            extra = f" [profiles: {', '.join(profiles)}]"
+    return (doc.strip().splitlines()[0] if doc.strip() else "") + extra
 
 
 @main.command()
