@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 
@@ -188,7 +188,8 @@ class RunContext:
                  profile: str, run_dir: Path, evaluate_curve: Callable[[Generator], dict],
                  log: logging.Logger, show_progress: bool = True, shared_dir: Path | None = None,
                  stop_requested: Callable[[], bool] = lambda: False,
-                 on_record: list[Callable[[dict], None]] | None = None, precision: str = "fp32"):
+                 on_record: list[Callable[[dict], None]] | None = None, precision: str = "fp32",
+                 methods: Mapping[str, Method] | None = None):
         self.corpus = corpus
         self.config = config
         self.device = device
@@ -205,6 +206,7 @@ class RunContext:
         self._show_progress = show_progress
         self._stop_requested = stop_requested
         self._on_record = on_record or []  # experiment trackers (--log-to)
+        self._methods = methods or {}  # the registered methods, for start_from
         self.rngs: dict[str, int] = {}  # every named random stream and its seed, for config.json
         self.shared_files: dict[str, str] = {}  # shared file -> sha256, for config.json
         self._resume_point: dict | None = None
@@ -221,9 +223,9 @@ class RunContext:
         """The generator a run of ``method`` with ``settings`` (the rest its defaults)
         produces on this run's data and seed, to start from: trained here, or reused when
         another run trained it (``method.start``)."""
-        from harness.plugins import registry  # harness.plugins imports this module
-
-        return registry().methods[method].start(self, **settings)
+        if method not in self._methods:
+            raise HarnessError(f"cannot start from {method!r}: no such method is registered")
+        return self._methods[method].start(self, **settings)
 
     @contextlib.contextmanager
     def configured(self, config: Any) -> Iterator[None]:

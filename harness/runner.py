@@ -86,7 +86,7 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
                          shared_dir=store.shared_dir(options.results, spec.dataset, spec.seed,
                                                      torch_device.type, options.precision),
                          on_record=[tracker.curve for tracker in trackers],
-                         precision=options.precision)
+                         precision=options.precision, methods=found.methods)
         log.info("%s/%s seed %d on %s -> %s", spec.dataset, spec.method, spec.seed, torch_device, run_dir)
         try:
             with devices.autocast(torch_device, options.precision):
