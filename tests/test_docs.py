@@ -21,7 +21,8 @@ from harness.cli import main
 from harness.plugins import ENTRY_POINT_GROUP, registry
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -48,11 +49,11 @@ def relative_links(page: Path) -> list[str]:
 
 
 def test_the_readme_is_a_front_door():
-    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+    assert len(README.read_text().splitlines()) <= 250
 
 
 def test_the_readme_links_every_docs_page():
-    linked = set(relative_links(ROOT / "README.md"))
+    linked = set(relative_links(README))
     for page in PAGES[1:]:
         assert f"docs/{page.name}" in linked, page.name
 
@@ -69,13 +70,12 @@ def test_relative_links_resolve(page):
 
 # --- The quick start ---------------------------------------------------------------------
 
-QUICK_START = ROOT / "README.md"
 CI = ROOT / ".ci" / "run"
 
 
 def quick_start() -> list[str]:
     """The quick start's command lines: the first bash block of README.md."""
-    return next(block for block in code_blocks() if block.page == QUICK_START).code.splitlines()
+    return next(block for block in code_blocks() if block.page == README).code.splitlines()
 
 
 def test_the_quick_start_is_a_run_line_and_a_test_line():
@@ -95,7 +95,7 @@ def test_ci_installs_and_tests_as_the_quick_start_says():
 
 # --- Every code block of README.md and docs/*.md is run or checked ------------------------
 
-FENCE = re.compile(r"^(?:<!-- (?P<note>.*?) -->\n)?```(?P<lang>\w*)\n(?P<code>.*?)^```",
+FENCE = re.compile(r"^(?:<!-- (?P<note>[^\n]*?) -->\n)?```(?P<lang>\w*)\n(?P<code>.*?)^```",
                    re.S | re.M)
 EXCERPT = "excerpt of "
 
