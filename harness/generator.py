@@ -1,7 +1,7 @@
 """The shared LSTM generator: embedding -> LSTM -> linear over the vocabulary.
 
-MLE, scheduled sampling, PG-BLEU and SeqGAN all train this very module, as in the
-paper; the synthetic oracle is one too, with the authors' weights.
+Most methods train this very module, as in the paper (docs/commands.md, *Methods*, says
+which); the synthetic oracle is one too, with the authors' weights.
 """
 from __future__ import annotations
 

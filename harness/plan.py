@@ -125,7 +125,7 @@ def key(spec: RunSpec) -> str:
 
 def waits_for(spec: RunSpec, runs: list[RunSpec]) -> list[RunSpec]:
     """The runs of ``runs`` that ``spec`` starts from (its method's ``starts_from``, same
-    data set, seed and profile): SeqGAN and PG-BLEU start from the MLE run's generator."""
+    data set, seed and profile), whose generator it starts from."""
     starts_from = registry().methods[spec.method].starts_from
     return [other for other in runs if other.method in starts_from and
             (other.dataset, other.seed, other.profile) == (spec.dataset, spec.seed, spec.profile)]
