@@ -1,5 +1,6 @@
-"""The machinery of SeqGAN's family (SeqGAN, PG-BLEU, MaliGAN, RankGAN): the CNN
-discriminator and how SeqGAN trains it, the start from the shared MLE run, the Monte-Carlo
+"""The machinery of SeqGAN's family (SeqGAN, PG-BLEU, MaliGAN, RankGAN; LeakGAN borrows
+its discriminator, RelGAN its highway layer, JSDGAN its start): the CNN discriminator and
+how SeqGAN trains it, the start from the shared MLE run, the Monte-Carlo
 rollout that turns a sequence-level score into per-token rewards, and the policy-gradient
 loop. Mostly the reward differs between the methods: the discriminator's P(real) for
 SeqGAN, BLEU against real data for PG-BLEU, a ranker's log-rank for RankGAN.

@@ -71,7 +71,7 @@ def test_a_generator_gets_the_defaults_the_harness_reads():
         [[-2.0] * 3, [-1.0] * 3]  # one log_likelihood per temperature
     assert generator.samples_outside("train", 3, torch.Generator()) is None
     assert not generator.likelihood_is_bound and generator.likelihood_batches_per_call == 1
-    assert not hasattr(generator, "constructor_args")  # not saved as generator.pt
+    assert generator.constructor_args is None  # not saved as generator.pt
     with pytest.raises(NotImplementedError):
         generator.sample(1)
     assert isinstance(LSTMGenerator(5, 3), harness.Generator)
