@@ -3,8 +3,8 @@
 ``python tests/pinned_runs.py`` trains every registered method on the tests' tiny oracle
 (default profile, seed 0, one thread) and writes what each run produced — every metric
 but the timings, and the learning curve — to ``tests/pinned/tiny-runs.json`` with the
-environment that decides the floats (torch version, the CPU model and its vector
-instruction set).
+environment that decides the floats (torch version, the CPU model, its vector
+instruction set, and the bits its kernels give on a fixed workload).
 ``tests/test_pinned_runs.py`` trains them again and asks for the very same values wherever
 that environment is the same; elsewhere the floats may legitimately differ, and it says so.
 """
@@ -30,7 +30,35 @@ def environment() -> dict[str, str]:
     import torch
 
     return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cpu": _cpu_model() or platform.processor(), "threads": "1"}
+            "cpu": _cpu_model() or platform.processor(), "threads": "1",
+            "kernels": kernel_fingerprint()}
+
+
+def kernel_fingerprint() -> str:
+    """The bits this machine's kernels give on a fixed workload of the kinds the runs use
+    (matmul, exp, cumulative sum, log-softmax, LSTM, convolution), one thread, hashed: two
+    machines that share names may still round differently, and then this differs too."""
+    import hashlib
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(0)
+            x, w = torch.randn(64, 32), torch.randn(500, 32)
+            logits = torch.addmm(torch.randn(500), x, w.t())
+            lstm = torch.nn.LSTM(32, 32, batch_first=True)
+            conv = torch.nn.Conv1d(32, 16, 3)
+            outputs = [logits, logits.exp().cumsum(1), logits.log_softmax(1),
+                       lstm(x.view(4, 16, 32))[0], conv(x.view(2, 32, 32))]
+    finally:
+        torch.set_num_threads(threads)
+    digest = hashlib.sha256()
+    for tensor in outputs:
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _cpu_model() -> str:
