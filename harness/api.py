@@ -327,11 +327,11 @@ class RunContext:
         several phases to skip the ones that came before it."""
         return self.resume_point["phase"] if self.resume_point else None
 
-    def restore_curve(self, state: dict) -> None:
-        """The curve and notes as they were when ``state`` (the resume point) was saved."""
-        if state is self.resume_point:
-            self.curve = list(self._resume_point["curve"])
-            self.notes = list(self._resume_point.get("notes", []))
+    def restore_curve(self) -> None:
+        """The curve and notes as they were when the resume point was saved (by the phase
+        that resumes from it)."""
+        self.curve = list(self._resume_point["curve"])
+        self.notes = list(self._resume_point.get("notes", []))
 
 
 def read_checkpoint(path: Path) -> dict:

@@ -86,7 +86,7 @@ class Phase:
         if isinstance(first, bool) or not isinstance(first, int) or not 0 <= first <= self.steps:
             raise self._invalid(f"its {self.unit} is {first!r}, not one of 0 to {self.steps}, "
                                 f"the {self.unit}s this run's settings plan")
-        self.ctx.restore_curve(saved)
+        self.ctx.restore_curve()
         return first
 
     def _invalid(self, problem: str) -> HarnessError:
