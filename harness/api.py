@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import torch
 
 from harness import store
+from harness.streams import stream, stream_seed
 from harness.phases import Phase, rng_states, set_rng_states
 from harness.errors import Diverged, HarnessError, Interrupted, StorageError  # noqa: F401
 
@@ -212,12 +213,21 @@ class RunContext:
         self._resume_point: dict | None = None
         self._resume_point_read = False
 
-    def rng(self, name: str, offset: int = 0, device: torch.device | str | None = None
-            ) -> torch.Generator:
-        """A random stream of the method's own, seeded from the run's seed (+ ``offset``)
-        and recorded by ``name``, so config.json lists every RNG a run used."""
-        self.rngs[name] = self.seed + offset
-        return torch.Generator(device=device or "cpu").manual_seed(self.seed + offset)
+    def rng(self, name: str, device: torch.device | str | None = None) -> torch.Generator:
+        """The method's random stream ``name`` on ``device`` (default: the CPU), its seed
+        derived from the run's seed and the name (``harness.environment.stream_seed``) and
+        listed in config.json. A name gives the same stream each time it is asked for."""
+        self.rngs[name] = stream_seed(self.seed, name)
+        return stream(self.seed, name, device)
+
+    @contextlib.contextmanager
+    def seeded(self, name: str) -> Iterator[None]:
+        """The global (CPU) random state seeded for the stream ``name`` inside the block and
+        left as it was after it: a net built inside is the same whatever ran before."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(stream_seed(self.seed, name))
+            self.rngs[name] = stream_seed(self.seed, name)
+            yield
 
     def start_from(self, method: str, **settings: Any) -> "Generator":
         """The generator a run of ``method`` with ``settings`` (the rest its defaults)

@@ -1,11 +1,10 @@
 """What a run is made in: the environment its config.json records (versions, machine,
-source commit, device) and the seeded global random state it starts from."""
+source commit, device)."""
 from __future__ import annotations
 
 import functools
 import os
 import platform
-import random
 import subprocess
 from pathlib import Path
 
@@ -33,9 +32,3 @@ def _versions() -> dict:
             "torch": torch.__version__, "numpy": np.__version__, "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
             "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)

@@ -18,10 +18,14 @@ from harness.api import Corpus, Diverged, Generator, check_finite
 from harness.generator import (eval_mode, mean_token_nll, mean_token_nll_and_se,
                                sequence_log_likelihoods)
 from harness.metrics import BleuReferences, self_bleu_scores_by_order
+from harness.streams import stream, stream_seed
 from harness.uncertainty import (binomial_se, jackknife_groups, jackknife_se, mean_and_se,
                                  token_nll_se)
 
-EVAL_SEED_OFFSET = 7919  # evaluation draws its own random stream, apart from training's
+# Evaluation's random streams, apart from training's (harness.streams derives their seeds).
+SAMPLES_STREAM = "evaluation samples"
+OUTSIDE_STREAM = "evaluation: sentences outside a split"
+SELF_BLEU_STREAM = "evaluation: self-BLEU hypotheses"
 BLEU_ORDERS = (2, 3, 4, 5)
 MS_JACCARD_ORDERS = (2, 3, 4)
 DISTINCT_ORDERS = (1, 2, 3, 4)
@@ -51,11 +55,18 @@ def draw_samples(generator: Generator, corpus: Corpus, seed: int, temperature: f
                  n: int | None = None) -> torch.Tensor:
     """``n`` (default: the corpus's number of) evaluation samples, from a random stream
     of their own."""
-    rng = torch.Generator(device=_device(generator)).manual_seed(seed + EVAL_SEED_OFFSET)
+    rng = stream(seed, SAMPLES_STREAM, _device(generator))
     samples = generator.sample(n or corpus.eval_samples, temperature=temperature, generator=rng).cpu()
     if len(samples) and (samples.min() < 0 or samples.max() >= corpus.vocab_size):
         raise Diverged(f"the generator sampled token ids outside 0..{corpus.vocab_size - 1}")
     return samples
+
+
+def random_streams(seed: int) -> dict[str, int]:
+    """Evaluation's random streams and their seeds for a run seeded ``seed`` (config.json
+    lists them; the judge LMs' are ``language_model``'s)."""
+    names = (SAMPLES_STREAM, OUTSIDE_STREAM, SELF_BLEU_STREAM, *language_model.STREAMS)
+    return {name: stream_seed(seed, name) for name in names}
 
 
 def curve_metrics(generator: Generator, corpus: Corpus, seed: int) -> dict:
@@ -111,10 +122,10 @@ def _split_sentences(corpus: Corpus, split: str) -> list[list[int]]:
 
 
 def _samples_outside(generator: Generator, split: str, samples: torch.Tensor,
-                     rng_seed: int) -> torch.Tensor:
+                     seed: int) -> torch.Tensor:
     """The samples to score against ``split``'s references: the generator's own, except
     for real data, which gives sentences from outside that split (``samples_outside``)."""
-    rng = torch.Generator().manual_seed(rng_seed)
+    rng = stream(seed, OUTSIDE_STREAM)
     outside = generator.samples_outside(split, len(samples), rng)
     return samples if outside is None else outside
 
@@ -187,7 +198,8 @@ def diversity(sentences: list[list[int]], corpus: Corpus, seed: int, forward: di
     errors = {} if errors is None else errors
     metrics: dict = {}
     n_self = min(SELF_BLEU_HYPOTHESES, len(sentences))
-    self_bleu = self_bleu_scores_by_order(sentences, BLEU_ORDERS, n_hypotheses=n_self, seed=seed)
+    self_bleu = self_bleu_scores_by_order(sentences, BLEU_ORDERS, n_hypotheses=n_self,
+                                          seed=stream_seed(seed, SELF_BLEU_STREAM))
     for n in BLEU_ORDERS:
         metrics[f"self_bleu{n}"], errors[f"self_bleu{n}"] = mean_and_se(self_bleu[n])
     metrics["n_self_bleu_hypotheses"] = n_self

@@ -22,7 +22,13 @@ import torch
 from harness import store
 from harness.api import Corpus, HarnessError
 from harness.generator import LSTMGenerator, mean_token_nll, mean_token_nll_and_se
+from harness.streams import SCHEME, stream, stream_seed
 from harness.training import mle_epoch
+
+# A judge LM's random streams, derived from the seed it is fitted under (harness.streams).
+WEIGHTS_STREAM = "judge LM: initial weights"
+ORDER_STREAM = "judge LM: batch order"
+STREAMS = (WEIGHTS_STREAM, ORDER_STREAM)
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ def fit(tokens: torch.Tensor, corpus: Corpus, seed: int, settings: LmSettings = 
         tokens, valid = tokens[:cut], tokens[cut:] if cut < len(tokens) else tokens[:1]
     lm = _new_lm(corpus, settings, seed)
     optimizer = torch.optim.Adam(lm.parameters(), lr=settings.lr)
-    order = torch.Generator().manual_seed(seed)
+    order = stream(seed, ORDER_STREAM)
     best, best_state = float("inf"), None
     for _ in range(settings.max_epochs):
         mle_epoch(lm, tokens, optimizer, settings.batch_size, 5.0, order)
@@ -59,7 +65,7 @@ def fit(tokens: torch.Tensor, corpus: Corpus, seed: int, settings: LmSettings = 
 
 def _new_lm(corpus: Corpus, settings: LmSettings, seed: int) -> LSTMGenerator:
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(stream_seed(seed, WEIGHTS_STREAM))
         return LSTMGenerator(corpus.vocab_size, corpus.seq_len, settings.emb_dim,
                              settings.hidden_dim, corpus.start_token)
 
@@ -83,7 +89,7 @@ def reference_lm(corpus: Corpus, seed: int, shared_dir: Path | None,
     when reused; ``shared_files`` gets file name -> digest, for the run's config.json)."""
     settings = LmSettings()
     key = json.dumps({"settings": asdict(settings), "corpus": corpus.info, "seed": seed,
-                      "dataset": corpus.name}, sort_keys=True, default=str)
+                      "dataset": corpus.name, "streams": SCHEME}, sort_keys=True, default=str)
     if shared_dir is None:
         return fit(corpus.train, corpus, seed, settings, valid=corpus.test)
     path = Path(shared_dir) / f"lm-{hashlib.sha1(key.encode()).hexdigest()[:12]}.pt"

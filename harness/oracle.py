@@ -8,6 +8,9 @@ import torch
 
 from harness.api import Corpus
 from harness.generator import LSTMGenerator
+from harness.streams import stream
+
+DATA_STREAM = "oracle data"
 
 
 def random_oracle(vocab_size: int, seq_len: int, emb_dim: int = 32, hidden_dim: int = 32,
@@ -29,8 +32,9 @@ def read_token_file(path: Path) -> torch.Tensor:
 
 def oracle_corpus(oracle: LSTMGenerator, name: str, seed: int, n_train: int = 10_000,
                   n_test: int = 10_000, eval_samples: int = 10_000, **info) -> Corpus:
-    """Training and held-out sets sampled from ``oracle`` reproducibly by ``seed``."""
-    rng = torch.Generator().manual_seed(seed)
+    """Training and held-out sets sampled from ``oracle`` reproducibly by ``seed`` (the run's:
+    its stream ``DATA_STREAM``)."""
+    rng = stream(seed, DATA_STREAM)
     oracle = oracle.cpu()
     train = oracle.sample(n_train, generator=rng)
     test = oracle.sample(n_test, generator=rng)

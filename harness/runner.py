@@ -18,7 +18,8 @@ import torch
 
 from harness import api, config, devices, evaluate, language_model, loggers, memory, store
 from harness.api import Dataset, HarnessError, Interrupted, RunContext, check_finite
-from harness.environment import environment, seed_everything
+from harness.environment import environment
+from harness.streams import GLOBAL_STREAM, seed_everything, stream_seed
 from harness.generator import save_generator
 from harness.plan import RunOptions, RunSpec
 from harness.plugins import load_errors, registry
@@ -105,8 +106,8 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
             raise RunFailed(reason) from error
         store.write_record(run_dir / store.CONFIG, {
             **record, "notes": ctx.notes, "shared_files": ctx.shared_files, "random_streams": {
-                "python, numpy and torch global state": spec.seed, **ctx.rngs,
-                "evaluation": spec.seed + evaluate.EVAL_SEED_OFFSET}})
+                GLOBAL_STREAM: stream_seed(spec.seed, GLOBAL_STREAM), **ctx.rngs,
+                **evaluate.random_streams(spec.seed)}})
         store.write_record(run_dir / store.METRICS, metrics)  # marks the run finished
         store.write_status(run_dir, "finished")
         for tracker in trackers:

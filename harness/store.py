@@ -37,6 +37,7 @@ from typing import Any, Iterator
 
 import torch
 
+from harness import streams
 from harness.errors import HarnessError, StorageError
 
 RESULTS_ENV = "HARNESS_RESULTS"
@@ -153,6 +154,8 @@ def snapshot_path(shared: Path, method: str, key: dict, step: int) -> Path:
     """Where a run of ``method`` keeps its result after ``step`` steps in ``shared`` (its
     ``shared_dir``) for the runs that start from it; ``key`` holds what decides that
     result (settings, data, seed, device), hashed into the name."""
+    # The streams' scheme is part of the key: a snapshot drawn under another is not reused.
+    key = {**key, "streams": streams.SCHEME}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return Path(shared) / f"{method}-{digest[:12]}-epoch-{step}.pt"
 

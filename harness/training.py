@@ -49,16 +49,20 @@ def mle_epoch(generator: LSTMGenerator, data: torch.Tensor, optimizer: torch.opt
     return total / tokens
 
 
+def batch_order_stream(phase: str) -> str:
+    """The name of the random stream ``train_by_mle`` shuffles the phase ``phase`` with."""
+    return f"{phase}: batch order"
+
+
 def train_by_mle(ctx: RunContext, generator: torch.nn.Module, phase: str, *, epochs: int,
                  batch_size: int, lr: float, grad_clip: float, shuffle: bool, eval_every: int,
                  at_curve_point: Callable[[int], None] | None = None) -> None:
     """MLE-train ``generator`` in place in the phase ``phase``, Adam at ``lr``, checkpointed
     every epoch: a curve point before the first epoch and every ``eval_every`` epochs,
     each followed by ``at_curve_point(epoch)``."""
-    if shuffle:
-        ctx.rngs[f"{phase}_shuffle"] = ctx.seed
     optimizer = torch.optim.Adam(generator.parameters(), lr=lr)
-    shuffle_rng = torch.Generator().manual_seed(ctx.seed)  # a part of every checkpoint
+    # A part of every checkpoint, drawn from only when shuffling.
+    shuffle_rng = ctx.rng(batch_order_stream(phase)) if shuffle else torch.Generator()
     epochs_phase = ctx.phase(phase, epochs, {"generator": generator, "optimizer": optimizer,
                                              "shuffle_rng": shuffle_rng},
                              record_every=eval_every)

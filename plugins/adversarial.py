@@ -281,8 +281,8 @@ class DiscriminatorRounds:
         self.cfg, self.real = cfg, corpus.train
         self.disc = Discriminator(corpus.vocab_size, corpus.seq_len, **sizes).to(ctx.device)
         self.optimizer = torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr)
-        self.negatives_rng = ctx.rng("disc_negatives", 2, ctx.device)
-        self.shuffle_rng = ctx.rng("disc_real_and_shuffle", 3)
+        self.negatives_rng = ctx.rng("disc_negatives", ctx.device)
+        self.shuffle_rng = ctx.rng("disc_real_and_shuffle")
         self.parts = {"discriminator": self.disc, "disc_optimizer": self.optimizer,
                       "disc_rng": self.negatives_rng, "shuffle_rng": self.shuffle_rng}
 
@@ -350,7 +350,7 @@ def _draw(logits: torch.Tensor, greedy: bool, multinomial: bool,
 
 def _draw_in_place(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """``sample_from_logits(logits, generator=generator)[0]`` (the same uniform per row, the
-    same floats), overwriting ``logits`` with the cumulative sums."""
+    same floats), overwriting ``logits`` with their exponentials."""
     uniform = torch.rand(len(logits), 1, device=logits.device, generator=generator)
     return draw_inverse_cdf(logits, uniform, logits, log_probs=False)[0]
 
@@ -579,7 +579,7 @@ def train_policy_gradient(ctx: RunContext, generator: LSTMGenerator,
     ``across_batch`` as in ``Rollout.rewards``."""
     optimizer = torch.optim.Adam(generator.parameters(), lr=settings.lr)
     rollout = Rollout(generator, settings.rollout_update_rate)
-    rng = ctx.rng("policy_gradient_sampling", 1, ctx.device)
+    rng = ctx.rng("policy_gradient_sampling", ctx.device)
     phase = ctx.phase(PHASE, settings.batches, {"generator": generator, "optimizer": optimizer,
                                                 "rollout": rollout, "sampling_rng": rng,
                                                 **(extra or {})},

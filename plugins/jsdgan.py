@@ -149,7 +149,7 @@ def train_jsd(ctx: RunContext, generator: LSTMGenerator) -> LSTMGenerator:
     cfg = ctx.config
     data = ctx.corpus.train
     optimizer = torch.optim.Adam(generator.parameters(), lr=cfg.lr)
-    shuffle = ctx.rng("jsd_shuffle", 1)
+    shuffle = ctx.rng("jsd_shuffle")
     phase = ctx.phase(PHASE, cfg.adv_epochs, {"generator": generator, "optimizer": optimizer,
                                               "shuffle_rng": shuffle},
                       record_every=cfg.adv_eval_every, desc=f"jsd {ctx.corpus.name}")

@@ -768,10 +768,10 @@ class LeakGan(Method):
         mle_optimizer = new_optimizer(generator, cfg.lr)  # the authors keep separate Adam
         adv_optimizer = new_optimizer(generator, cfg.lr)  # states for MLE and adversarial
         disc_optimizer = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr)
-        negatives = ctx.rng("disc_negatives", 2, ctx.device)
-        shuffle = ctx.rng("disc_real_and_shuffle", 3)
-        mle_shuffle = ctx.rng("leakgan_mle_shuffle", 4)
-        sampling = ctx.rng("adversarial_sampling", 1, ctx.device)
+        negatives = ctx.rng("disc_negatives", ctx.device)
+        shuffle = ctx.rng("disc_real_and_shuffle")
+        mle_shuffle = ctx.rng("leakgan_mle_shuffle")
+        sampling = ctx.rng("adversarial_sampling", ctx.device)
         parts = {"generator": generator, "mle_optimizer": mle_optimizer,
                  "adv_optimizer": adv_optimizer, "disc_optimizer": disc_optimizer,
                  "disc_rng": negatives, "shuffle_rng": shuffle, "mle_rng": mle_shuffle,

@@ -181,8 +181,8 @@ class MaliGan(Method):
             "discriminator", cfg.disc_pretrain_rounds, discriminator, discriminator.parts,
             "disc_loss"))
         optimizer = torch.optim.Adam(generator.parameters(), lr=cfg.lr)
-        sampling = ctx.rng("maligan_sampling", 1, ctx.device)
-        picking = ctx.rng("real_prefixes", 4)
+        sampling = ctx.rng("maligan_sampling", ctx.device)
+        picking = ctx.rng("real_prefixes")
         phase = ctx.phase(adv.PHASE, cfg.adv_batches,
                           {"generator": generator, "optimizer": optimizer,
                            "sampling_rng": sampling, "prefix_rng": picking,

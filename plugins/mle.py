@@ -16,9 +16,11 @@ from harness import Method, hookimpl, store
 from harness.api import RunContext
 from harness.config import require
 from harness.generator import LSTMGenerator
-from harness.training import new_generator, rng_states, set_rng_states, train_by_mle
+from harness.training import (batch_order_stream, new_generator, rng_states, set_rng_states,
+                              train_by_mle)
 
 PHASE = "mle"  # the curve rows and checkpoints of MLE training
+INITIAL_WEIGHTS = "mle: initial weights"  # the random stream they are drawn from
 
 
 @hookimpl
@@ -86,7 +88,7 @@ def pretrain_mle(ctx: RunContext, settings: MleConfig) -> LSTMGenerator:
     # a snapshot stay as they were.
     generator = new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim, ctx.device)
     if settings.shuffle:
-        ctx.rngs["mle_shuffle"] = ctx.seed  # train_mle's order; recorded when reused too
+        ctx.rng(batch_order_stream(PHASE))  # train_mle's order, listed when reused too
     if cached.exists():
         saved = ctx.read_shared(cached)
         generator.load_state_dict(saved["generator"])
@@ -111,8 +113,7 @@ def pretrain_mle(ctx: RunContext, settings: MleConfig) -> LSTMGenerator:
 def initial_weights(ctx: RunContext, settings: MleConfig) -> dict:
     """The shared generator's initial weights for the run's seed (the global random state
     left as it was)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(ctx.seed)
+    with ctx.seeded(INITIAL_WEIGHTS):
         return new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim,
                              torch.device("cpu")).state_dict()
 

@@ -277,9 +277,9 @@ class RankGan(Method):
         corpus = ctx.corpus
         ranker = Ranker(corpus.vocab_size, corpus.seq_len, cfg.ranker_size).to(ctx.device)
         ranker_opt = torch.optim.Adam(ranker.parameters(), lr=cfg.ranker_lr)
-        negatives_rng = ctx.rng("ranker_negatives", 2, ctx.device)
-        real_rng = ctx.rng("ranker_real_and_shuffle", 3)
-        reference_rng = ctx.rng("reward_references", 4)
+        negatives_rng = ctx.rng("ranker_negatives", ctx.device)
+        real_rng = ctx.rng("ranker_real_and_shuffle")
+        reference_rng = ctx.rng("reward_references")
         # The ranker's state, checkpointed beside the generator in both phases.
         parts = {"ranker": ranker, "ranker_optimizer": ranker_opt,
                  "negatives_rng": negatives_rng, "real_rng": real_rng,

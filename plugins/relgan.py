@@ -374,8 +374,8 @@ class RelGan(Method):
                                      hidden=cfg.disc_hidden).to(ctx.device)
         g_opt = torch.optim.Adam(generator.parameters(), lr=cfg.adv_lr)
         d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr)
-        noise = ctx.rng("gumbel_noise", 1, ctx.device)
-        real_rows = ctx.rng("real_batches", 2)
+        noise = ctx.rng("gumbel_noise", ctx.device)
+        real_rows = ctx.rng("real_batches")
         phase = ctx.phase(PHASE, cfg.adv_steps,
                           {"generator": generator, "discriminator": disc,
                            "generator_optimizer": g_opt, "disc_optimizer": d_opt,

@@ -129,9 +129,14 @@ def test_same_seed_same_numbers_and_every_random_stream_recorded(cli, tiny_datas
     assert metrics[0] == metrics[1]
     assert (a / "samples.txt").read_text() == (b / "samples.txt").read_text()
     streams = json.loads((a / "config.json").read_text())["random_streams"]
-    assert streams == {"python, numpy and torch global state": 0, "mle_shuffle": 0,
-                       "disc_negatives": 2, "disc_real_and_shuffle": 3,
-                       "policy_gradient_sampling": 1, "evaluation": 7919}
+    assert set(streams) == {
+        "python, numpy and torch global state", "mle: initial weights", "mle: batch order",
+        "disc_negatives", "disc_real_and_shuffle", "policy_gradient_sampling",
+        "evaluation samples", "evaluation: sentences outside a split",
+        "evaluation: self-BLEU hypotheses", "judge LM: initial weights", "judge LM: batch order"}
+    for name, seed in streams.items():  # seed 0's streams, derived by the documented hash
+        assert seed == int.from_bytes(hashlib.sha256(f"0/{name}".encode()).digest()[:8],
+                                      "little") >> 1
 
 
 # --- bad input: one line, exit code 2, nothing on disk changed ------------------------

@@ -138,8 +138,8 @@ class CooperativeTraining:
                                               betas=(0.9, 0.95))
         self.mediator_opt = torch.optim.Adam(mediator.parameters(), lr=cfg.mediator_lr,
                                              betas=(0.9, 0.95))
-        self.sampling = ctx.rng("cot_sampling", 1, ctx.device)
-        self.real_order = ctx.rng("cot_real_order", 2)
+        self.sampling = ctx.rng("cot_sampling", ctx.device)
+        self.real_order = ctx.rng("cot_real_order")
         self.parts = {"generator": generator, "generator_optimizer": self.generator_opt,
                       "mediator": mediator, "mediator_optimizer": self.mediator_opt,
                       "sampling_rng": self.sampling, "real_order_rng": self.real_order}
