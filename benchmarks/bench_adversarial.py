@@ -74,14 +74,6 @@ def show(label: str, seconds: float, limit: float | None = None, part: str | Non
         print(f"RESULT harness {part} {seconds:.3f} limit {limit or 0:.3f}", flush=True)
 
 
-def show_scan(rates: limits.Rates, rows: float, vocab: int) -> None:
-    """What stands between a draw and its limit: the cumulative sums of its inverse CDF,
-    which torch computes sequentially (``limits.Rates.scans``)."""
-    seconds = limits.draw_scans(rows, vocab) / rates.scans
-    label = "    beside it: the draws' cumulative sums"
-    print(f"{label:<{WIDTH}}: {seconds:7.2f} s at the scan rate, not in the limit", flush=True)
-
-
 def adversarial_step(gen, optimizer, rollout, rewards, batch, rng) -> None:
     """Sample, reward every token, take the REINFORCE step, move the rollout policy."""
     sequences = gen.sample(batch, generator=rng)
@@ -196,7 +188,6 @@ def main() -> None:
              median_time(lambda: rollout.rewards(sequences, r, lambda rows: torch.zeros(len(rows)),
                                                  rng), args.repeats),
              rollout_work(n, r, length, vocab).seconds(rates))
-        show_scan(rates, (length - 1) * length // 2 * r * n, vocab)
         completed = torch.cat([sequences] * ((length - 1) * r))  # rows ordered (t, n, b)
         show(f"  in it: the discriminator on {len(completed) + n:,} rows",
              median_time(lambda: disc.prob_real_of_rollout(completed, sequences), args.repeats),
@@ -217,7 +208,6 @@ def main() -> None:
         show(f"sample {m:,} sequences + NLL-oracle",
              median_time(lambda: mean_token_nll(oracle, gen.sample(m, generator=rng)), args.repeats),
              (limits.generator_steps(m * length, EMB, HIDDEN, vocab) * 2).seconds(rates), "sample")
-        show_scan(rates, m * length, vocab)
     if "mle" in parts:
         real = oracle.sample(m, generator=rng)
         show(f"one MLE epoch, {m:,} x {length}, batch 64",

@@ -19,14 +19,10 @@ class Rates:
     flops: float  # per second: a 2,048-square float32 matmul (a multiply-add is 2 flops)
     exps: float   # per second: exp over 64K floats that stay in cache, as a softmax chunk does
     bytes: float  # per second: a copy of 256 MB (read + write both counted)
-    # Per second: a cumulative sum along rows of 64K floats in cache (an inverse-CDF draw's).
-    # Not in the limit: torch adds each row in one sequential chain, so it is a cost of the
-    # kernel, printed beside the limit as what stands between a draw and it.
-    scans: float = float("inf")
 
     def __str__(self) -> str:
         return (f"{self.flops / 1e9:.0f} Gflop/s matmul, {self.exps / 1e9:.2f} G exp/s, "
-                f"{self.bytes / 1e9:.1f} GB/s copy, {self.scans / 1e9:.2f} G scan/s")
+                f"{self.bytes / 1e9:.1f} GB/s copy")
 
 
 def _best_seconds(fn, repeats: int) -> float:
@@ -53,16 +49,9 @@ def measure(repeats: int = 5) -> Rates:
             torch.exp(x, out=y)
 
     exp = _best_seconds(exps, repeats)
-    rows, sums = x.view(16, -1), y.view(16, -1)
-
-    def scans():
-        for _ in range(passes):
-            torch.cumsum(rows, dim=1, out=sums)
-
-    scan = _best_seconds(scans, repeats)
     stream = _best_seconds(lambda: copy.copy_(big), repeats)
     return Rates(flops=2 * 2048 ** 3 / matmul, exps=passes * x.numel() / exp,
-                 bytes=2 * big.numel() * 4 / stream, scans=passes * x.numel() / scan)
+                 bytes=2 * big.numel() * 4 / stream)
 
 
 @dataclass(frozen=True)
@@ -79,11 +68,6 @@ class Work:
 
     def seconds(self, rates: Rates) -> float:
         return self.flops / rates.flops + self.exps / rates.exps + self.bytes / rates.bytes
-
-
-def draw_scans(rows: float, vocab: int) -> float:
-    """The cumulative sums of inverse-CDF draws: one per logit (see ``Rates.scans``)."""
-    return rows * vocab
 
 
 def lstm_steps(rows: float, emb: int, hidden: int) -> Work:

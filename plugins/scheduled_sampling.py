@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from harness import Method, hookimpl
 from harness.config import require
-from harness.generator import LSTMGenerator
+from harness.generator import LSTMGenerator, draw_inverse_cdf
 from harness.training import new_generator, train_step
 
 
@@ -93,17 +93,8 @@ def next_inputs(logits: torch.Tensor, true_tokens: torch.Tensor, rate: float,
         if len(rows) == 0:
             return true_tokens
     sampled = true_tokens.clone()
-    sampled[rows] = inverse_cdf_draw(logits[rows], uniforms[rows])
+    sampled[rows] = draw_inverse_cdf(logits[rows], uniforms[rows], None, log_probs=False)[0]
     return torch.where(use_true, true_tokens, sampled)
-
-
-def inverse_cdf_draw(logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """``sample_from_logits``'s draw (temperature 1) for given uniforms [n, 1], without
-    the log-probability: the same operations, so the same tokens."""
-    top = logits.amax(dim=-1, keepdim=True)
-    cdf = (logits - top).exp_().cumsum_(dim=-1)
-    u = uniforms * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp_max_(cdf.shape[1] - 1).squeeze(1)
 
 
 class ScheduledSampling(Method):
@@ -121,7 +112,7 @@ class ScheduledSampling(Method):
         cfg = ctx.config
         generator = new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
         optimizer = torch.optim.Adam(generator.parameters(), lr=cfg.lr)
-        rng = ctx.rng("ss_sampling", 0, ctx.device)
+        rng = ctx.rng("ss_sampling", ctx.device)
         phase = ctx.phase("train", cfg.epochs, {"generator": generator, "optimizer": optimizer,
                                                 "sampling_rng": rng},
                           record_every=cfg.eval_every, desc=f"ss {ctx.corpus.name}")

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import harness
-from harness.generator import LSTMGenerator, eval_mode, sample_from_logits
+from harness.generator import LSTMGenerator, draw_inverse_cdf, eval_mode, sample_from_logits
 
 
 @pytest.mark.parametrize("batch", [1, 5, 64])
@@ -35,6 +35,47 @@ def test_inverse_cdf_sampling_draws_the_softmax_distribution():
     expected = torch.softmax(logits[0].double(), 0) * len(tokens)
     chi_square = ((counts - expected) ** 2 / expected).sum().item()
     assert chi_square < 18.47  # the 0.999 quantile of chi-square with 4 degrees of freedom
+
+
+def full_cdf_draw(logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """The textbook inverse CDF: the first token whose running sum exceeds u * total."""
+    cdf = torch.softmax(logits.double(), -1).cumsum(-1)
+    return torch.searchsorted(cdf, uniform.double() * cdf[:, -1:], right=True).squeeze(1)
+
+
+@pytest.mark.parametrize("vocab", [1, 2, 5, 37, 100, 5000])
+def test_blocked_inverse_cdf_draws_the_tokens_of_the_full_cumulative_sum(vocab):
+    g = torch.Generator().manual_seed(vocab)
+    logits = torch.randn(400, vocab, generator=g, dtype=torch.float64) * 3
+    uniform = torch.rand(400, 1, generator=g, dtype=torch.float64)
+    tokens, log_probs = draw_inverse_cdf(logits, uniform, None)
+    assert torch.equal(tokens, full_cdf_draw(logits, uniform))
+    torch.testing.assert_close(log_probs, torch.log_softmax(logits, -1).gather(1, tokens[:, None])
+                               .squeeze(1))
+    in_place = logits.clone()
+    assert torch.equal(draw_inverse_cdf(in_place, uniform, in_place, log_probs=False)[0], tokens)
+
+
+def test_blocked_inverse_cdf_never_draws_a_token_of_zero_weight():
+    vocab = 5000
+    logits = torch.full((6, vocab), -1e4)
+    alive = [[0], [4999], [70, 71], [4969, 4970, 4999], [3], [2000, 2001, 4998]]
+    for row, columns in enumerate(alive):
+        logits[row, columns] = torch.arange(len(columns), dtype=torch.float32)
+    below_one = torch.nextafter(torch.tensor(1.0), torch.tensor(0.0))
+    for u in (torch.tensor(0.0), below_one, torch.tensor(0.5)):
+        tokens, log_probs = draw_inverse_cdf(logits, u.repeat(6, 1), None)
+        assert all(token in columns for token, columns in zip(tokens.tolist(), alive))
+        assert torch.isfinite(log_probs).all()
+
+
+def test_blocked_inverse_cdf_draws_the_softmax_distribution_past_a_ragged_block():
+    logits = torch.randn(37, generator=torch.Generator().manual_seed(0)).repeat(40000, 1)
+    tokens, _ = sample_from_logits(logits, generator=torch.Generator().manual_seed(1))
+    counts = torch.bincount(tokens, minlength=37).double()
+    expected = torch.softmax(logits[0].double(), 0) * len(tokens)
+    chi_square = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi_square < 67.99  # the 0.999 quantile of chi-square with 36 degrees of freedom
 
 
 def test_sampling_is_reproducible_with_a_seeded_generator():

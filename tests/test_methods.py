@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from harness import store
-from harness.generator import LSTMGenerator, sample_from_logits
+from harness.generator import LSTMGenerator, draw_inverse_cdf, sample_from_logits
 from harness_plugins.adversarial import policy_gradient_step
-from harness_plugins.scheduled_sampling import (ScheduledSamplingConfig, inverse_cdf_draw,
+from harness_plugins.scheduled_sampling import (ScheduledSamplingConfig,
                                                 next_inputs, scheduled_sampling_loss,
                                                 true_token_rate)
 
@@ -112,7 +112,7 @@ def test_scheduled_sampling_draws_the_tokens_of_sample_from_logits_then_a_coin(r
     assert torch.equal(after.get_state(), before.get_state())
     uniforms = torch.rand(64, 1, generator=every_row)
     use_true = torch.rand(64, generator=every_row) < rate
-    assert torch.equal(torch.where(use_true, true_tokens, inverse_cdf_draw(logits, uniforms)),
+    assert torch.equal(torch.where(use_true, true_tokens, draw_inverse_cdf(logits, uniforms, None, log_probs=False)[0]),
                        expected)
 
 
