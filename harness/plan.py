@@ -133,12 +133,23 @@ def waits_for(spec: RunSpec, runs: list[RunSpec]) -> list[RunSpec]:
 
 def past_seconds(options: RunOptions) -> dict[tuple[str, str, str], float]:
     """(method, data set, profile) -> the median wall time (training, judge LM and
-    evaluation) of its finished runs in this results store, any run id or seed, made with
-    the same ``--set`` settings: what a run is expected to take."""
+    evaluation) of its finished runs made with the same ``--set`` settings, any run id or
+    seed: what a run is expected to take. From this results store; where it has none, from
+    the newest committed reference set that has it (in a clone; their names end in their
+    date), so a first ``run --all`` starts its longest runs first too."""
+    expected: dict[tuple[str, str, str], float] = {}
+    if store.results_dir(options.results) != store.REFERENCE_RESULTS:
+        for name in sorted(store.reference_sets(), key=lambda name: name[-10:]):
+            expected.update(_median_seconds(store.reference_dir(name), options.settings))
+    return {**expected, **_median_seconds(options.results, options.settings)}
+
+
+def _median_seconds(results: str | Path | None, settings: dict
+                    ) -> dict[tuple[str, str, str], float]:
     seconds: dict[tuple[str, str, str], list[float]] = {}
-    for _, directory in store.runs(options.results, finished_only=True):
+    for _, directory in store.runs(results, finished_only=True):
         config, metrics = store.read_config(directory), store.read_metrics(directory)
-        if config.get("settings", {}) != options.settings:
+        if config.get("settings", {}) != settings:
             continue
         took = sum(metrics.get(part, 0.0) for part in ("train_seconds", "judge_lm_seconds",
                                                       "eval_seconds"))
