@@ -61,23 +61,40 @@ def test_parallel_runs_start_the_longest_chain_of_work_first(tiny_dataset):
     assert longest_first([vae, ss, mle], {}) == [vae, ss, mle]
 
 
-def test_expected_run_times_come_from_finished_runs_with_the_same_settings():
-    def finished(run_id, method, seed, settings, seconds):
-        directory = store.run_dir(None, store.RunKey(run_id, "tiny", method, seed))
-        directory.mkdir(parents=True)
-        store.write_json(directory / store.CONFIG, {
-            "run_id": run_id, "dataset": "tiny", "method": method, "seed": seed,
-            "profile": "default", "settings": settings})
-        store.write_json(directory / store.METRICS, {
-            "train_seconds": seconds, "judge_lm_seconds": 1.0, "eval_seconds": 2.0})
+def finished(results, run_id, method, seed, settings, seconds):
+    directory = store.run_dir(results, store.RunKey(run_id, "tiny", method, seed))
+    directory.mkdir(parents=True)
+    store.write_json(directory / store.CONFIG, {
+        "run_id": run_id, "dataset": "tiny", "method": method, "seed": seed,
+        "profile": "default", "settings": settings})
+    store.write_json(directory / store.METRICS, {
+        "train_seconds": seconds, "judge_lm_seconds": 1.0, "eval_seconds": 2.0})
+    store.write_json(store.run_id_dir(results, run_id) / store.PLAN, {})
 
-    finished("a", "mle", 0, {}, 10.0)
-    finished("b", "mle", 1, {}, 20.0)
-    finished("b", "mle", 2, {}, 90.0)
-    finished("b", "ss", 0, {"epochs": "2"}, 5.0)
+
+def test_expected_run_times_come_from_finished_runs_with_the_same_settings(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "REFERENCE_RESULTS", tmp_path / "no-reference-sets")
+    finished(None, "a", "mle", 0, {}, 10.0)
+    finished(None, "b", "mle", 1, {}, 20.0)
+    finished(None, "b", "mle", 2, {}, 90.0)
+    finished(None, "b", "ss", 0, {"epochs": "2"}, 5.0)
     assert past_seconds(RunOptions("new")) == {("mle", "tiny", "default"): 23.0}
     assert past_seconds(RunOptions("new", settings={"epochs": "2"})) == {
         ("ss", "tiny", "default"): 8.0}
+
+
+def test_runs_never_timed_here_take_the_newest_reference_sets_times(tmp_path, monkeypatch):
+    reference = tmp_path / "reference"
+    monkeypatch.setattr(store, "REFERENCE_RESULTS", reference)
+    finished(reference, "reference-cpu-2026-11-30", "mle", 0, {}, 100.0)
+    finished(reference, "reference-cpu-2026-11-30", "vae", 0, {}, 400.0)
+    finished(reference, "reference-cpu-2026-12-02", "vae", 0, {}, 200.0)
+    finished(None, "mine", "mle", 0, {}, 10.0)
+    assert past_seconds(RunOptions("new")) == {("mle", "tiny", "default"): 13.0,
+                                               ("vae", "tiny", "default"): 203.0}
+    # Runs into the reference sets' own directory: their runs are its history, every run id.
+    assert past_seconds(RunOptions("new", results=str(reference))) == {
+        ("mle", "tiny", "default"): 103.0, ("vae", "tiny", "default"): 303.0}
 
 
 def test_unknown_executor_is_a_user_error(cli):

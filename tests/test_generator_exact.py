@@ -4,19 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.generator import LSTMGenerator, sequence_log_likelihoods
+from harness.generator import LSTMGenerator, sample_from_logits, sequence_log_likelihoods
 
 
 def reference_draw(logits, temperature, generator):
-    """The sampler before the speed work: a fresh tensor for every pass."""
-    if temperature != 1.0:
-        logits = logits / temperature
-    top = logits.amax(dim=-1, keepdim=True)
-    cdf = (logits - top).exp_().cumsum_(dim=-1)
-    total = cdf[:, -1:]
-    u = torch.rand(cdf.shape[0], 1, generator=generator) * total
-    tokens = torch.searchsorted(cdf, u, right=True).clamp_max_(cdf.shape[1] - 1)
-    return tokens.squeeze(1), (logits.gather(1, tokens) - top - total.log()).squeeze(1)
+    """The plain draw: ``sample_from_logits``, fresh tensors every pass (the draw itself is
+    checked against the full cumulative sum in test_generator.py)."""
+    return sample_from_logits(logits, temperature, generator)
 
 
 @torch.no_grad()
