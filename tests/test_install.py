@@ -13,7 +13,7 @@ import pytest
 from harness import store
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = store.reference_dir("reference-cpu-2026-12-02")
+REFERENCE = store.reference_dir("reference-cpu-2026-12-04")
 
 
 @pytest.mark.slow

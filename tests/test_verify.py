@@ -18,7 +18,7 @@ import torch
 from harness import store
 from harness.verify import LEVEL, Report, changed_conclusions, environment_differences, judge
 
-REFERENCE = store.reference_dir("reference-cpu-2026-12-02")
+REFERENCE = store.reference_dir("reference-cpu-2026-12-04")
 
 
 def results() -> Path:
