@@ -15,9 +15,12 @@ paper's 1,720-filter CNN discriminator). The parts, each selectable with ``--onl
 Each line gives the median time, the arithmetic limit (``limits.py``: the work's flops,
 exps and streamed bytes at the rates this machine reaches on large operands) and their
 ratio, and ends in a ``RESULT harness <part> <seconds>`` line for side_by_side.py.
+``--breakdown`` adds, under each line, one profiled call's time by kind of kernel (matmul,
+exp, other passes over large tensors, small ops, Python between ops), each over the part
+of the limit that kind of kernel does: what stands between the time and its limit.
 
     python benchmarks/bench_adversarial.py [--only step,sample,mle,disc] [--repeats 3]
-                                           [--mirror DIR] [--threads N]
+                                           [--mirror DIR] [--threads N] [--breakdown]
 """
 from __future__ import annotations
 
@@ -59,12 +62,23 @@ def timed(fn) -> float:
 
 
 WARMUP = 0  # untimed calls before each timing (--warmup)
+BREAKDOWN = False  # after each timing, one profiled call by kind of kernel (--breakdown)
 
 
 def median_time(fn, repeats: int) -> float:
     for _ in range(WARMUP):  # a process's first call also pays for kernel set-up
         fn()
     return statistics.median(timed(fn) for _ in range(repeats))
+
+
+def timed_part(label: str, fn, work: limits.Work, rates: limits.Rates, repeats: int,
+               part: str | None = None) -> None:
+    """Time ``fn`` beside the limit of ``work``; with --breakdown, where its time goes."""
+    seconds = median_time(fn, repeats)
+    show(label, seconds, work.seconds(rates), part)
+    if BREAKDOWN:
+        profiled = limits.breakdown(fn, seconds)
+        print(f"{'':<{WIDTH}}  {limits.breakdown_line(*profiled, work.parts(rates))}", flush=True)
 
 
 def show(label: str, seconds: float, limit: float | None = None, part: str | None = None) -> None:
@@ -148,12 +162,15 @@ def main() -> None:
                     help="sequences for sampling, the MLE epoch and each discriminator class")
     ap.add_argument("--warmup", type=int, default=0,
                     help="untimed calls of each part before it is timed")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="after each timing, one profiled call: its time by kind of kernel "
+                         "(matmul, exp, other passes, small ops, Python) over the limit's part")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None,
                     help="torch.set_num_threads (default: leave torch's default)")
     args = ap.parse_args()
-    global WARMUP
-    WARMUP = args.warmup
+    global WARMUP, BREAKDOWN
+    WARMUP, BREAKDOWN = args.warmup, args.breakdown
     parts = args.only.split(",")
     if unknown := set(parts) - set(PARTS):
         ap.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
@@ -180,18 +197,17 @@ def main() -> None:
     if "step" in parts:
         print(f"adversarial generator step: {n} sequences x {length - 1} prefixes x {r} "
               f"completions = {n * (length - 1) * r:,} rows scored by the PAPER discriminator")
-        show("adversarial generator step",
-             median_time(lambda: adversarial_step(gen, g_opt, rollout, ours, n, rng), args.repeats),
-             step_work(disc, n, r, length, vocab).seconds(rates), "step")
+        timed_part("adversarial generator step",
+                   lambda: adversarial_step(gen, g_opt, rollout, ours, n, rng),
+                   step_work(disc, n, r, length, vocab), rates, args.repeats, "step")
         sequences = gen.sample(n, generator=rng)
-        show("  in it: the rollout's sampling",
-             median_time(lambda: rollout.rewards(sequences, r, lambda rows: torch.zeros(len(rows)),
-                                                 rng), args.repeats),
-             rollout_work(n, r, length, vocab).seconds(rates))
+        timed_part("  in it: the rollout's sampling",
+                   lambda: rollout.rewards(sequences, r, lambda rows: torch.zeros(len(rows)), rng),
+                   rollout_work(n, r, length, vocab), rates, args.repeats)
         completed = torch.cat([sequences] * ((length - 1) * r))  # rows ordered (t, n, b)
-        show(f"  in it: the discriminator on {len(completed) + n:,} rows",
-             median_time(lambda: disc.prob_real_of_rollout(completed, sequences), args.repeats),
-             scoring_work(disc, n, r, length).seconds(rates))
+        timed_part(f"  in it: the discriminator on {len(completed) + n:,} rows",
+                   lambda: disc.prob_real_of_rollout(completed, sequences),
+                   scoring_work(disc, n, r, length), rates, args.repeats)
     if "naive" in parts:
         def naive(seqs):
             return rollout.rewards_naive(seqs, r, disc.prob_real, rng, multinomial=True)
@@ -205,25 +221,25 @@ def main() -> None:
         show("step, ours", b)
         print(f"{'speed-up':<{WIDTH}}: {a / b:7.1f}x")
     if "sample" in parts:
-        show(f"sample {m:,} sequences + NLL-oracle",
-             median_time(lambda: mean_token_nll(oracle, gen.sample(m, generator=rng)), args.repeats),
-             (limits.generator_steps(m * length, EMB, HIDDEN, vocab) * 2).seconds(rates), "sample")
+        timed_part(f"sample {m:,} sequences + NLL-oracle",
+                   lambda: mean_token_nll(oracle, gen.sample(m, generator=rng)),
+                   limits.generator_steps(m * length, EMB, HIDDEN, vocab) * 2, rates,
+                   args.repeats, "sample")
     if "mle" in parts:
         real = oracle.sample(m, generator=rng)
-        show(f"one MLE epoch, {m:,} x {length}, batch 64",
-             median_time(lambda: mle_epoch(gen, real, g_opt, 64, 5.0, rng), args.repeats),
-             training_work(m * length, vocab).seconds(rates), "mle")
+        timed_part(f"one MLE epoch, {m:,} x {length}, batch 64",
+                   lambda: mle_epoch(gen, real, g_opt, 64, 5.0, rng),
+                   training_work(m * length, vocab), rates, args.repeats, "mle")
     if "disc" in parts:
         real, fake = oracle.sample(m, generator=rng), gen.sample(m, generator=rng)
         for name, size in (("PAPER", PAPER), ("SMALL", SMALL)):
             d = Discriminator(vocab, length, **size)
             d_opt = torch.optim.Adam(d.parameters(), lr=1e-4)
             params = sum(p.numel() for p in d.parameters())
-            show(f"one D epoch, {name} ({params / 1e6:.2f}M params), {m:,} + {m:,}",
-                 median_time(lambda: train_discriminator(d, d_opt, real, fake, 1, 64, PAPER_L2, rng),
-                             args.repeats),
-                 disc_epoch_work(d, 2 * m, length).seconds(rates),
-                 "disc" if name == "PAPER" else None)
+            timed_part(f"one D epoch, {name} ({params / 1e6:.2f}M params), {m:,} + {m:,}",
+                       lambda: train_discriminator(d, d_opt, real, fake, 1, 64, PAPER_L2, rng),
+                       disc_epoch_work(d, 2 * m, length), rates, args.repeats,
+                       "disc" if name == "PAPER" else None)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -5,6 +5,8 @@ A benchmark counts its work (matmul flops, exps, bytes that must stream from mem
 prints its time beside ``Work.seconds(rates)``. The rates are measured here, on large
 operands where each kernel runs at its best, so the limit is one no implementation on
 this machine beats with these kernels; ratios above 1 are what is left to win.
+``breakdown`` splits a piece's time by the kind of kernel that spent it, beside the same
+split of its limit, which says where the rest of the time goes.
 """
 from __future__ import annotations
 
@@ -67,7 +69,12 @@ class Work:
         return Work(self.flops * times, self.exps * times, self.bytes * times)
 
     def seconds(self, rates: Rates) -> float:
-        return self.flops / rates.flops + self.exps / rates.exps + self.bytes / rates.bytes
+        return sum(self.parts(rates).values())
+
+    def parts(self, rates: Rates) -> dict[str, float]:
+        """The limit by the kind of kernel that does the work (the classes of ``breakdown``)."""
+        return {"matmul": self.flops / rates.flops, "exp": self.exps / rates.exps,
+                "passes": self.bytes / rates.bytes, "small": 0.0, "python": 0.0}
 
 
 def lstm_steps(rows: float, emb: int, hidden: int) -> Work:
@@ -105,3 +112,60 @@ def conv_lookups(window_rows: dict[int, float], windows: dict[int, int]) -> Work
 def highway_and_output(rows: float, features: int) -> Work:
     """The discriminator above the max-pool: highway (two square layers), two logits."""
     return Work(flops=rows * (2 * 2 * features ** 2 + 2 * features * 2))
+
+
+# --- where a piece's time goes, beside the limit's parts -------------------------------
+
+# Kernels whose work the limit counts as flops (an LSTM layer's call includes its gates)
+# and as exps; every other kernel either streams a large tensor ("passes") or is a small
+# call whose cost is its dispatch ("small": under SMALL_CALL a call on average). Ranges
+# that are not kernels (the optimizer's step, autograd's functions) and the time between
+# ops are Python ("outside ops").
+MATMUL_OPS = frozenset({"aten::addmm", "aten::mm", "aten::bmm", "aten::mkldnn_rnn_layer",
+                        "aten::mkldnn_rnn_layer_backward", "aten::mkldnn_convolution",
+                        "aten::convolution_backward"})
+EXP_OPS = frozenset({"aten::exp", "aten::exp_", "aten::_softmax", "aten::_log_softmax",
+                     "aten::_softmax_backward_data", "aten::_log_softmax_backward_data",
+                     "aten::sigmoid", "aten::tanh", "aten::sigmoid_backward",
+                     "aten::tanh_backward"})
+SMALL_CALL = 100e-6  # seconds
+CLASSES = {"matmul": "matmul", "exp": "exp", "passes": "other passes",
+           "small": f"small ops (<{SMALL_CALL * 1e6:.0f} us a call)", "python": "outside ops"}
+
+
+def classify(name: str, calls: int, self_seconds: float) -> str:
+    if name in MATMUL_OPS:
+        return "matmul"
+    if name in EXP_OPS:
+        return "exp"
+    if not name.startswith("aten::"):
+        return "python"
+    return "small" if self_seconds < SMALL_CALL * calls else "passes"
+
+
+def breakdown(fn, unprofiled: float) -> tuple[float, dict[str, float]]:
+    """One call of ``fn`` under torch's profiler: its wall seconds and the seconds of each
+    class of ``CLASSES``, each op's own time as the profiler records it. The profiler's own
+    cost falls outside that record (a tiny op records less than it takes without the
+    profiler), so "outside ops", Python between the kernels, is ``unprofiled`` (the call's
+    time without the profiler) less the kernels'."""
+    from torch.profiler import ProfilerActivity, profile
+
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    wall = time.perf_counter() - start
+    seconds = dict.fromkeys(CLASSES, 0.0)
+    for event in prof.key_averages():
+        own = event.self_cpu_time_total / 1e6
+        kind = classify(event.key, event.count, own)
+        if kind != "python":
+            seconds[kind] += own
+    seconds["python"] = max(0.0, unprofiled - sum(seconds.values()))
+    return wall, seconds
+
+
+def breakdown_line(wall: float, seconds: dict[str, float], limit: dict[str, float]) -> str:
+    """Each class's time over its part of the limit (what stands between time and limit)."""
+    return f"profiled {wall:.2f} s, by kind / limit: " + "; ".join(
+        f"{CLASSES[kind]} {seconds[kind]:.2f} s / {limit[kind]:.2f}" for kind in CLASSES)
