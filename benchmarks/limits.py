@@ -143,24 +143,30 @@ def classify(name: str, calls: int, self_seconds: float) -> str:
     return "small" if self_seconds < SMALL_CALL * calls else "passes"
 
 
+def seconds_by_kind(events) -> dict[str, float]:
+    """The own time of the profiler's ``key_averages()`` by class of ``CLASSES``; "python"
+    is left at 0 for the caller, who knows the wall time."""
+    seconds = dict.fromkeys(CLASSES, 0.0)
+    for event in events:
+        own = event.self_cpu_time_total / 1e6
+        kind = classify(event.key, event.count, own)
+        if kind != "python":
+            seconds[kind] += own
+    return seconds
+
+
 def breakdown(fn, unprofiled: float) -> tuple[float, dict[str, float]]:
     """One call of ``fn`` under torch's profiler: its wall seconds and the seconds of each
     class of ``CLASSES``, each op's own time as the profiler records it. The profiler's own
-    cost falls outside that record (a tiny op records less than it takes without the
-    profiler), so "outside ops", Python between the kernels, is ``unprofiled`` (the call's
-    time without the profiler) less the kernels'."""
+    cost falls mostly outside that record, so "outside ops", Python between the kernels,
+    is ``unprofiled`` (the call's time without the profiler) less the kernels'."""
     from torch.profiler import ProfilerActivity, profile
 
     start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     wall = time.perf_counter() - start
-    seconds = dict.fromkeys(CLASSES, 0.0)
-    for event in prof.key_averages():
-        own = event.self_cpu_time_total / 1e6
-        kind = classify(event.key, event.count, own)
-        if kind != "python":
-            seconds[kind] += own
+    seconds = seconds_by_kind(prof.key_averages())
     seconds["python"] = max(0.0, unprofiled - sum(seconds.values()))
     return wall, seconds
 

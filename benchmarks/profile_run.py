@@ -45,11 +45,7 @@ def main() -> None:
                      standalone_mode=False)
     wall = time.perf_counter() - start
     events = prof.key_averages()
-    seconds = dict.fromkeys(limits.CLASSES, 0.0)
-    for event in events:
-        kind = limits.classify(event.key, event.count, event.self_cpu_time_total / 1e6)
-        if kind != "python":
-            seconds[kind] += event.self_cpu_time_total / 1e6
+    seconds = limits.seconds_by_kind(events)
     kernels = sum(seconds.values())
     print(f"harness run {' '.join(command)}: {wall:.1f} s profiled, {args.threads} thread(s); "
           f"the kernels' own time {kernels:.1f} s:")
