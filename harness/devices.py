@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import platform
 import re
@@ -36,6 +37,16 @@ def rows_per_step(device: torch.device, cpu_rows: int) -> int:
     """``cpu_rows`` (chosen by measurement for the CPU's caches) on the CPU; on a GPU,
     ``CUDA_ROWS``."""
     return cpu_rows if device.type == "cpu" else CUDA_ROWS
+
+
+def row_spans(n: int, chunk: int, rows: int) -> list[slice]:
+    """Rows 0..n in slices of ``rows`` rounded down to whole ``chunk``s, the last, shorter
+    chunk a slice of its own: a matmul over a few rows takes another path in the BLAS, with
+    other floats, so each row keeps the floats it had when the work went ``chunk`` by
+    ``chunk`` (tested at the paper's sizes)."""
+    full, step = n - n % chunk, chunk * max(1, rows // chunk)
+    edges = [*range(0, full, step), full, n]
+    return [slice(start, end) for start, end in itertools.pairwise(edges) if end > start]
 
 
 def set_cuda_environment() -> None:

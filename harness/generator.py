@@ -21,7 +21,7 @@ from torch.overrides import TorchFunctionMode
 
 from harness import hookimpl, store
 from harness.api import Generator, HarnessError
-from harness.devices import rows_per_step
+from harness.devices import row_spans, rows_per_step
 from harness.plugins import class_name, registry
 from harness.uncertainty import token_nll_se
 
@@ -61,27 +61,32 @@ def draw_inverse_cdf(logits: torch.Tensor, uniform: torch.Tensor, buffer: torch.
     log-probabilities (None), which evaluation's samples do not need."""
     rows, vocab = logits.shape
     block = max(1, math.isqrt(vocab))
-    whole = vocab // block * block
+    blocks, whole = -(-vocab // block), vocab // block * block
     top = logits.amax(dim=-1, keepdim=True)
     weights = logits - top if buffer is None else torch.sub(logits, top, out=buffer)
     weights.exp_()
-    sums = weights[:, :whole].view(rows, -1, block).sum(-1)
+    # The block sums after a zero column: their running sum is [0, end of block 0, ...], so
+    # the end before the chosen block is one gather (adding the 0 first changes no float).
+    sums = [logits.new_zeros(rows, 1), weights[:, :whole].view(rows, -1, block).sum(-1)]
     if whole < vocab:  # the last, shorter block
-        sums = torch.cat([sums, weights[:, whole:].sum(-1, keepdim=True)], 1)
-    ends = sums.cumsum(-1)
+        sums.append(weights[:, whole:].sum(-1, keepdim=True))
+    ends = torch.cat(sums, 1).cumsum_(-1)
     total = ends[:, -1:]
     target = uniform * total
-    chosen = torch.searchsorted(ends, target, right=True).clamp_max_(ends.shape[1] - 1)
+    # The first end past the target, counted from 1 (the leading 0 is never past it).
+    after = torch.searchsorted(ends, target, right=True).clamp_max_(blocks)
     # The target's rest inside the block: never negative (the end before it is <= target).
-    before = torch.where(chosen > 0, ends.gather(1, (chosen - 1).clamp_min_(0)), 0.0)
-    columns = chosen * block + torch.arange(block, device=logits.device)
-    inside = columns < vocab
-    members = weights.gather(1, columns.clamp_max(vocab - 1)) * inside
-    within = torch.searchsorted(members.cumsum(-1), target - before, right=True)
-    # Rounding can leave the rest past the block's own sum: then its last token of weight.
-    last = torch.where(members > 0, torch.arange(block, device=logits.device), -1)
-    within = torch.minimum(within, last.amax(-1, keepdim=True))
-    tokens = chosen * block + within
+    rest = target - ends.gather(1, after - 1)
+    columns = torch.arange(-block, 0, device=logits.device).add(after, alpha=block)
+    outside = columns >= vocab
+    members = weights.gather(1, columns.clamp_max_(vocab - 1)).masked_fill_(outside, 0.0)
+    within = torch.searchsorted(members.cumsum(-1), rest, right=True)
+    # Where the search stops, the running sum grew, so that token has weight. Rounding can
+    # leave the rest past the block's own sum: then the block's last token of weight.
+    if int(within.max()) == block:
+        last = torch.where(members > 0, torch.arange(block, device=logits.device), -1)
+        within = torch.minimum(within, last.amax(-1, keepdim=True))
+    tokens = columns.gather(1, within)
     if not log_probs:
         return tokens.squeeze(1), None
     return tokens.squeeze(1), (logits.gather(1, tokens) - top - total.log()).squeeze(1)
@@ -245,14 +250,14 @@ class LSTMGenerator(TeacherForced):
     # ``sequence_log_likelihoods`` may hand this many of its batches to one call: the LSTM
     # runs once over them all, the logits are made LIKELIHOOD_ROWS rows at a time.
     likelihood_batches_per_call = 32
-    LIKELIHOOD_ROWS = 4  # 80 rows of logits (1.6 MB at 5,000 words) stay in cache; chosen by measurement
+    LIKELIHOOD_ROWS = 32  # chosen by measurement (benchmarks/bench_rows.py); no float changes
 
     def log_likelihoods(self, tokens: torch.Tensor, temperatures: tuple[float, ...]
                         ) -> list[torch.Tensor]:
         """``log_likelihood`` at each temperature (the very floats of
         ``TeacherForced.log_likelihoods``: rows are independent in every step), with the
-        logits and log-softmax of a few rows at a time in reused buffers, which stay in
-        cache and cost no page faults. With gradients on, the differentiable pass."""
+        logits and log-softmax of ``LIKELIHOOD_ROWS`` rows at a time in reused buffers,
+        which cost no page faults. With gradients on, the differentiable pass."""
         if torch.is_grad_enabled() or not len(tokens):
             return super().log_likelihoods(tokens, temperatures)
         hidden = self.lstm(self.embedding(self.shifted_inputs(tokens)))[0]
@@ -274,30 +279,36 @@ class LSTMGenerator(TeacherForced):
         flat = hidden.reshape(-1, hidden.shape[-1])
         return torch.addmm(self.output.bias, flat, self.output.weight.t(), out=buffer[:len(flat)])
 
+    # Rows a sampling step projects and draws at once on the CPU: chosen by measurement
+    # (benchmarks/bench_rows.py); it changes no float (``row_spans``).
+    SAMPLE_ROWS = 2048
+
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
                return_log_probs: bool = False, chunk: int | None = None):
         """Ancestral sampling, step by step, carrying the LSTM state (h, c) forward.
 
         Every step runs the LSTM once over all ``n`` rows (a one-step LSTM call costs about
-        as much for 128 rows as for thousands), then projects and draws ``chunk`` rows at a
-        time, which keeps the [chunk, vocab] logits in cache: 2-3x faster on a CPU (a GPU
-        takes them all at once: ``rows_per_step``). The uniforms are drawn in the order of
-        one chunk after another, each step by step, so the tokens depend on ``chunk`` as
-        they always have, and on nothing else.
+        as much for 128 rows as for thousands), then projects and draws about
+        ``SAMPLE_ROWS`` rows at a time into reused buffers (a GPU takes them all at once:
+        ``rows_per_step``). The uniforms are drawn in the order of one ``chunk`` of rows
+        after another, each step by step, so the tokens depend on ``chunk`` as they always
+        have, and on nothing else: not on how many rows a step projects at once
+        (``row_spans``).
         """
         chunk = chunk or rows_per_step(self.device, 128)
         uniforms = self._uniforms(n, chunk, generator)
+        spans = row_spans(n, chunk, rows_per_step(self.device, self.SAMPLE_ROWS))
         tokens = torch.empty(n, self.seq_len, dtype=torch.long, device=self.device)
         log_probs = torch.empty(n, self.seq_len, device=self.device) if return_log_probs else None
-        logits = torch.empty(min(chunk, n), self.vocab_size, device=self.device)
+        logits = torch.empty(max((s.stop - s.start for s in spans), default=0), self.vocab_size,
+                             device=self.device)
         cdf = torch.empty_like(logits)
         token = torch.full((n, 1), self.start_token, dtype=torch.long, device=self.device)
         state = None
         for t in range(self.seq_len):
             hidden, state = self.lstm(self.embedding(token), state)
-            for start in range(0, n, chunk):
-                rows = slice(start, start + chunk)
+            for rows in spans:
                 drawn, log_p = self._draw(hidden[rows, 0], uniforms[rows, t:t + 1], temperature,
                                           logits, cdf, return_log_probs)
                 tokens[rows, t] = drawn

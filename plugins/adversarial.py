@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.api import RunContext
-from harness.devices import rows_per_step
+from harness.devices import row_spans, rows_per_step
 from harness.generator import LSTMGenerator, State, draw_inverse_cdf, eval_mode, sample_from_logits
 from harness.training import new_generator, train_step
 
@@ -383,6 +383,12 @@ class Rollout:
     read it.
     """
 
+    # About how many rows one step of the completions projects and draws at once on the
+    # CPU: chosen by measurement (benchmarks/bench_rows.py). It changes no token: the
+    # uniforms are drawn span after span, and the CPU's random stream is the same in one
+    # call or in several; nor any float (``row_spans``).
+    ROLLOUT_ROWS = 4096
+
     def __init__(self, generator: LSTMGenerator, update_rate: float = 0.0):
         self.update_rate = update_rate
         self.policy = copy.deepcopy(generator).requires_grad_(False).eval()
@@ -456,8 +462,8 @@ class Rollout:
         step advances them by one token and the next prefix's block joins with its
         teacher-forced state, so no prefix is recomputed (expanding all rows from the start
         token instead does twice the LSTM and softmax work: 2x slower on the CPU). The
-        output layer and sampling run ``chunk`` rows at a time so the [chunk, vocab]
-        softmax stays in cache.
+        output layer and sampling run about ``ROLLOUT_ROWS`` rows at a time (spans of whole
+        ``chunk``s, the last, shorter one alone: ``row_spans``) into one reused buffer.
         """
         policy = self.policy
         n_seq, length = tokens.shape
@@ -468,19 +474,20 @@ class Rollout:
             return completed
         h, c = (s.unsqueeze(1).expand(-1, n_rollouts, -1, -1).reshape(1, rows, -1).clone()
                 for s in self._prefix_states(tokens))
-        # One logits buffer for every chunk, drawn in place without log-probabilities (a
-        # fresh [chunk, vocab] tensor per step costs page faults; the chunk keeps it in cache).
-        logits = h.new_empty(chunk, policy.output.out_features)
+        # One logits buffer for every span, drawn in place without log-probabilities (a
+        # fresh [rows, vocab] tensor per step costs page faults).
+        span_rows = rows_per_step(tokens.device, self.ROLLOUT_ROWS)
+        widest = max((s.stop - s.start for s in row_spans(rows, chunk, span_rows)), default=0)
+        logits = h.new_empty(widest, policy.output.out_features)
         for step in range(1, length):  # the 0-based position being sampled
             ready, active = (step - 1) * block, step * block
             if ready:  # rows that sampled position step - 1 read that token
                 inputs = policy.embedding(completed[:ready, step - 1:step])
                 _, (h[:, :ready], c[:, :ready]) = policy.lstm(inputs, (h[:, :ready], c[:, :ready]))
-            for i in range(0, active, chunk):
-                j = min(i + chunk, active)
-                out = torch.addmm(policy.output.bias, h[0, i:j], policy.output.weight.t(),
-                                  out=logits[:j - i])  # what policy.output computes
-                completed[i:j, step] = out.argmax(dim=-1) if greedy else _draw_in_place(out, generator)
+            for span in row_spans(active, chunk, span_rows):
+                out = torch.addmm(policy.output.bias, h[0, span], policy.output.weight.t(),
+                                  out=logits[:span.stop - span.start])  # what policy.output computes
+                completed[span, step] = out.argmax(dim=-1) if greedy else _draw_in_place(out, generator)
         return completed
 
     @torch.no_grad()

@@ -108,3 +108,14 @@ def test_the_cublas_workspace_is_set_before_cuda_starts():
     assert os.environ.get(devices.CUBLAS_WORKSPACE[0]) == devices.CUBLAS_WORKSPACE[1]
     cpu = devices.describe(torch.device("cpu"))
     assert cpu["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_row_spans_cover_the_rows_in_whole_chunks_and_leave_the_last_short_chunk_alone():
+    from harness.devices import row_spans
+    assert row_spans(1000, 128, 300) == [slice(0, 256), slice(256, 512), slice(512, 768),
+                                         slice(768, 896), slice(896, 1000)]
+    assert row_spans(1000, 128, 5000) == [slice(0, 896), slice(896, 1000)]
+    assert row_spans(1024, 128, 5000) == [slice(0, 1024)]
+    assert row_spans(100, 128, 5000) == [slice(0, 100)]
+    assert row_spans(0, 128, 5000) == []
+    assert row_spans(1000, 128, 1) == [slice(i, min(i + 128, 1000)) for i in range(0, 1000, 128)]

@@ -84,3 +84,20 @@ def test_nll_gives_the_reference_floats(model, temperatures, request):
         expected_mean, expected_rows = reference_nll(model, tokens, temperature)
         assert mean == expected_mean
         assert (rows == expected_rows).all()
+
+
+@pytest.mark.parametrize("rows", [1, 7, 300, 100_000])
+def test_the_rows_a_step_takes_change_no_token_and_no_float(paper_sized, rows, monkeypatch):
+    """``SAMPLE_ROWS`` and ``LIKELIHOOD_ROWS`` only set how much work one call does."""
+    monkeypatch.setattr(LSTMGenerator, "SAMPLE_ROWS", rows)
+    monkeypatch.setattr(LSTMGenerator, "LIKELIHOOD_ROWS", rows)
+    tokens, log_probs = paper_sized.sample(700, generator=torch.Generator().manual_seed(6),
+                                           return_log_probs=True)
+    expected_tokens, expected_log_probs = reference_sample(
+        paper_sized, 700, 1.0, torch.Generator().manual_seed(6))
+    assert torch.equal(tokens, expected_tokens)
+    assert torch.equal(log_probs, expected_log_probs)
+    means, per_sequence = sequence_log_likelihoods(paper_sized, tokens, (1.0,))
+    expected_mean, expected_rows = reference_nll(paper_sized, tokens, 1.0)
+    assert means[0] == expected_mean
+    assert (per_sequence[0] == expected_rows).all()

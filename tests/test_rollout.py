@@ -163,6 +163,31 @@ def test_a_discriminator_scores_completions_as_prob_real_does_bit_for_bit(across
     assert torch.equal(by_structure, by_rows)
 
 
+def test_the_cpu_random_stream_is_the_same_in_one_call_or_several():
+    # What lets the rollout's chunk size change no token: each chunk draws its uniforms in turn.
+    whole = torch.rand(1000, 1, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    pieces = [torch.rand(rows, 1, generator=generator) for rows in (1, 7, 256, 3, 733)]
+    assert torch.equal(torch.cat(pieces), whole)
+
+
+@torch.no_grad()
+def test_the_rows_a_rollout_step_takes_change_no_token(monkeypatch):
+    torch.manual_seed(0)
+    gen = LSTMGenerator(vocab_size=50, seq_len=10, emb_dim=8, hidden_dim=8, init_std=1.0)
+    sequences = gen.sample(8, generator=torch.Generator().manual_seed(1))
+    rollout = Rollout(gen)
+
+    def completed(rows: int) -> torch.Tensor:
+        monkeypatch.setattr(Rollout, "ROLLOUT_ROWS", rows)
+        return rollout.rewards(sequences, 4, lambda r: r.float().mean(1),
+                               generator=torch.Generator().manual_seed(2))
+
+    expected = completed(1)
+    for rows in (5, 256, 10_000):
+        assert torch.equal(completed(rows), expected)
+
+
 def rewards_before_the_speed_work(rollout: Rollout, sequences, n_rollouts, score, generator,
                                   chunk=256):
     """Rollout.rewards as it was (policy.output + sample_from_logits per chunk, every row
