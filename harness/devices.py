@@ -41,9 +41,10 @@ def rows_per_step(device: torch.device, cpu_rows: int) -> int:
 
 def row_spans(n: int, chunk: int, rows: int) -> list[slice]:
     """Rows 0..n in slices of ``rows`` rounded down to whole ``chunk``s, the last, shorter
-    chunk a slice of its own: a matmul over a few rows takes another path in the BLAS, with
-    other floats, so each row keeps the floats it had when the work went ``chunk`` by
-    ``chunk`` (tested at the paper's sizes)."""
+    chunk a slice of its own. A matmul over fewer than about 8 rows takes another path in
+    the BLAS, with other floats, so with a chunk of many rows (the harness's 128 and 256)
+    each row keeps the floats it had when the work went ``chunk`` by ``chunk`` (tested at
+    the paper's sizes)."""
     full, step = n - n % chunk, chunk * max(1, rows // chunk)
     edges = [*range(0, full, step), full, n]
     return [slice(start, end) for start, end in itertools.pairwise(edges) if end > start]
