@@ -68,12 +68,9 @@ def main() -> None:
     n = args.n_samples
     tokens = gen.sample(n, generator=torch.Generator().manual_seed(1))
 
-    defaults = {(owner, attribute): getattr(owner, attribute)
-                for owner, attribute in ((LSTMGenerator, "SAMPLE_ROWS"),
-                                         (LSTMGenerator, "LIKELIHOOD_ROWS"),
-                                         (Rollout, "ROLLOUT_ROWS"))}
-    for (owner, attribute), rows in defaults.items():
-        print(f"default {owner.__name__}.{attribute} = {rows}")
+    for owner, attribute in ((LSTMGenerator, "SAMPLE_ROWS"), (LSTMGenerator, "LIKELIHOOD_ROWS"),
+                             (Rollout, "ROLLOUT_ROWS")):
+        print(f"default {owner.__name__}.{attribute} = {getattr(owner, attribute)}")
 
     def set_class(attribute: str, owner: type) -> Callable[[int], None]:
         return lambda rows: setattr(owner, attribute, rows)
@@ -83,9 +80,11 @@ def main() -> None:
     sweep(f"NLL-oracle of {n:,}", set_class("LIKELIHOOD_ROWS", LSTMGenerator),
           lambda: oracle.log_likelihoods(tokens, (1.0,))[0], args.likelihood, args.rounds)
     rollout = Rollout(gen)
+    # The rewards' own path; a score that reads every completed token (a row's mean token),
+    # so the outputs compared are the completions', at no cost beside them.
     sweep("rollout completions (64 x 19 x 16)", set_class("ROLLOUT_ROWS", Rollout),
-          lambda: rollout._complete(tokens[:64], 16, torch.Generator().manual_seed(3), False,
-                                    Rollout.ROLLOUT_ROWS),
+          lambda: rollout.rewards(tokens[:64], 16, lambda rows: rows.float().mean(1),
+                                  generator=torch.Generator().manual_seed(3)),
           args.rollout, args.rounds)
 
 
