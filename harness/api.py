@@ -147,6 +147,9 @@ class Method:
     # Methods whose result it starts from: executors run those first, plots mark that phase.
     starts_from: tuple[str, ...] = ()
     reference: str | None = None  # "ceiling" or "floor" for the rows that frame a table
+    # The phase of its curve (the rows' ``phase``) whose best point is its ``*_best_so_far``
+    # metrics, as its authors kept the best inside that phase; None: no best-so-far.
+    best_so_far_phase: str | None = None
     published: tuple[Traversable, ...] = ()  # CSV files of its paper's figures (harness/table.py)
 
     def conditions(self, config: dict) -> dict[str, str]:
@@ -186,11 +189,11 @@ class RunContext:
     """Everything one (method, data set, seed) run needs, and where it reports to."""
 
     def __init__(self, *, corpus: Corpus, config: Any, device: torch.device, seed: int,
-                 profile: str, run_dir: Path, evaluate_curve: Callable[[Generator], dict],
+                 profile: str, run_dir: Path, evaluate_curve: Callable[[Generator, int], dict],
                  log: logging.Logger, show_progress: bool = True, shared_dir: Path | None = None,
                  stop_requested: Callable[[], bool] = lambda: False,
                  on_record: list[Callable[[dict], None]] | None = None, precision: str = "fp32",
-                 methods: Mapping[str, Method] | None = None):
+                 methods: Mapping[str, Method] | None = None, fresh_curve_draws: bool = False):
         self.corpus = corpus
         self.config = config
         self.device = device
@@ -208,6 +211,8 @@ class RunContext:
         self._stop_requested = stop_requested
         self._on_record = on_record or []  # experiment trackers (--log-to)
         self._methods = methods or {}  # the registered methods, for start_from
+        # Whether every curve point draws samples of its own (evaluate.FRESH_CURVE_DRAWS).
+        self.fresh_curve_draws = fresh_curve_draws
         self.rngs: dict[str, int] = {}  # every named random stream and its seed, for config.json
         self.shared_files: dict[str, str] = {}  # shared file -> sha256, for config.json
         self._resume_point: dict | None = None
@@ -261,10 +266,11 @@ class RunContext:
 
     def record(self, generator: Generator | None = None, **values: Any) -> dict:
         """Append a learning-curve point; with a generator, the harness adds its own
-        curve metrics (NLL-oracle on synthetic data, NLL-test otherwise)."""
+        curve metrics (NLL-oracle on synthetic data, NLL-test otherwise), told the point's
+        0-based number (where every point draws its own samples, it names their stream)."""
         row = dict(values)
         if generator is not None:
-            row.update(self._evaluate_curve(generator))
+            row.update(self._evaluate_curve(generator, len(self.curve)))
         self.curve.append(row)
         store.write_csv(self.run_dir / store.CURVE, self.curve)
         for listener in self._on_record:
@@ -316,6 +322,13 @@ class RunContext:
     def made_on(self) -> dict:
         """The device kind and precision this run computes with (checkpoints record them)."""
         return {"device": self.device.type, "precision": self.precision}
+
+    @property
+    def snapshot_key(self) -> dict:
+        """What decides a shared snapshot's contents besides the settings that made it: the
+        device kind and precision, and fresh curve draws where they are on (its curve rows
+        were evaluated on their samples)."""
+        return {**self.made_on, **({"curve_samples": "fresh"} if self.fresh_curve_draws else {})}
 
     @property
     def resume_point(self) -> dict | None:

@@ -289,6 +289,9 @@ def verify(run_dir, data_mirror, device, exact, cross_device) -> None:
 
     report = repeat(Path(run_dir), data_mirror, device, exact, cross_device)
     click.echo(_verify_table(report))
+    if report.left_out:
+        click.echo("\nnot compared (defined otherwise when recorded):\n" +
+                   "\n".join(f"  {line}" for line in report.left_out))
     if report.environment and not all(r.verdict == "identical" for r in report.comparisons):
         click.echo("\nthe environments differ in: " + "; ".join(
             f"{key}: {a} (recorded) vs {b} (here)" for key, (a, b) in report.environment.items()))

@@ -80,14 +80,14 @@ def finished_run(results, method: str, dataset: str, seed: int, run_id: str | No
     return found[0]
 
 
-def run_corpus(run_dir: Path, mirror: str | None):
+def run_corpus(run_dir: Path, mirror: str | None, profile: str | None = None):
     """The corpus a finished run was trained on, loaded again (its data set, profile, seed
-    and settings as config.json records them)."""
+    and settings as config.json records them; ``profile`` loads it as another profile does)."""
     from harness.plugins import registry
     from harness.runner import load_corpus
 
     recorded = store.read_config(run_dir)
-    profile = config.canonical_profile(recorded["profile"])
+    profile = config.canonical_profile(profile or recorded["profile"])
     profiles = config.known_profiles(registry().methods.values())
     if profile not in profiles:
         raise HarnessError(f"{run_dir / store.CONFIG}: profile {recorded['profile']!r} is none "

@@ -165,7 +165,7 @@ def require(config: Any, *, at_least_one: Iterable[str] = (), fractions: Iterabl
             raise ValueError(f"{name} must lie in [0, 1], not {getattr(config, name)}")
     for name, allowed in (choices or {}).items():
         if getattr(config, name) not in allowed:
-            raise ValueError(f"{name} must be one of {', '.join(allowed)}, "
+            raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}, "
                              f"not {getattr(config, name)!r}")
 
 

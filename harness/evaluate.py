@@ -33,6 +33,12 @@ SELF_BLEU_HYPOTHESES = 1000  # Self-BLEU scores this many samples, each against 
 CURVE_METRICS = ("nll_oracle", "nll_test")  # what a learning curve records (lower is better)
 SWEEP_TEMPERATURES = (0.3, 0.5, 0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0)
 SWEEP_SAMPLES = 500  # per temperature: ten temperatures cost about one main evaluation
+# The profiles under which every learning-curve point draws its samples from a stream of its
+# own (``curve_samples_stream``), as the authors' scripts draw 9,984 fresh samples at every
+# evaluation (LantaoYu/SeqGAN MLE_SeqGAN/sequence_gan.py 66, 166, 219 @4152436): the best of
+# many points then has the selection their best-so-far figures had. Under the others every
+# point draws the one evaluation stream, so two points differ by the generator alone.
+FRESH_CURVE_DRAWS = ("authors",)
 
 # Which way is better, for every metric the harness computes ("higher" for the rest).
 LOWER_IS_BETTER = ("nll_oracle", "nll_test", "self_bleu", "train_copy", "lm_score",
@@ -52,10 +58,10 @@ def _device(generator: Generator) -> torch.device:
 
 
 def draw_samples(generator: Generator, corpus: Corpus, seed: int, temperature: float = 1.0,
-                 n: int | None = None) -> torch.Tensor:
+                 n: int | None = None, stream_name: str = SAMPLES_STREAM) -> torch.Tensor:
     """``n`` (default: the corpus's number of) evaluation samples, from a random stream
     of their own."""
-    rng = stream(seed, SAMPLES_STREAM, _device(generator))
+    rng = stream(seed, stream_name, _device(generator))
     samples = generator.sample(n or corpus.eval_samples, temperature=temperature, generator=rng).cpu()
     if len(samples) and (samples.min() < 0 or samples.max() >= corpus.vocab_size):
         raise Diverged(f"the generator sampled token ids outside 0..{corpus.vocab_size - 1}")
@@ -69,13 +75,29 @@ def random_streams(seed: int) -> dict[str, int]:
     return {name: stream_seed(seed, name) for name in names}
 
 
-def curve_metrics(generator: Generator, corpus: Corpus, seed: int) -> dict:
-    """The learning-curve figure: NLL-oracle on synthetic data, NLL-test otherwise."""
+def curve_samples_stream(point: int | None) -> str:
+    """The stream a curve point's samples come from: the evaluation's own (``point`` None),
+    or one named by the point's 0-based number (fresh draws)."""
+    return SAMPLES_STREAM if point is None else f"{SAMPLES_STREAM}: curve point {point}"
+
+
+def curve_metrics(generator: Generator, corpus: Corpus, seed: int,
+                  point: int | None = None) -> dict:
+    """The learning-curve figure: NLL-oracle on synthetic data (its samples drawn from
+    ``curve_samples_stream(point)``), NLL-test otherwise."""
     with eval_mode(generator):
         if corpus.oracle is not None:
-            samples = draw_samples(generator, corpus, seed)
+            samples = draw_samples(generator, corpus, seed, stream_name=curve_samples_stream(point))
             return {"nll_oracle": mean_token_nll(corpus.oracle, samples)}
         return {"nll_test": nll_test(generator, corpus)}
+
+
+def curve_streams(seed: int, curve: list[dict]) -> dict[str, int]:
+    """The fresh-draw streams of a curve's points that drew samples, and their seeds (for
+    config.json)."""
+    names = [curve_samples_stream(point) for point, row in enumerate(curve)
+             if row.get("nll_oracle") not in (None, "")]
+    return {name: stream_seed(seed, name) for name in names}
 
 
 def nll_test(generator: Generator, corpus: Corpus, temperature: float = 1.0,

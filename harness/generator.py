@@ -21,6 +21,7 @@ from torch.overrides import TorchFunctionMode
 
 from harness import hookimpl, store
 from harness.api import Generator, HarnessError
+from harness.config import require
 from harness.devices import row_spans, rows_per_step
 from harness.plugins import class_name, registry
 from harness.uncertainty import token_nll_se
@@ -214,14 +215,40 @@ def _log_softmax_at(logits: torch.Tensor, targets: torch.Tensor, temperature: fl
     return torch.log_softmax(logits, 1, out=log_softmax[:len(logits)]).gather(1, targets)
 
 
+# LSTMGenerator's ``lstm_biases``, the biases per gate: 2 as ``nn.LSTM`` (bias_ih and
+# bias_hh, both trained), 1 as the authors' LSTM (bias_hh zero and frozen).
+LSTM_BIASES = (1, 2)
+
+
+def require_lstm_biases(config: Any) -> None:
+    """A Config's check of its ``lstm_biases`` (ValueError naming the field)."""
+    require(config, choices={"lstm_biases": LSTM_BIASES})
+
+
 class LSTMGenerator(TeacherForced):
+    """embedding -> one-layer LSTM -> linear over the vocabulary.
+
+    ``lstm_biases``: 2, ``nn.LSTM`` as it is, a bias_ih and a bias_hh per gate, both trained
+    (the effective gate bias is their sum: drawn from N(0, 0.1) each, it has twice the
+    variance of one, and Adam moves it at twice the rate). 1, the authors' LSTM (LantaoYu/
+    SeqGAN @4152436, MLE_SeqGAN/model.py ``create_recurrent_unit``, lines 142-200: i, f, o
+    = sigmoid(x W + h U + b), c~ = tanh(x W_c + h U_c + b_c), c = f c + i c~, h = o tanh(c),
+    one b per gate from ``init_matrix``, N(0, 0.1)): bias_hh is zero and frozen
+    (``requires_grad`` False), so bias_ih is the one trained bias per gate. The output layer
+    is the authors' either way (``create_output_unit``: logits = h W_o + b_o, one bias)."""
+
     def __init__(self, vocab_size: int, seq_len: int, emb_dim: int = 32,
-                 hidden_dim: int = 32, start_token: int = 0, init_std: float | None = 0.1):
+                 hidden_dim: int = 32, start_token: int = 0, init_std: float | None = 0.1,
+                 lstm_biases: int = 2):
         super().__init__()
+        if lstm_biases not in LSTM_BIASES or isinstance(lstm_biases, bool):
+            raise ValueError(f"lstm_biases must be 1 or 2, not {lstm_biases!r}")
         self.constructor_args = dict(vocab_size=vocab_size, seq_len=seq_len, emb_dim=emb_dim,
                                      hidden_dim=hidden_dim, start_token=start_token,
-                                     init_std=None)  # the state dict sets every weight
+                                     init_std=None,  # the state dict sets every weight
+                                     lstm_biases=lstm_biases)
         self.vocab_size, self.seq_len, self.start_token = vocab_size, seq_len, start_token
+        self.lstm_biases = lstm_biases
         self.embedding = nn.Embedding(vocab_size, emb_dim)
         self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
         self.output = nn.Linear(hidden_dim, vocab_size)
@@ -230,11 +257,23 @@ class LSTMGenerator(TeacherForced):
             # initialisation trains markedly worse on the oracle (9.3 instead of 9.0).
             for p in self.parameters():
                 nn.init.normal_(p, 0.0, init_std)
+        if lstm_biases == 1:
+            # Zeroed after the draws above, which bias_hh takes its share of as before: every
+            # other weight is the very one lstm_biases=2 draws from the same random state,
+            # and bias_ih (the one bias left) is the N(0, init_std) draw it always was. The
+            # authors' TensorFlow draws (one random_normal per variable) cannot be matched
+            # draw for draw in torch; what matches is their law: every weight, and the one
+            # bias per gate, from N(0, 0.1).
+            with torch.no_grad():
+                self.lstm.bias_hh_l0.zero_()
+            self.lstm.bias_hh_l0.requires_grad_(False)
+            self.register_load_state_dict_post_hook(_check_no_hidden_bias)
 
     @staticmethod
     def parameter_count(vocab_size: int, emb_dim: int, hidden_dim: int) -> int:
         """The weights of a generator of these sizes, counted on the meta device (built
-        without memory, however large the sizes)."""
+        without memory, however large the sizes). A frozen bias_hh (``lstm_biases=1``) is
+        counted too: it is held in memory all the same (4 * hidden_dim floats)."""
         shapes = _shapes_only(LSTMGenerator, {"vocab_size": vocab_size, "seq_len": 1,
                                               "emb_dim": emb_dim, "hidden_dim": hidden_dim})
         return sum(tensor.numel() for tensor in shapes.values())
@@ -335,6 +374,16 @@ class LSTMGenerator(TeacherForced):
                                          generator=generator) for _ in range(self.seq_len)], 1)
                  for start in range(0, n, chunk)]
         return torch.cat(draws) if draws else torch.empty(0, self.seq_len, device=self.device)
+
+
+def _check_no_hidden_bias(module: "LSTMGenerator", incompatible_keys: Any) -> None:
+    """After a state dict loads into a generator with ``lstm_biases=1``: its bias_hh must be
+    zero (weights of a two-bias generator would make it one silently)."""
+    bias = module.lstm.bias_hh_l0
+    if not bias.is_meta and bool(bias.detach().ne(0).any()):
+        raise HarnessError("these weights have a nonzero LSTM bias_hh, but the generator has "
+                           "lstm_biases=1 (bias_hh zero and frozen): they are a two-bias "
+                           "generator's (lstm_biases=2)")
 
 
 # --- saved generators: a state dict plus the constructor's arguments -----------------

@@ -55,6 +55,7 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
         torch.set_num_threads(options.threads)
     memory_kept = memory.keep_freed_memory()
     cfg = config.resolve(method, spec.profile, options.settings, dataset)
+    fresh = config.canonical_profile(spec.profile) in evaluate.FRESH_CURVE_DRAWS
     # Loaded before anything is written: a bad data file leaves the results untouched.
     corpus = _load_corpus(dataset, spec, options)
     corpus.to(torch_device)
@@ -75,6 +76,7 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
                   if dataset.Config else None,
                   "torch_threads": torch.get_num_threads(), "freed_memory_kept": memory_kept,
                   "sweep": list(options.sweep),
+                  "evaluation": evaluation_record(method, fresh),
                   "started": store.now(), "environment": environment(torch_device)}
         store.write_record(run_dir / store.CONFIG, record)
         store.write_status(run_dir, "running", pid=os.getpid(), host=platform.node())
@@ -82,7 +84,9 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
                                          spec.key(options.run_id), record)
         ctx = RunContext(corpus=corpus, config=cfg, device=torch_device, seed=spec.seed,
                          profile=spec.profile, run_dir=run_dir, log=log,
-                         evaluate_curve=lambda g: evaluate.curve_metrics(g, corpus, spec.seed),
+                         evaluate_curve=lambda g, point: evaluate.curve_metrics(
+                             g, corpus, spec.seed, point if fresh else None),
+                         fresh_curve_draws=fresh,
                          show_progress=options.show_progress, stop_requested=stop_requested,
                          shared_dir=store.shared_dir(options.results, spec.dataset, spec.seed,
                                                      torch_device.type, options.precision),
@@ -107,7 +111,8 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
         store.write_record(run_dir / store.CONFIG, {
             **record, "notes": ctx.notes, "shared_files": ctx.shared_files, "random_streams": {
                 GLOBAL_STREAM: stream_seed(spec.seed, GLOBAL_STREAM), **ctx.rngs,
-                **evaluate.random_streams(spec.seed)}})
+                **evaluate.random_streams(spec.seed),
+                **(evaluate.curve_streams(spec.seed, ctx.curve) if fresh else {})}})
         store.write_record(run_dir / store.METRICS, metrics)  # marks the run finished
         store.write_status(run_dir, "finished")
         for tracker in trackers:
@@ -192,22 +197,36 @@ def _train_and_evaluate(method, ctx: RunContext, sweep: tuple[float, ...]) -> di
                     evaluate.temperature_sweep(generator, ctx.corpus, ctx.seed, sweep))
     if generator.constructor_args is not None:
         save_generator(ctx.run_dir / store.GENERATOR, generator)
-    metrics.update(best_so_far(ctx.curve))
+    metrics.update(best_so_far(ctx.curve, method.best_so_far_phase))
     metrics.update(train_seconds=round(trained - started, 2),
                    judge_lm_seconds=round(judged - trained, 2),
                    eval_seconds=round(time.perf_counter() - judged, 2))
     return metrics
 
 
-def best_so_far(curve: list[dict]) -> dict:
-    """The best value of each curve metric over the run (the authors kept their SeqGAN,
-    SS and PG-BLEU results at each new best NLL-oracle); the final value stays the result."""
+def best_so_far(curve: list[dict], phase: str | None) -> dict:
+    """The best value of each curve metric over the points of ``phase`` (the method's
+    ``best_so_far_phase``: the authors of SeqGAN and PG-BLEU kept their best NLL-oracle
+    inside the adversarial loop, MLE pre-training left out); nothing where the method
+    declares no phase. The final value stays the result."""
     best = {}
+    rows = [row for row in curve if phase is not None and row.get("phase") == phase]
     for metric in evaluate.CURVE_METRICS:
-        values = [row[metric] for row in curve if row.get(metric) is not None]
+        values = [row[metric] for row in rows if row.get(metric) not in (None, "")]
         if values:
             best[f"{metric}_best_so_far"] = min(values)
     return best
+
+
+def evaluation_record(method, fresh: bool) -> dict:
+    """How the run's curve was evaluated, for config.json (the table's conditions read it)."""
+    return {"curve_samples": CURVE_SAMPLES["fresh" if fresh else "shared"],
+            "best_so_far_over": method.best_so_far_phase}
+
+
+# What a run's config.json says of its curve's samples; a run recorded before the setting
+# existed drew every point from the one evaluation stream.
+CURVE_SAMPLES = {"fresh": "fresh at every point", "shared": "one stream for every point"}
 
 
 def run_plan(specs: list[RunSpec], options: RunOptions) -> list[tuple[RunSpec, str]]:

@@ -8,14 +8,15 @@ data. Nothing here knows a method or data set by name.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from harness import store
-from harness.api import Dataset, HarnessError
-from harness.config import canonical_profile
+from harness.api import Dataset, HarnessError, Method
+from harness.config import canonical_profile, resolve
 from harness.evaluate import CURVE_METRICS, lower_is_better
 
 COLUMNS = ["run_id", "dataset", "data", "device", "profile", "conditions", "method", "seed",
@@ -59,7 +60,42 @@ def run_conditions(method: str, config: dict) -> str:
     settings = sorted(config.get("settings", {}).items())
     changed = ", ".join(f"{key}={value}" for key, value in settings)
     profile = canonical_profile(config["profile"]) + (f" with --set {changed}" if changed else "")
-    return "; ".join(f"{key}={value}" for key, value in sorted({**own, "profile": profile}.items()))
+    drift = ", ".join(profile_drift(found, config))
+    profile += f" as it was before ({drift})" if drift else ""
+    return "; ".join(f"{key}={value}" for key, value in
+                     sorted({**own, **evaluation_conditions(config), "profile": profile}.items()))
+
+
+def profile_drift(method: Method | None, config: dict) -> list[str]:
+    """``key=value`` for each setting whose value in a run's config.json is not what its
+    profile and ``--set`` give today (a setting the run predates counting at its default):
+    the run was made under an earlier form of its profile, and matches no figure of it."""
+    from harness.plugins import registry
+
+    if method is None or not isinstance(config.get("config"), dict):
+        return []
+    try:
+        dataset = registry().dataset(str(config.get("dataset", "")))
+    except HarnessError:
+        dataset = None
+    try:
+        now = dataclasses.asdict(resolve(method, canonical_profile(config["profile"]),
+                                         config.get("settings") or {}, dataset))
+    except (HarnessError, TypeError, ValueError):
+        return []
+    defaults, recorded = dataclasses.asdict(method.Config()), config["config"]
+    as_json = lambda value: json.loads(json.dumps(value))  # noqa: E731 (tuples are lists there)
+    return [f"{key}={recorded.get(key, defaults[key])}" for key, value in now.items()
+            if as_json(recorded.get(key, defaults[key])) != as_json(value)]
+
+
+def evaluation_conditions(config: dict) -> dict[str, str]:
+    """How a run's curve was evaluated (config.json's ``evaluation``): the samples of its
+    points, and the phase its best-so-far is taken over. A run recorded before either was
+    said drew every point from one stream and took its best over the whole curve."""
+    evaluation = config.get("evaluation") or {}
+    return {"curve_samples": str(evaluation.get("curve_samples", "one stream for every point")),
+            "best_so_far_over": str(evaluation.get("best_so_far_over", "the whole curve"))}
 
 
 def made_on(config: dict) -> str:
@@ -240,10 +276,11 @@ def beside_the_paper(rows: pd.DataFrame, dataset: str) -> pd.DataFrame:
         ours = _values(rows, figure.method, figure.metric)
         if figure.method not in set(rows.method):
             continue
-        differs = differing_condition(parse_conditions(figure.conditions),
+        conditions = parse_conditions(figure.conditions)
+        differs = differing_condition(conditions,
                                       our_conditions(rows[rows.method == figure.method], view))
         gap = "–" if not len(ours) else f"not comparable: {differs}" if differs else \
-            f"{ours.mean() - figure.value:+.4f}"
+            f"{ours.mean() - figure.value:+.4f}" + inferred(conditions)
         lines.append({"method": figure.method, "paper": f"{figure.value:g}",
                       "ours": mean_pm_stderr(ours) if len(ours) else "not measured",
                       "gap (ours - paper)": gap, "column of ours": figure.metric,
@@ -274,10 +311,27 @@ def our_conditions(rows: pd.DataFrame, view: Dataset) -> dict[str, set[str]]:
     return ours
 
 
+# Two conditions a figure may carry about its source rather than about our runs:
+# ``assumed=WHAT``, the condition rests on an assumption, so no run of ours meets it and no
+# gap is printed; ``inferred=WHAT``, the condition is our reading of the source, so the gap
+# is printed marked "inferred".
+ASSUMED, INFERRED = "assumed", "inferred"
+
+
+def inferred(figure: dict[str, set[str]]) -> str:
+    """What to print after a gap whose figure's condition is our inference ("" otherwise)."""
+    return f" (inferred: {'; '.join(sorted(figure[INFERRED]))})" if INFERRED in figure else ""
+
+
 def differing_condition(figure: dict[str, set[str]], ours: dict[str, set[str]]) -> str:
     """The first condition of the figure that ours does not meet, said as "key: ours
-    (the figure's: allowed)"; "" when ours meets them all."""
+    (the figure's: allowed)"; "" when ours meets them all. A figure whose conditions rest
+    on an assumption (``assumed``) meets none of ours."""
+    if ASSUMED in figure:
+        return f"its conditions rest on an assumption ({'; '.join(sorted(figure[ASSUMED]))})"
     for key, allowed in figure.items():
+        if key == INFERRED:
+            continue
         mine = ours.get(key, {"unknown"})
         if not mine <= allowed:
             return f"{key} {', '.join(sorted(mine)) or 'unknown'} (the figure's: " \
@@ -394,8 +448,8 @@ def render(rows: pd.DataFrame, fmt: str = "markdown", baseline: str | None = Non
     note = ("mean ± standard error over seeds; lower is better for NLL, Self-BLEU and "
             "train_copy, higher for BLEU; `_train`: BLEU against the training split (the "
             "paper's and Texygen's protocol), otherwise against the held-out split; "
-            "`best_so_far`: the best point of the learning curve (the final value is the "
-            "result); vs: Welch's t-test over seeds against the baseline row.")
+            "`best_so_far`: the best point of the learning curve inside the phase where the "
+            "method's authors kept it (the final value is the result); vs: Welch's t-test over seeds against the baseline row.")
     return "\n\n".join(sections) + f"\n\n{note}"
 
 

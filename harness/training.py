@@ -13,9 +13,11 @@ from harness.phases import rng_states, set_rng_states  # noqa: F401 (the plugins
 
 
 def new_generator(corpus: Corpus, emb_dim: int, hidden_dim: int,
-                  device: torch.device) -> LSTMGenerator:
+                  device: torch.device, lstm_biases: int = 2) -> LSTMGenerator:
+    """The shared LSTM generator for ``corpus``, freshly drawn (``lstm_biases``: see
+    ``LSTMGenerator``; 1 as the authors' LSTM, the same draws as 2 but bias_hh zeroed)."""
     return LSTMGenerator(corpus.vocab_size, corpus.seq_len, emb_dim, hidden_dim,
-                         start_token=corpus.start_token).to(device)
+                         start_token=corpus.start_token, lstm_biases=lstm_biases).to(device)
 
 
 def train_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, what: str,
@@ -33,13 +35,26 @@ def train_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, what: str,
     return value
 
 
+def epoch_order(rows: int, batch_size: int, shuffle: bool,
+                rng: torch.Generator | None = None) -> torch.Tensor:
+    """The rows one epoch reads, in order: a permutation of all of them from ``rng`` (the
+    global stream without one) when shuffling; otherwise the file in order in whole batches,
+    as the authors' loaders walk it (``int(rows / batch_size)`` batches, the rest left out:
+    LantaoYu/SeqGAN MLE_SeqGAN/gen_dataloader.py 19-21 @4152436, and its copies in RankGAN's,
+    LeakGAN's and RelGAN's code). A set smaller than one batch is one batch."""
+    if shuffle:
+        return torch.randperm(rows, generator=rng)
+    return torch.arange(max(rows // batch_size * batch_size, min(rows, batch_size)))
+
+
 def mle_epoch(generator: LSTMGenerator, data: torch.Tensor, optimizer: torch.optim.Optimizer,
               batch_size: int, grad_clip: float, rng: torch.Generator | None) -> float:
-    """One teacher-forced pass over ``data`` (shuffled when ``rng`` is given); mean token NLL."""
+    """One teacher-forced pass over ``data``, shuffled from ``rng`` or, without one, the
+    file in order (``epoch_order``); mean token NLL."""
     generator.train()
-    order = torch.randperm(len(data), generator=rng) if rng is not None else torch.arange(len(data))
+    order = epoch_order(len(data), batch_size, rng is not None, rng)
     total, tokens = 0.0, 0
-    for start in range(0, len(data), batch_size):
+    for start in range(0, len(order), batch_size):
         batch = data[order[start:start + batch_size]].to(generator.device)
         logits, _ = generator(generator.shifted_inputs(batch))
         loss = F.cross_entropy(logits.flatten(0, 1), batch.flatten())

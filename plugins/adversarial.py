@@ -104,15 +104,19 @@ def _pool_completions(rows: torch.Tensor, own: list[torch.Tensor], running_max: 
 
 
 class Highway(nn.Module):
-    """y = t * relu(W x) + (1 - t) * x with gate t = sigmoid(W_t x).
+    """y = t * relu(W x + b) + (1 - t) * x with gate t = sigmoid(W_t x + b_t).
 
-    The authors call their highway helper with gate bias 0, not the usual -2.
+    The authors call their highway helper with gate bias 0, not the usual -2. ``bias=False``
+    drops b and b_t: y = t * relu(W x) + (1 - t) * x, t = sigmoid(W_t x), as SeqGAN's first
+    code (LantaoYu/SeqGAN @4152436 MLE_SeqGAN/text_classifier.py 16, 19: rnn_cell._linear(...,
+    bias=0)) and RelGAN's (weilinie/RelGAN utils/ops.py 28, 57, 75, 77: linear, use_bias
+    False) compute it.
     """
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, bias: bool = True):
         super().__init__()
-        self.transform = nn.Linear(size, size)
-        self.gate = nn.Linear(size, size)
+        self.transform = nn.Linear(size, size, bias=bias)
+        self.gate = nn.Linear(size, size, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = torch.sigmoid(self.gate(x))
@@ -120,12 +124,13 @@ class Highway(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """``dropout`` is the drop probability (the paper's keep probability 0.75 is 0.25)."""
+    """``dropout`` is the drop probability (the paper's keep probability 0.75 is 0.25);
+    ``highway_bias`` whether the highway layer has biases (``Highway``)."""
 
     def __init__(self, vocab_size: int, seq_len: int, emb_dim: int = PAPER["emb_dim"],
                  filter_sizes: tuple[int, ...] = PAPER["filter_sizes"],
                  num_filters: tuple[int, ...] = PAPER["num_filters"],
-                 dropout: float = PAPER["dropout"]):
+                 dropout: float = PAPER["dropout"], highway_bias: bool = True):
         super().__init__()
         if len(filter_sizes) != len(num_filters):
             raise ValueError("filter_sizes and num_filters differ in length")
@@ -139,14 +144,16 @@ class Discriminator(nn.Module):
         self.embedding = nn.Embedding(vocab_size, emb_dim)
         self.convs = nn.ModuleList(nn.Conv1d(emb_dim, n, k) for k, n in kept)
         features = sum(self.num_filters)
-        self.highway = Highway(features)
+        self.highway = Highway(features, bias=highway_bias)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(features, 2)
         self._init_like_authors()
 
     def _init_like_authors(self) -> None:
-        # The authors' TF initialisers. Their highway has TF's default (Glorot uniform);
-        # it keeps PyTorch's default here, a similar uniform for a layer nobody tuned.
+        # The authors' TF initialisers. Their highway's weights are created with no
+        # initialiser, so take tf.get_variable's default (discriminator.py 29-30 @e2b52fb,
+        # TF r1.0.1; @4152436 tf.nn.rnn_cell._linear, text_classifier.py 16, 19, TF r0.10);
+        # it keeps PyTorch's default here, for a layer nobody tuned.
         nn.init.uniform_(self.embedding.weight, -1.0, 1.0)
         for layer in [*self.convs, self.output]:
             nn.init.trunc_normal_(layer.weight, std=0.1, a=-0.2, b=0.2)
@@ -242,26 +249,42 @@ class Discriminator(nn.Module):
         return 0.5 * (self.output.weight.square().sum() + self.output.bias.square().sum())
 
 
+# How the discriminator's mixed real and fake rows are ordered: "epoch", reshuffled every
+# epoch over all rows (LantaoYu/SeqGAN MLE_SeqGAN/dis_dataloader.py 88-102 @4152436:
+# batch_iter); "round", shuffled once a round and cut to whole batches, the same batches in
+# every epoch of the round (dataloader.py 63-75 @e2b52fb, sequence_gan.py 125-129;
+# CR-Gjx/LeakGAN Synthetic Data/dataloader.py 63-81, Main.py 237-241 @4044de6).
+DISC_SHUFFLES = ("epoch", "round")
+
+
 def train_discriminator(disc: Discriminator, optimizer: torch.optim.Optimizer,
                         real: torch.Tensor, fake: torch.Tensor, epochs: int, batch_size: int,
-                        l2: float = PAPER_L2, rng: torch.Generator | None = None) -> float:
+                        l2: float = PAPER_L2, rng: torch.Generator | None = None,
+                        shuffle: str = "epoch") -> float:
     """``epochs`` passes over real (label 1) and fake (label 0) rows; the mean batch loss.
 
     Real and fake rows are shuffled together into mixed mini-batches, as the authors'
-    Dis_dataloader does (without ``rng`` the order is fixed: all real, then all fake).
-    The loss is mean cross-entropy + ``l2`` * l2_penalty(), the authors' loss; the paper's
-    Adam 1e-4 is the caller's ``optimizer``.
+    Dis_dataloader does, every epoch or once (``shuffle``, see DISC_SHUFFLES; without
+    ``rng`` the order is fixed: all real, then all fake). The loss is mean cross-entropy +
+    ``l2`` * l2_penalty(), the authors' loss; the paper's Adam 1e-4 is the caller's
+    ``optimizer``.
     """
     disc.train()
     device = disc.output.weight.device
     tokens = torch.cat([real, fake])
     labels = torch.cat([torch.ones(len(real), dtype=torch.long),
                         torch.zeros(len(fake), dtype=torch.long)])
+    if shuffle == "round":  # whole batches only; fewer rows than a batch are one batch
+        once = torch.randperm(len(tokens), generator=rng)
+        once = once[:max(len(once) // batch_size * batch_size, min(len(once), batch_size))]
     total, batches = 0.0, 0
     for _ in range(epochs):
-        order = torch.randperm(len(tokens), generator=rng) if rng is not None \
-            else torch.arange(len(tokens))
-        for start in range(0, len(tokens), batch_size):
+        if shuffle == "round":
+            order = once
+        else:
+            order = torch.randperm(len(tokens), generator=rng) if rng is not None \
+                else torch.arange(len(tokens))
+        for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             logits = disc(tokens[idx].to(device))
             loss = F.cross_entropy(logits, labels[idx].to(device)) + l2 * disc.l2_penalty()
@@ -273,13 +296,16 @@ def train_discriminator(disc: Discriminator, optimizer: torch.optim.Optimizer,
 class DiscriminatorRounds:
     """The discriminator trained SeqGAN's way (SeqGAN's and MaliGAN's): each round,
     ``disc_negatives`` fresh generated rows against as many real rows, ``disc_epochs``
-    epochs. ``parts`` is its state, checkpointed beside the generator in every phase."""
+    epochs. ``parts`` is its state, checkpointed beside the generator in every phase;
+    ``highway_bias`` as ``Discriminator``'s, ``shuffle`` as ``train_discriminator``'s."""
 
-    def __init__(self, ctx: RunContext, cfg: Any):
+    def __init__(self, ctx: RunContext, cfg: Any, highway_bias: bool = True,
+                 shuffle: str = "epoch"):
         corpus = ctx.corpus
         sizes = PAPER if cfg.disc_size == "paper" else SMALL
-        self.cfg, self.real = cfg, corpus.train
-        self.disc = Discriminator(corpus.vocab_size, corpus.seq_len, **sizes).to(ctx.device)
+        self.cfg, self.real, self.shuffle = cfg, corpus.train, shuffle
+        self.disc = Discriminator(corpus.vocab_size, corpus.seq_len, **sizes,
+                                  highway_bias=highway_bias).to(ctx.device)
         self.optimizer = torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr)
         self.negatives_rng = ctx.rng("disc_negatives", ctx.device)
         self.shuffle_rng = ctx.rng("disc_real_and_shuffle")
@@ -293,7 +319,8 @@ class DiscriminatorRounds:
         real = self.real[torch.randperm(len(self.real), generator=self.shuffle_rng)
                          [:cfg.disc_negatives]]
         return train_discriminator(self.disc, self.optimizer, real, fake, cfg.disc_epochs,
-                                   cfg.disc_batch_size, cfg.disc_l2, self.shuffle_rng)
+                                   cfg.disc_batch_size, cfg.disc_l2, self.shuffle_rng,
+                                   self.shuffle)
 
 
 @dataclass
@@ -312,7 +339,8 @@ def mle_settings(cfg: Any, **changed: Any) -> dict[str, Any]:
     generator's settings (``changed`` replaces some, e.g. RelGAN's own learning rate)."""
     return {"epochs": cfg.pretrain_epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
             "grad_clip": cfg.grad_clip, "emb_dim": cfg.emb_dim, "hidden_dim": cfg.hidden_dim,
-            "shuffle": cfg.shuffle, "eval_every": cfg.eval_every, **changed}
+            "shuffle": cfg.shuffle, "eval_every": cfg.eval_every,
+            "lstm_biases": cfg.lstm_biases, **changed}
 
 
 def start_from_mle(ctx: RunContext, critic: Pretraining | None = None,
@@ -323,7 +351,8 @@ def start_from_mle(ctx: RunContext, critic: Pretraining | None = None,
     generator that ``train_policy_gradient`` (or the method's own loop) fills."""
     cfg = ctx.config
     if ctx.resume_phase == (phase or PHASE):
-        return new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
+        return new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device,
+                             cfg.lstm_biases)
     generator = ctx.start_from("mle", **mle_settings(cfg))
     if critic is not None:
         rounds = ctx.phase(critic.phase, critic.rounds, critic.parts, unit="round",
@@ -545,9 +574,9 @@ class PolicyGradientSettings:
 
 # How the policy-gradient loss -sum_t log G(y_t | y_<t) Q_t is reduced over the batch:
 # "mean", the paper's expectation; "sum", the authors' code (LantaoYu/SeqGAN
-# MLE_SeqGAN/model.py and pg_bleu/model.py lines 115-125 @4152436, generator.py 108-113
-# @e2b52fb; cookielee77/RankGan-NIPS2017 generator.py 117-119 @912b3b3: tf.reduce_sum over
-# batch and tokens, then the global-norm clip at 5.0). Adam is all but blind to the scale,
+# MLE_SeqGAN/model.py lines 114-124 and pg_bleu/model.py 115-125 @4152436, generator.py
+# 108-117 @e2b52fb; cookielee77/RankGan-NIPS2017 generator.py 117-119 @912b3b3:
+# tf.reduce_sum over batch and tokens, then the global-norm clip at 5.0). Adam is all but blind to the scale,
 # the clip is not: summed, the gradient is batch-size times larger and clipped far sooner.
 # The values are what a run's conditions say, and what a published figure names.
 PG_LOSSES = {"mean": "averaged over the batch", "sum": "summed over the batch"}

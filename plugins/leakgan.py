@@ -5,8 +5,8 @@ Where the paper's text and its authors' code differ. Their code: CR-Gjx/LeakGAN 
 ``Synthetic Data/`` at length 20, the version with the x1.5 (the one the paper's figures came
 from; ``No Temperature/Synthetic Data/``, added at dc3360e, samples at x1.0 and trains at
 rate 0.01; what is cited below was so in substance from the first commit, 3bf2d03, though
-Main.py's lines moved). L: its LeakGANModel.py, M: Main.py, D: Discriminator.py, by line;
-[n]: the notes.
+Main.py's lines moved). L: its LeakGANModel.py, M: Main.py, D: Discriminator.py, dl:
+dataloader.py, by line; [n]: the notes.
 
  difference       paper text          authors' code            ours: default,    ours: authors
                                                                 paper
@@ -28,6 +28,21 @@ Main.py's lines moved). L: its LeakGANModel.py, M: Main.py, D: Discriminator.py,
                                       M157-158)
  interleaved MLE  yes                 none (M278-319; their    every 4 batches;  none
                                       COCO script: every 15)   paper: 15
+ MLE batches      not stated          the file in order: int(  a fresh order     as theirs
+                                      N / B) full batches, the each epoch, all
+                                      rest dropped, the same   rows, the last
+                                      each epoch (dl19-27,     batch short
+                                      M101-104)
+ discriminator    not stated          shuffled once per round  a fresh order     as theirs [5]
+ batches                              (new negatives), that    each epoch
+                                      order each of its 3
+                                      epochs, full batches
+                                      (dl63-81, M237-241,
+                                      M306-311)
+ initial goal     not stated          the manager's, [B, F]:   the worker's, one as theirs [6]
+                                      row i's first goal,      [F] (w_0 only)
+                                      trained by the manager
+                                      (L70-71, L182-183)
 
 [1] ``eval_logit_scale`` multiplies the logits whenever the generator is not in training
     mode: the harness samples and scores (NLL-oracle, NLL-test, the sweep, ``generate``) in
@@ -50,6 +65,27 @@ Main.py's lines moved). L: its LeakGANModel.py, M: Main.py, D: Discriminator.py,
     dict numbers a point's distinct values in hash order, ours by first appearance: without
     ties both give the values of 1..B once each, the same mean; a tie repeats the number
     the dict gave it, so with ties the means may differ slightly.
+[5] ``disc_shuffle`` "round": real and fake rows shuffled together once a round from the
+    ``disc_real_and_shuffle`` stream, cut to int(2N / batch) full batches (at their sizes
+    2 x 9,984 = 312 x 64: none dropped), the same batches in each of the round's epochs
+    (their reset_pointer, M239, M309). Their MLE loader (Gen_Data_loader; ``shuffle``
+    False) cuts batches the same way but never shuffles: the training split's rows in file
+    order; the ``leakgan_mle_shuffle`` stream is still made and checkpointed, never drawn
+    from, so no other stream moves and a resumed run is the run.
+[6] ``initial_goal`` "manager": their goal_init, tf.truncated_normal([B, F], 0.1) (N(0, 0.1)
+    redrawn beyond 2 sd; L70), is in manager_params (L71), so only the manager's losses
+    train it (L249-250, L276-279) and the worker reads it as a constant (L267, L298 take
+    worker_params). It is the first block's goal: at i = 0 their manager's own sub_goal is
+    discarded (L193-194) and goal_init is the real_goal the worker reads (L116, L198, x
+    g_change: ours psi, then normalised), the goal the goal loss pairs with f_c - f_0
+    (L182-183, L207-209, L243, L270) and the worker's cosine with its block (L195). Ours:
+    it replaces g_0, the manager's goal at the empty prefix, as a unit vector (each of
+    their uses normalises it: the same function of it), so it gives w_0 and enters the
+    windows of w_1..w_c, the manager's loss with f_c - f_0 and the worker's rewards. Their
+    batches always have B rows (L18, L45); ours, in any call (a sample of n rows, a batch
+    teacher-forced or rolled out), row i takes goal i mod B (``batch_size``): the
+    adversarial batch and its rollouts (row j completing sequence j mod B) pair each
+    sequence with its own goal as theirs.
 
 Also the authors' profile values (M, D): Adam 5e-5 for the discriminator (D97); no L2 on it
 (M62 sets 0.2 but M173 never passes it: D60's default 0.0); 9,984 negatives (M78: 156
@@ -85,7 +121,8 @@ the goals). Rewards are rescaled by rank within the batch, sigma(delta (1/2 - ra
 adversarial batches (the paper's "interleaved training").
 
 Other choices, in every profile:
-- w_0 reads a learned initial goal, as theirs.
+- w_0 reads a learned initial goal, as theirs (the worker's or, as theirs, the manager's:
+  ``initial_goal``, [6]).
 - Rollouts start from prefixes of length c, 2c, ... and the sequence itself is scored
   at T, as the authors' ``get_reward`` does (about c times fewer than SeqGAN's rollouts);
   the manager's g_t is weighted by the reward at the first such point >= t + c.
@@ -113,6 +150,7 @@ from harness.api import Corpus, RunContext, check_finite
 from harness.config import require
 from harness.devices import rows_per_step
 from harness.generator import State, TeacherForced, sample_from_logits
+from harness.training import epoch_order, train_step
 from harness_plugins import adversarial as adv
 
 PRETRAIN, ADVERSARIAL = "pretrain", "adversarial"
@@ -190,13 +228,31 @@ class LeakGanConfig:
                                       # (LeakGANModel.py lines 288-294)
     reward_rescale: str = "paper"     # "paper": sigma(delta (1/2 - rank / B)); "authors":
                                       # theirs, / n_rollouts (Main.py lines 110-131, 157-158)
+    shuffle: bool = True              # MLE epochs (pre-training, interleaved) in a fresh order,
+                                      # every row; False: the training rows in file order,
+                                      # int(rows / batch_size) full batches, the rest dropped,
+                                      # the same each epoch (authors: their Gen_Data_loader,
+                                      # dataloader.py lines 19-27, its pointer reset each epoch
+                                      # by Main.py line 101)
+    disc_shuffle: str = "epoch"       # the discriminator's mixed real and fake rows: "epoch",
+                                      # a fresh order each epoch; "round": one order a round,
+                                      # full batches, for all its epochs (authors: their
+                                      # Dis_dataloader, dataloader.py lines 63-81, its pointer
+                                      # reset each epoch by Main.py lines 239, 309)
+    initial_goal: str = "worker"      # the learned goal w_0 reads: "worker", one [F] vector
+                                      # trained by the worker's loss; "manager": [batch_size,
+                                      # F], truncated N(0, 0.1), the manager's, standing for
+                                      # g_0 (row i takes goal i mod batch_size; authors:
+                                      # goal_init, LeakGANModel.py lines 70-71; the module's [6])
 
     def __post_init__(self):
         variants = ("paper", "authors")
         require(self, positive=("grad_clip", "rescale_delta", "eval_logit_scale"),
                 fractions=("disc_dropout",),
                 choices={"disc_size": ("small", "paper"), "goal_loss": variants,
-                         "worker_reward": variants, "reward_rescale": variants},
+                         "worker_reward": variants, "reward_rescale": variants,
+                         "disc_shuffle": adv.DISC_SHUFFLES,
+                         "initial_goal": ("worker", "manager")},
                 at_least_one=("emb_dim", "hidden_dim", "goal_size", "step_size", "batch_size",
                               "disc_batch_size", "disc_negatives", "g_steps", "n_rollouts",
                               "adv_eval_every"))
@@ -221,7 +277,10 @@ PAPER = {"goal_size": 16, "lr": 0.0015, "adv_eval_every": 5, "pretrain_cycles": 
 # (Discriminator.py 97), no L2 (173: dis_l2_reg_lambda never passed), 3 epochs (238) on
 # int(10,000 / 64) x 64 = 9,984 negatives (72, 78); TOTAL_BATCH 800 (68) of 1 generator
 # update (273) and 5 discriminator rounds (303), 4 rollouts (284), the rescale's 16 (111),
-# no interleaved MLE (278-319), a curve point every 5 batches (290); and the variants above.
+# no interleaved MLE (278-319), a curve point every 5 batches (290); their loaders: MLE on
+# the file in order (dataloader.py 19-27, Main.py 101), the discriminator's rows shuffled
+# once a round (dataloader.py 63-81, Main.py 239, 309); the manager's initial goal
+# [BATCH_SIZE, F] (LeakGANModel.py 70-71); and the variants above.
 AUTHORS = {"emb_dim": 32, "hidden_dim": 32, "batch_size": 64, "goal_size": 16,
            "step_size": 4, "lr": 0.0015, "grad_clip": 5.0, "pretrain_cycles": 10,
            "pretrain_epochs": 8, "disc_pretrain_rounds": 5, "disc_size": "paper",
@@ -229,7 +288,8 @@ AUTHORS = {"emb_dim": 32, "hidden_dim": 32, "batch_size": 64, "goal_size": 16,
            "disc_epochs": 3, "disc_negatives": 9_984, "adv_batches": 800, "g_steps": 1,
            "d_steps": 5, "n_rollouts": 4, "rescale_delta": 16.0, "mle_every": 0,
            "adv_eval_every": 5, "eval_logit_scale": 1.5, "scaled_first_tokens": 2,
-           "goal_loss": "authors", "worker_reward": "authors", "reward_rescale": "authors"}
+           "goal_loss": "authors", "worker_reward": "authors", "reward_rescale": "authors",
+           "shuffle": False, "disc_shuffle": "round", "initial_goal": "manager"}
 
 
 # --- the leaked features ----------------------------------------------------------------
@@ -351,15 +411,19 @@ class LeakGanGenerator(TeacherForced):
                  filter_sizes: tuple[int, ...] | list[int] = adv.SMALL["filter_sizes"],
                  num_filters: tuple[int, ...] | list[int] = adv.SMALL["num_filters"],
                  disc_dropout: float = 0.0, init_std: float | None = 0.1,
-                 eval_logit_scale: float = 1.0, scaled_first_tokens: int = 0):
+                 eval_logit_scale: float = 1.0, scaled_first_tokens: int = 0,
+                 initial_goal: str = "worker", batch_size: int = 64):
         super().__init__()
+        if initial_goal not in ("worker", "manager"):
+            raise ValueError(f"initial_goal must be worker or manager, not {initial_goal!r}")
         self.constructor_args = dict(
             vocab_size=vocab_size, seq_len=seq_len, start_token=start_token, emb_dim=emb_dim,
             hidden_dim=hidden_dim, goal_size=goal_size, step_size=step_size,
             disc_emb_dim=disc_emb_dim, filter_sizes=list(filter_sizes),
             num_filters=list(num_filters), disc_dropout=disc_dropout,
             init_std=None,  # the state dict sets every weight
-            eval_logit_scale=eval_logit_scale, scaled_first_tokens=scaled_first_tokens)
+            eval_logit_scale=eval_logit_scale, scaled_first_tokens=scaled_first_tokens,
+            initial_goal=initial_goal, batch_size=batch_size)
         self.vocab_size, self.seq_len, self.start_token = vocab_size, seq_len, start_token
         self.goal_size, self.step_size = goal_size, step_size
         # Saved with the weights: a loaded generator samples as the trained one did.
@@ -372,20 +436,32 @@ class LeakGanGenerator(TeacherForced):
         self.worker = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
         self.worker_output = nn.Linear(hidden_dim, vocab_size * goal_size)  # O_t, flattened
         self.goal_projection = nn.Linear(features, goal_size, bias=False)  # psi
-        self.goal_init = nn.Parameter(torch.zeros(features))  # w_0's: no goal emitted yet
+        # "worker": w_0's goal, no goal emitted yet, one for every row; "manager": the
+        # authors' goal_init, one per batch row (row i of any call takes i mod batch_size),
+        # standing for g_0 (the module's [6])
+        self.initial_goal = initial_goal
+        rows = (batch_size,) if initial_goal == "manager" else ()
+        self.goal_init = nn.Parameter(torch.zeros(*rows, features))
         self.manager = nn.LSTM(features, hidden_dim, batch_first=True)
         self.manager_output = nn.Linear(hidden_dim, features)
         if init_std is not None:  # the authors draw every generator weight from N(0, 0.1)
             for p in [*self.worker_parameters(), *self.manager_parameters()]:
-                nn.init.normal_(p, 0.0, init_std)
+                if p is self.goal_init and initial_goal == "manager":
+                    # tf.truncated_normal (LeakGANModel.py line 70): redrawn beyond 2 sd
+                    nn.init.trunc_normal_(p, 0.0, init_std, -2 * init_std, 2 * init_std)
+                else:
+                    nn.init.normal_(p, 0.0, init_std)
 
     def worker_parameters(self) -> list[nn.Parameter]:
+        own_goal = [self.goal_init] if self.initial_goal == "worker" else []
         return [*self.embedding.parameters(), *self.worker.parameters(),
                 *self.worker_output.parameters(), *self.goal_projection.parameters(),
-                self.goal_init]
+                *own_goal]
 
     def manager_parameters(self) -> list[nn.Parameter]:
-        return [*self.manager.parameters(), *self.manager_output.parameters()]
+        # the authors' goal_init is in their manager_params, after its units (line 71)
+        own_goal = [self.goal_init] if self.initial_goal == "manager" else []
+        return [*self.manager.parameters(), *self.manager_output.parameters(), *own_goal]
 
     # --- the pieces of one step ---------------------------------------------------------
 
@@ -400,12 +476,30 @@ class LeakGanGenerator(TeacherForced):
         hidden, state = self.manager(features, state)
         return F.normalize(self.manager_output(hidden), dim=-1), state
 
+    def initial_goals(self, rows: int, first_row: int = 0) -> torch.Tensor:
+        """Under ``initial_goal`` "manager", g_0 of rows first_row.. first_row + rows - 1
+        [rows, 1, F]: row i takes the unit vector of goal_init[i mod batch_size] (the
+        authors' batches always have batch_size rows, row i its own goal_init row)."""
+        index = torch.arange(first_row, first_row + rows, device=self.goal_init.device)
+        return F.normalize(self.goal_init[index % len(self.goal_init)], dim=-1).unsqueeze(1)
+
+    def with_initial_goal(self, goals: torch.Tensor, first_row: int = 0) -> torch.Tensor:
+        """The goals g_0.. [B, steps, F], g_0 the learned initial goal under "manager" (the
+        authors' i = 0 step discards the manager's own, LeakGANModel.py lines 193-194);
+        unchanged under "worker"."""
+        if self.initial_goal != "manager":
+            return goals
+        return torch.cat([self.initial_goals(len(goals), first_row), goals[:, 1:]], dim=1)
+
     def goal_directions(self, goals: torch.Tensor) -> torch.Tensor:
         """w_t = normalise(psi(g_{t-c} + ... + g_{t-1})) [B, T, k] for goals g_0..g_{T-1}
-        (goals before g_0 count as zero; w_0 reads the learned initial goal)."""
+        (goals before g_0 count as zero; w_0 reads the learned initial goal: "worker", its
+        own; "manager", g_0 itself, which is that goal)."""
         c = self.step_size
         windows = F.pad(goals[:, :-1], (0, 0, c - 1, 0)).unfold(1, c, 1)  # [B, T-1, F, c]
-        sums = torch.cat([self.goal_init.expand(len(goals), 1, -1), windows.sum(dim=3)], dim=1)
+        first = (goals[:, :1] if self.initial_goal == "manager"
+                 else self.goal_init.expand(len(goals), 1, -1))
+        sums = torch.cat([first, windows.sum(dim=3)], dim=1)
         return F.normalize(self.goal_projection(sums), dim=-1)
 
     def worker_matrix(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -432,7 +526,7 @@ class LeakGanGenerator(TeacherForced):
         The logits read the goals detached: the worker's losses do not train the manager.
         """
         features = self.prefix_features(tokens)
-        goals, _ = self.goals(features[:, :-1])
+        goals = self.with_initial_goal(self.goals(features[:, :-1])[0])
         hidden, _ = self.worker(self.embedding(self.shifted_inputs(tokens)))
         return self.logits(hidden, self.goal_directions(goals.detach())), goals, features
 
@@ -464,17 +558,20 @@ class LeakGanGenerator(TeacherForced):
         chunk = chunk or rows_per_step(self.device, 256)
         return torch.cat([self.complete(rows, torch.zeros(len(rows), dtype=torch.long,
                                                           device=self.device),
-                                        temperature, generator, scales=scales)
-                          for rows in blank.split(chunk)]) if n else blank
+                                        temperature, generator, scales=scales,
+                                        first_row=start)
+                          for start, rows in zip(range(0, n, chunk), blank.split(chunk))]
+                         ) if n else blank
 
     @torch.no_grad()
     def complete(self, tokens: torch.Tensor, given: torch.Tensor, temperature: float = 1.0,
                  generator: torch.Generator | None = None, return_log_probs: bool = False,
-                 scales: list[float] | None = None):
+                 scales: list[float] | None = None, first_row: int = 0):
         """``tokens`` [B, T] with row b's first ``given[b]`` tokens kept, the rest sampled,
         step by step: at step t the manager reads the features of y_<t, and the logits are
         multiplied by ``scales[t]`` (default: this mode's ``logit_scales``). With
-        ``return_log_probs``, also the log-probability of each sampled token (0 where kept)."""
+        ``return_log_probs``, also the log-probability of each sampled token (0 where kept).
+        ``first_row``: the rows' place in the whole sample, for a per-row initial goal."""
         scales = self.logit_scales(self.training) if scales is None else scales
         tokens = tokens.clone()
         log_probs = torch.zeros(tokens.shape, device=tokens.device)
@@ -486,7 +583,10 @@ class LeakGanGenerator(TeacherForced):
         for t in range(self.seq_len):
             features = leak.features()
             goal, manager_state = self.goals(features.unsqueeze(1), manager_state)
+            if t == 0:
+                goal = self.with_initial_goal(goal, first_row)
             summed = (torch.stack(recent, dim=2).sum(dim=2) if recent
+                      else goal if self.initial_goal == "manager"
                       else self.goal_init.expand(n, 1, -1))
             direction = F.normalize(self.goal_projection(summed), dim=-1)
             hidden, worker_state = self.worker(self.embedding(previous), worker_state)
@@ -509,7 +609,8 @@ def new_generator(corpus: Corpus, cfg: LeakGanConfig, device: torch.device) -> L
                             cfg.hidden_dim, cfg.goal_size, cfg.step_size, sizes["emb_dim"],
                             sizes["filter_sizes"], sizes["num_filters"], cfg.disc_dropout,
                             eval_logit_scale=cfg.eval_logit_scale,
-                            scaled_first_tokens=cfg.scaled_first_tokens).to(device)
+                            scaled_first_tokens=cfg.scaled_first_tokens,
+                            initial_goal=cfg.initial_goal, batch_size=cfg.batch_size).to(device)
 
 
 # --- the objectives -----------------------------------------------------------------------
@@ -687,23 +788,36 @@ def update(optimizer: torch.optim.Optimizer, worker_loss: torch.Tensor,
     return values
 
 
+def mle_batches(rows: int, batch_size: int, rng: torch.Generator, shuffle: bool = True
+                ) -> list[torch.Tensor]:
+    """The row indices of each batch of an MLE epoch over ``rows`` rows. Shuffled: a fresh
+    permutation from ``rng``, every row, the last batch short. In order (the authors'
+    Gen_Data_loader, dataloader.py lines 19-27, its pointer reset by Main.py line 101 at
+    each epoch): int(rows / batch_size) full batches of the rows in file order, the rest
+    dropped, the same every epoch (``harness.training.epoch_order``); ``rng`` is not drawn
+    from."""
+    return list(epoch_order(rows, batch_size, shuffle, rng).split(batch_size))
+
+
 def mle_epoch(generator: LeakGanGenerator, data: torch.Tensor, optimizer: torch.optim.Optimizer,
               batch_size: int, grad_clip: float, rng: torch.Generator,
-              goal_loss: str = "paper") -> tuple[float, float]:
-    """A shuffled pass: worker cross-entropy, manager cosine objective with Q = 1 (the
-    ``goal_loss`` variant); the mean token NLL and manager loss."""
+              goal_loss: str = "paper", shuffle: bool = True) -> tuple[float, float]:
+    """A pass, shuffled or in file order (``mle_batches``): worker cross-entropy, manager
+    cosine objective with Q = 1 (the ``goal_loss`` variant); the mean token NLL and manager
+    loss over the rows it read."""
     generator.train()
-    order = torch.randperm(len(data), generator=rng)
     nll = goal = 0.0
-    for start in range(0, len(data), batch_size):
-        batch = data[order[start:start + batch_size]].to(generator.device)
+    seen = 0
+    for rows in mle_batches(len(data), batch_size, rng, shuffle):
+        batch = data[rows].to(generator.device)
         logits, goals, features = generator.teacher_forced(batch)
         worker = F.cross_entropy(logits.flatten(0, 1), batch.flatten())
         manager = goal_objective(goals, features, generator.step_size, goal_loss)
         step_nll, step_goal = update(optimizer, worker, manager, grad_clip)
         nll += step_nll * len(batch)
         goal += step_goal * len(batch)
-    return nll / len(data), goal / len(data)
+        seen += len(batch)
+    return nll / seen, goal / seen
 
 
 def adversarial_step(generator: LeakGanGenerator, optimizer: torch.optim.Optimizer,
@@ -735,6 +849,7 @@ class LeakGan(Method):
     """LeakGAN: a manager-worker generator reading the discriminator's leaked features."""
 
     name = "leakgan"
+    best_so_far_phase = ADVERSARIAL
     Config = LeakGanConfig
     profiles = {"paper": PAPER, "authors": AUTHORS}
     published = (resources.files("harness_plugins") / "published" / "leakgan2018.csv",)
@@ -784,11 +899,14 @@ class LeakGan(Method):
             real = corpus.train[torch.randperm(len(corpus.train), generator=shuffle)
                                 [:cfg.disc_negatives]]
             return adv.train_discriminator(disc, disc_optimizer, real, fake, cfg.disc_epochs,
-                                           cfg.disc_batch_size, cfg.disc_l2, shuffle)
+                                           cfg.disc_batch_size, cfg.disc_l2, shuffle,
+                                           cfg.disc_shuffle)
 
         def interleaved_mle() -> tuple[float, float]:
+            # mle_shuffle is made (and checkpointed) in either order, drawn from only when
+            # shuffling: no other stream moves with ``shuffle``
             return mle_epoch(generator, corpus.train, mle_optimizer, cfg.batch_size,
-                             cfg.grad_clip, mle_shuffle, cfg.goal_loss)
+                             cfg.grad_clip, mle_shuffle, cfg.goal_loss, cfg.shuffle)
 
         if ctx.resume_phase != ADVERSARIAL:
             self._pretrain(ctx, generator, discriminator_round, interleaved_mle, parts)

@@ -36,7 +36,7 @@ import torch
 
 from harness import Method, hookimpl
 from harness.config import require
-from harness.generator import LSTMGenerator, sample_from_logits
+from harness.generator import LSTMGenerator, require_lstm_biases, sample_from_logits
 from harness.training import train_step
 from harness_plugins import adversarial as adv
 
@@ -55,6 +55,8 @@ class MaliGanConfig:
     grad_clip: float = 5.0            # generator gradient-norm clip, as SeqGAN's authors
     emb_dim: int = 32                 # the shared generator's sizes
     hidden_dim: int = 32
+    lstm_biases: int = 2              # LSTM biases per gate: 2 as nn.LSTM, 1 as the authors'
+                                      # LSTM (bias_hh zero and frozen)
     shuffle: bool = True              # MLE pre-training shuffles (see the mle method)
     eval_every: int = 5               # MLE epochs between curve points
     disc_size: str = "small"          # SeqGAN's CNN: "small" (CPU) or "paper" (1,720 filters)
@@ -84,6 +86,7 @@ class MaliGanConfig:
                 at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every",
                               "disc_batch_size", "disc_negatives", "prefixes", "step_size",
                               "stage_batches", "g_steps", "adv_eval_every"))
+        require_lstm_biases(self)
         if self.samples_per_prefix < 2:
             raise ValueError(f"samples_per_prefix must be at least 2, not "
                              f"{self.samples_per_prefix}")
@@ -98,7 +101,7 @@ class MaliGanConfig:
 # paper's: 40 batches a stage, N = 15, 10, 5 real tokens, then 0 from batch 160 at length 20).
 PAPER = {"pretrain_epochs": 120, "disc_size": "paper", "disc_negatives": 10_000,
          "disc_pretrain_rounds": 50, "disc_epochs": 3, "adv_batches": 200, "d_steps": 5,
-         "stage_batches": 40}
+         "stage_batches": 40, "shuffle": False}  # MLE: the paper profiles' file order
 
 
 def kept_tokens(batch: int, seq_len: int, step_size: int, stage_batches: int) -> int:
@@ -169,6 +172,7 @@ class MaliGan(Method):
     over completions of real prefixes, against SeqGAN's CNN discriminator."""
 
     name = "maligan"
+    best_so_far_phase = adv.PHASE
     Config = MaliGanConfig
     profiles = {"paper": PAPER}
     starts_from = ("mle",)  # executors run the MLE run first and this run reuses its generator

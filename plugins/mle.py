@@ -15,7 +15,7 @@ import torch
 from harness import Method, hookimpl, store
 from harness.api import RunContext
 from harness.config import require
-from harness.generator import LSTMGenerator
+from harness.generator import LSTMGenerator, require_lstm_biases
 from harness.training import (batch_order_stream, new_generator, rng_states, set_rng_states,
                               train_by_mle)
 
@@ -38,17 +38,21 @@ class MleConfig:
     hidden_dim: int = 32        # generator LSTM units, as the authors
     shuffle: bool = True        # the authors' loader does not shuffle: 9.09 instead of 9.00
     eval_every: int = 5         # epochs between learning-curve points (the authors: 5)
+    lstm_biases: int = 2        # LSTM biases per gate: 2 as nn.LSTM, 1 as the authors' LSTM
+                                # (bias_hh zero and frozen)
 
     def __post_init__(self):
         require(self, at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every"),
                 positive=("grad_clip",))
+        require_lstm_biases(self)
 
 
 # The authors' code as published with the paper (LantaoYu/SeqGAN @4152436,
 # MLE_SeqGAN/pretrain_experiment.py): PRE_EPOCH_NUM = 350; PoemGen's g_optimizer returns
 # tf.train.AdamOptimizer() "# ignore learning rate", i.e. Adam's default 1e-3; the loader
 # walks the file in order every epoch; NLL-oracle every 5 epochs, the last one reported.
-AUTHORS = {"epochs": 350, "lr": 0.001, "shuffle": False}
+# Their LSTM has one bias per gate (model.py create_recurrent_unit, lines 142-163).
+AUTHORS = {"epochs": 350, "lr": 0.001, "shuffle": False, "lstm_biases": 1}
 
 
 class Mle(Method):
@@ -56,7 +60,9 @@ class Mle(Method):
 
     name = "mle"
     Config = MleConfig
-    profiles = {"paper": {"epochs": 120}, "authors": AUTHORS}
+    # paper: the authors' later code (LantaoYu/SeqGAN @e2b52fb, dataloader.py 4-27): 120
+    # epochs over the file in order, as every method's paper profile pre-trains.
+    profiles = {"paper": {"epochs": 120, "shuffle": False}, "authors": AUTHORS}
 
     def train(self, ctx):
         # The result is cached, so the methods that start from MLE start from this very
@@ -73,7 +79,7 @@ def snapshot_path(ctx: RunContext, settings: MleConfig, epoch: int) -> Path:
     """Where MLE training with these settings (the number of epochs aside) keeps its
     generator after ``epoch`` epochs, for the runs that start from it."""
     key = {"settings": {**asdict(settings), "epochs": None}, "corpus": ctx.corpus.info,
-           "dataset": ctx.corpus.name, "seed": ctx.seed, **ctx.made_on}
+           "dataset": ctx.corpus.name, "seed": ctx.seed, **ctx.snapshot_key}
     return store.snapshot_path(ctx.shared_dir, PHASE, key, epoch)
 
 
@@ -86,7 +92,8 @@ def pretrain_mle(ctx: RunContext, settings: MleConfig) -> LSTMGenerator:
     cached = snapshot_path(ctx, settings, settings.epochs)
     # This draw advances the caller's random state as it always has, so results that reused
     # a snapshot stay as they were.
-    generator = new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim, ctx.device)
+    generator = new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim, ctx.device,
+                              settings.lstm_biases)
     if settings.shuffle:
         ctx.rng(batch_order_stream(PHASE))  # train_mle's order, listed when reused too
     if cached.exists():
@@ -115,7 +122,7 @@ def initial_weights(ctx: RunContext, settings: MleConfig) -> dict:
     left as it was)."""
     with ctx.seeded(INITIAL_WEIGHTS):
         return new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim,
-                             torch.device("cpu")).state_dict()
+                             torch.device("cpu"), settings.lstm_biases).state_dict()
 
 
 def train_mle(ctx: RunContext, generator: torch.nn.Module, settings: MleConfig) -> None:

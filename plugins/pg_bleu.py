@@ -7,6 +7,7 @@ Where the paper's text and the authors' code (LantaoYu/SeqGAN @4152436, pg_bleu/
 | --- | --- | --- | --- | --- |
 | reward | BLEU | nltk 3.2's unsmoothed sentence BLEU-3 against ~40% of the training data, 1 rollout (pg_bleu.py) | the same (``bleu_rule=nltk-3.2``) | the same |
 | policy-gradient loss | an expectation | summed over batch and tokens, then clip 5.0 (model.py 115-125) | averaged | summed |
+| LSTM gate biases | not stated | one per gate, N(0, 0.1) (model.py 145-166) | two (``nn.LSTM``'s bias_ih and bias_hh, N(0, 0.1) each) | one (bias_hh zero and frozen, ``lstm_biases=1``) |
 | oracle | SeqGAN's | drawn afresh in TensorFlow (seed 66) | SeqGAN's | SeqGAN's (the figure: not comparable) |
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from harness import Method, hookimpl
 from harness.config import require
+from harness.generator import require_lstm_biases
 from harness.metrics import BLEU_RULES, BleuReferences
 from harness_plugins import adversarial as adv
 
@@ -36,6 +38,8 @@ class PgBleuConfig:
     grad_clip: float = 5.0
     emb_dim: int = 32
     hidden_dim: int = 32
+    lstm_biases: int = 2              # LSTM biases per gate: 2 as nn.LSTM, 1 as the authors'
+                                      # LSTM (bias_hh zero and frozen)
     shuffle: bool = True
     eval_every: int = 5               # MLE epochs between curve points
     bleu_order: int = 3               # BLEU-n reward, uniform weights (the authors: 3)
@@ -59,22 +63,26 @@ class PgBleuConfig:
                 choices={"pg_loss": adv.PG_LOSSES, "bleu_rule": BLEU_RULES},
                 at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every", "bleu_order",
                               "g_steps", "n_rollouts", "adv_eval_every"))
+        require_lstm_biases(self)
 
 
 class PgBleu(Method):
     """PG-BLEU: SeqGAN's policy-gradient loop rewarded by BLEU against real data."""
 
     name = "pg-bleu"
+    best_so_far_phase = adv.PHASE  # pg_bleu.py 177-180 keeps the best inside the loop
     Config = PgBleuConfig
     starts_from = ("mle",)  # executors run the MLE run first and this run reuses its generator
     # The paper profile keeps the authors' reward and rollout count but shares the 120-epoch
     # MLE pre-training with the other methods, so every adversarial method starts from the
     # very same generator. authors: their 200 MLE epochs and TOTAL_BATCH 800 at Adam's
     # default 1e-3, the file in order, NLL-oracle after every batch (the best one kept), the
-    # policy-gradient loss summed over the batch (pg_bleu/model.py lines 115-125).
-    profiles = {"paper": {"pretrain_epochs": 120, "adv_batches": 200},
+    # policy-gradient loss summed over the batch (pg_bleu/model.py lines 115-125), one bias
+    # per LSTM gate (pg_bleu/model.py lines 145-166).
+    profiles = {"paper": {"pretrain_epochs": 120, "adv_batches": 200, "shuffle": False},
                 "authors": {"pretrain_epochs": 200, "adv_batches": 800, "lr": 0.001,
-                            "shuffle": False, "adv_eval_every": 1, "pg_loss": "sum"}}
+                            "shuffle": False, "adv_eval_every": 1, "pg_loss": "sum",
+                            "lstm_biases": 1}}
 
     def conditions(self, config: dict) -> dict[str, str]:
         return adv.pg_conditions(config)

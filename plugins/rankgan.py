@@ -19,17 +19,21 @@ The authors' code (cookielee77/RankGan-NIPS2017 @912b3b3) computes something els
 
 | | the paper's text | the authors' code | ours: default, paper | ours: authors |
 | --- | --- | --- | --- | --- |
-| a row's score | mean over u of log P(s given u, C) | gamma * sum over u of cos(y_s, y_u) (ranker.py 141-143) | the paper's | the code's |
-| comparison set | C + {s}, per reference | the whole 64-row mini-batch, real and generated mixed, one softmax (ranker.py 144-146, dataloader.py 37-56) | the paper's: C real rows for a generated s, C generated for a real one | the code's |
+| a row's score | mean over u of log P(s given u, C) | gamma * sum over u of cos(y_s, y_u) (ranker.py 141-142) | the paper's | the code's |
+| comparison set | C + {s}, per reference | the whole 64-row mini-batch, real and generated mixed, one softmax (ranker.py 143, dataloader.py 37-56) | the paper's: C real rows for a generated s, C generated for a real one | the code's |
 | ranker loss | -(E log R(real) - E log R(generated)) | -(mean log softmax over the batch's real rows - over its generated rows) (ranker.py 151-157) | the paper's | the code's |
-| generator reward | log R(s given U, C+), C+ real rows | softmax over the batch's own completions of the same prefix length and rollout, then the mean over rollouts (ranker.py 148-149, rollout.py 100-109) | the paper's | the code's |
+| generator reward | log R(s given U, C+), C+ real rows | softmax over the batch's own completions of the same prefix length and rollout, then the mean over rollouts (ranker.py 147-148, rollout.py 100-109) | the paper's | the code's |
 | policy-gradient loss | an expectation | summed over batch and tokens, clip 5.0 (generator.py 117-119) | averaged | summed |
+| ranker initialisation | not stated | embedding, convolutions and their biases U(-0.1, 0.1) (ranker.py 85, 93, 103-104); the highway's matrices and biases TF's default, Glorot uniform: U(+-sqrt(3 / n)) for n features (ranker.py 30-31); no output layer (ranker.py 141) | SeqGAN's discriminator's (``adversarial.Discriminator``) | the code's (``ranker_init``) |
+| MLE pre-training order | not stated | the file in order, every epoch (dataloader.py 64-90) | shuffled | in order (``shuffle``) |
+| LSTM gate biases | not stated | one per gate (generator.py 141-157) | two, as nn.LSTM | one (``lstm_biases``) |
 
 The code's reward sums to 1 over the batch: a completion is rewarded by how it ranks
 among its batch-mates, never against real text.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from importlib import resources
 
@@ -39,6 +43,7 @@ from torch import nn
 
 from harness import Method, hookimpl
 from harness.config import require
+from harness.generator import require_lstm_biases
 from harness.training import train_step
 from harness_plugins import adversarial as adv
 
@@ -58,10 +63,15 @@ class RankGanConfig:
     grad_clip: float = 5.0            # generator gradient-norm clip, as SeqGAN's authors
     emb_dim: int = 32                 # the shared generator's sizes (the authors: 32, 32)
     hidden_dim: int = 32
+    lstm_biases: int = 2              # LSTM biases per gate: 2 as nn.LSTM, 1 as the authors'
+                                      # LSTM (bias_hh zero and frozen)
     shuffle: bool = True              # MLE pre-training shuffles (see the mle method)
     eval_every: int = 5               # MLE epochs between curve points
     ranker_size: str = "small"        # CNN sizes: "small" (CPU) or "paper" (the authors'
                                       # 1,720 filters over 64-dim embeddings, as SeqGAN's)
+    ranker_init: str = "seqgan"       # "seqgan": SeqGAN's discriminator's initialisation;
+                                      # "authors": their ranker's (ranker.py 85, 93, 103-104:
+                                      # U(-0.1, 0.1); the highway 30-31: Glorot uniform)
     ranker_lr: float = 1e-4           # ranker Adam (the authors: 1e-4)
     gamma: float = 1.0                # temperature gamma of the ranking softmax (the authors: 1)
     ref_size: int = 16                # reference set U, real rows drawn afresh for every
@@ -91,10 +101,11 @@ class RankGanConfig:
     def __post_init__(self):
         require(self, positive=("grad_clip", "gamma"), fractions=("rollout_update_rate",),
                 choices={"pg_loss": adv.PG_LOSSES, "ranking": RANKINGS,
-                         "ranker_size": ("small", "paper")},
+                         "ranker_size": ("small", "paper"), "ranker_init": RANKER_INITS},
                 at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every", "ref_size",
                               "comparison_size", "ranker_negatives", "ranker_pretrain_epochs",
                               "adv_batch_size", "g_steps", "n_rollouts", "adv_eval_every"))
+        require_lstm_biases(self)
 
 
 # The authors' main.py and opt.py (cookielee77/RankGan-NIPS2017 @374e2d9): 120 MLE epochs,
@@ -103,10 +114,14 @@ class RankGanConfig:
 # sets of 16, gamma 1, SeqGAN's discriminator sizes for the ranker, Adam 0.01 / 1e-4.
 PAPER = {"pretrain_epochs": 120, "ranker_size": "paper", "ranker_negatives": 10_000,
          "ranker_pretrain_rounds": 50, "ranker_pretrain_epochs": 3, "adv_batches": 200,
-         "d_steps": 5, "n_rollouts": 16}
+         "d_steps": 5, "n_rollouts": 16, "shuffle": False}  # MLE in file order: dataloader.py 64-90
 # Their code as it ran (@912b3b3): the same settings, their ranking and reward, the loss
-# summed; generate_samples writes int(10,000 / 32) * 32 = 9,984 negatives a round.
-AUTHORS = {**PAPER, "ranking": "authors", "pg_loss": "sum", "ranker_negatives": 9_984}
+# summed; generate_samples writes int(10,000 / 32) * 32 = 9,984 negatives a round; their
+# ranker's initialisation (ranker.py 85-104, 30-31); MLE over the file in order
+# (dataloader.py 64-90); one bias per LSTM gate (generator.py 141-157).
+AUTHORS = {**PAPER, "ranking": "authors", "pg_loss": "sum", "ranker_negatives": 9_984,
+           "ranker_init": "authors", "shuffle": False, "lstm_biases": 1}
+RANKER_INITS = ("seqgan", "authors")  # RankGanConfig.ranker_init
 # What a run's ``ranking`` was, as its conditions and the published figures say it.
 RANKINGS = {"paper": "the paper's formula (a softmax per reference)",
             "authors": "the authors' code (one softmax over the whole batch and the reward "
@@ -116,13 +131,37 @@ RANKINGS = {"paper": "the paper's formula (a softmax per reference)",
 class Ranker(nn.Module):
     """The feature extractor y_s: SeqGAN's CNN discriminator up to its output layer, which
     stays unused; in training mode with its dropout, which the authors' ranker applies to
-    references and candidates alike. It keeps SeqGAN's initialisation (the authors'
-    ranker.py draws every weight uniformly from [-0.1, 0.1])."""
+    references and candidates alike. ``init`` "seqgan" keeps SeqGAN's initialisation;
+    "authors" redraws it as the authors' ranker.py (``init_like_authors``)."""
 
-    def __init__(self, vocab_size: int, seq_len: int, size: str):
+    def __init__(self, vocab_size: int, seq_len: int, size: str, init: str = "seqgan"):
         super().__init__()
         sizes = adv.PAPER if size == "paper" else adv.SMALL
         self.cnn = adv.Discriminator(vocab_size, seq_len, **sizes)
+        if init == "authors":
+            self.init_like_authors()
+        elif init != "seqgan":
+            raise ValueError(f"ranker init must be one of {', '.join(RANKER_INITS)}, not {init!r}")
+
+    @torch.no_grad()
+    def init_like_authors(self) -> None:
+        """The authors' build_ranker: the embedding, each convolution's weight and bias from
+        U(-0.1, 0.1) (ranker.py 85, 93, 103-104); the highway's Matrix [n, n] and Bias [n]
+        get_variable'd with no initializer (ranker.py 30-31), so TF's default Glorot uniform,
+        U(+-sqrt(6 / (fan_in + fan_out))): sqrt(3 / n) for both (a 1-D shape's fans are both
+        n). Their ranker has no output layer (the features go to the cosine, ranker.py 141);
+        ours, unused, keeps its draw."""
+        cnn = self.cnn
+        nn.init.uniform_(cnn.embedding.weight, -0.1, 0.1)
+        for conv in cnn.convs:
+            nn.init.uniform_(conv.weight, -0.1, 0.1)
+            nn.init.uniform_(conv.bias, -0.1, 0.1)
+        for layer in (cnn.highway.transform, cnn.highway.gate):
+            bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
+            nn.init.uniform_(layer.weight, -bound, bound)
+            if layer.bias is not None:
+                nn.init.uniform_(layer.bias, -math.sqrt(3.0 / layer.out_features),
+                                 math.sqrt(3.0 / layer.out_features))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Features [B, F] of int64 tokens [B, T]."""
@@ -170,7 +209,7 @@ def ranker_loss(ranker: Ranker, real: torch.Tensor, fake: torch.Tensor,
 
 def batch_scores(candidates: torch.Tensor, references: torch.Tensor, gamma: float) -> torch.Tensor:
     """The authors' score of each row [B]: gamma times the sum over references [U, F] of the
-    cosine of its features [B, F] to theirs (ranker.py 141-143)."""
+    cosine of its features [B, F] to theirs (ranker.py 141-142)."""
     return gamma * (F.normalize(candidates, dim=1) @ F.normalize(references, dim=1).T).sum(dim=1)
 
 
@@ -178,7 +217,7 @@ def authors_ranker_loss(ranker: Ranker, rows: torch.Tensor, is_real: torch.Tenso
                         references: torch.Tensor, gamma: float) -> torch.Tensor:
     """The authors' ranker loss on one mixed mini-batch: one log-softmax of ``batch_scores``
     over all its rows, -(the mean over its real rows - the mean over its generated rows)
-    (ranker.py 144-157)."""
+    (ranker.py 143-144, 151-157)."""
     features = ranker(torch.cat([rows, references]))
     log_rank = torch.log_softmax(batch_scores(features[:len(rows)], features[len(rows):], gamma),
                                  dim=0)
@@ -262,6 +301,7 @@ class RankGan(Method):
     """RankGAN: MLE pre-training, then policy gradient rewarded by an adversarial ranker."""
 
     name = "rankgan"
+    best_so_far_phase = adv.PHASE
     Config = RankGanConfig
     profiles = {"paper": PAPER, "authors": AUTHORS}
     starts_from = ("mle",)  # executors run the MLE run first and this run reuses its generator
@@ -275,7 +315,8 @@ class RankGan(Method):
     def train(self, ctx):
         cfg = ctx.config
         corpus = ctx.corpus
-        ranker = Ranker(corpus.vocab_size, corpus.seq_len, cfg.ranker_size).to(ctx.device)
+        ranker = Ranker(corpus.vocab_size, corpus.seq_len, cfg.ranker_size,
+                        cfg.ranker_init).to(ctx.device)
         ranker_opt = torch.optim.Adam(ranker.parameters(), lr=cfg.ranker_lr)
         negatives_rng = ctx.rng("ranker_negatives", ctx.device)
         real_rng = ctx.rng("ranker_real_and_shuffle")

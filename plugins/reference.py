@@ -8,6 +8,7 @@ import torch
 
 from harness import Generator, Method, hookimpl
 from harness.config import require
+from harness.generator import require_lstm_biases
 from harness.training import new_generator
 
 
@@ -64,9 +65,12 @@ class RandomConfig:
     lr: float = 0.001           # their Adam rate, when mle_epochs > 0
     batch_size: int = 64
     shuffle: bool = False       # the authors' loader order
+    lstm_biases: int = 2        # LSTM biases per gate: 2 as nn.LSTM, 1 as the authors' LSTM
+                                # (bias_hh zero and frozen)
 
     def __post_init__(self):
         require(self, at_least_one=("emb_dim", "hidden_dim", "batch_size"), positive=("lr",))
+        require_lstm_biases(self)
 
 
 class RandomGenerator(Method):
@@ -76,17 +80,21 @@ class RandomGenerator(Method):
 
     name = "random"
     Config = RandomConfig
-    profiles = {"authors": {"mle_epochs": 1}}
+    # authors: their generator (one bias per LSTM gate, MLE_SeqGAN/model.py lines 142-163)
+    # after its first MLE epoch.
+    profiles = {"authors": {"mle_epochs": 1, "lstm_biases": 1}}
     reference = "floor"
 
     def train(self, ctx):
         cfg = ctx.config
         if cfg.mle_epochs == 0:
-            generator = new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
+            generator = new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device,
+                                      cfg.lstm_biases)
             ctx.record(generator, phase="init", epoch=0)
             return generator
         ctx.note(f"random: the generator after {cfg.mle_epochs} MLE epoch(s) at Adam "
                  f"{cfg.lr:g}, not an untrained one")
         return ctx.start_from(
             "mle", epochs=cfg.mle_epochs, batch_size=cfg.batch_size, lr=cfg.lr, grad_clip=5.0,
-            emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim, shuffle=cfg.shuffle, eval_every=1)
+            emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim, shuffle=cfg.shuffle, eval_every=1,
+            lstm_biases=cfg.lstm_biases)

@@ -28,6 +28,10 @@ figure the table compares:
 | --- | --- | --- | --- | --- |
 | oracle | "the synthetic data" | their own TensorFlow-seeded LSTM (utils/models/OracleLstm.py) | the run's data set: ``oracle`` is SeqGAN's | run on ``oracle-relgan``, theirs |
 | beta_max, length 20 | 100 or 1,000 | 1 for the NLL-oracle entry (first author, issue #22) | 100 | 1 |
+| generator embedding | not stated | a normal of std 1/sqrt(vocab), 1/sqrt(5,000) on the oracle, redrawn beyond 2 std (models/rmc_vanilla.py 14-15, utils/ops.py 17-20) | nn.Embedding's N(0, 1) | the code's for the RMC (``emb_init``); the LSTM's is the shared MLE run's |
+| discriminator highway | not stated | no biases, gate bias 0 (utils/ops.py 28, 66-80; models/rmc_vanilla.py 133) | biases | none (``highway_bias``) |
+| MLE pre-training order | not stated | the file in order, every epoch (utils/utils.py 43-53, oracle_loader.py 27-35) | shuffled | in order (``shuffle``) |
+| LSTM biases ("lstm" generator) | not stated | one per gate (models/lstm_vanilla.py 142-158) | two, as nn.LSTM | one (``lstm_biases``) |
 """
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ from harness import Method, hookimpl
 from harness.api import Corpus, RunContext
 from harness.config import require
 from harness.devices import rows_per_step
-from harness.generator import TeacherForced, sample_from_logits
+from harness.generator import TeacherForced, require_lstm_biases, sample_from_logits
 from harness.training import train_by_mle, train_step
 from harness_plugins import adversarial as adv
 
@@ -52,6 +56,7 @@ GENERATORS = ("rmc", "lstm")
 # The authors' schedules (oracle_train.py get_fixed_temperature, the paper's Appendix):
 # "no" keeps beta_max throughout, the others rise from 1 to beta_max over N steps.
 SCHEDULES = ("no", "lin", "exp", "log", "sigmoid", "quad", "sqrt")
+EMB_INITS = ("torch", "authors")  # RelGanConfig.emb_init
 
 
 @hookimpl
@@ -68,7 +73,12 @@ def register_generators(register):
 class RelGanConfig:
     generator: str = "rmc"          # "rmc" (the paper) or "lstm" (the shared LSTM generator)
     emb_dim: int = 32               # generator token embedding (the authors: gen_emb_dim 32)
+    emb_init: str = "torch"         # the RMC generator's embedding: "torch", nn.Embedding's
+                                    # N(0, 1); "authors", a normal of std 1/sqrt(vocab) cut at
+                                    # 2 std (models/rmc_vanilla.py 14-15, utils/ops.py 17-20)
     hidden_dim: int = 32            # LSTM units of the "lstm" generator (the authors: 32)
+    lstm_biases: int = 2            # LSTM biases per gate: 2 as nn.LSTM, 1 as the authors' LSTM
+                                    # (bias_hh zero and frozen); the "lstm" generator only
     mem_slots: int = 1              # RMC memory slots (the authors: 1)
     num_heads: int = 2              # RMC attention heads (the authors: 2)
     head_size: int = 16             # RMC units per head; memory = heads * size (authors: 256)
@@ -82,6 +92,8 @@ class RelGanConfig:
     num_rep: int = 16               # R embedded representations, d = emb / R (authors: 64, d = 1)
     disc_filters: int = 64          # filters per window size 2, 3, 4, 5 (the authors: 300)
     disc_hidden: int = 100          # the fully connected layer before the score (authors: 100)
+    highway_bias: bool = True       # the discriminator's highway has biases; the authors'
+                                    # has none (utils/ops.py 28, 75, 77: linear, use_bias False)
     disc_lr: float = 1e-4           # discriminator Adam (the authors: 1e-4)
     adv_lr: float = 1e-4            # generator Adam, adversarial phase (the authors: 1e-4)
     adv_steps: int = 30             # adversarial iterations (the authors, oracle: 3,000)
@@ -94,11 +106,13 @@ class RelGanConfig:
 
     def __post_init__(self):
         require(self, positive=("grad_clip", "pretrain_lr", "adv_lr", "disc_lr"),
-                choices={"generator": GENERATORS, "beta_schedule": SCHEDULES},
+                choices={"generator": GENERATORS, "beta_schedule": SCHEDULES,
+                         "emb_init": EMB_INITS},
                 at_least_one=("emb_dim", "hidden_dim", "mem_slots", "num_heads", "head_size",
                               "batch_size", "eval_every", "disc_emb_dim", "num_rep",
                               "disc_filters", "disc_hidden", "g_steps", "adv_eval_every",
                               "beta_max"))
+        require_lstm_biases(self)
         if self.disc_emb_dim % self.num_rep:
             raise ValueError(f"disc_emb_dim ({self.disc_emb_dim}) must be a multiple of "
                              f"num_rep ({self.num_rep})")
@@ -116,9 +130,13 @@ PAPER = {"head_size": 256, "pretrain_epochs": 150, "num_rep": 64, "disc_filters"
          "adv_steps": 3000, "d_steps": 5, "beta_horizon": 5000, "adv_eval_every": 20}
 # What made the published length-20 NLL-oracle figure (6.680): the same script at beta_max 1
 # (issue #22), on RelGAN's own oracle, which is the data set ``oracle-relgan`` (run it with
-# -d oracle-relgan; on SeqGAN's oracle the figure is not comparable). Their code and the
-# paper's text do not differ otherwise in what this module implements.
-AUTHORS = {**PAPER, "beta_max": 1.0}
+# -d oracle-relgan; on SeqGAN's oracle the figure is not comparable). Their code besides:
+# the generator's embedding a truncated normal of std 1/sqrt(vocab) (models/rmc_vanilla.py
+# 14-15), MLE over the file in order (utils/utils.py 43-53, oracle_loader.py 27-35), a
+# highway without biases (utils/ops.py 28, 75, 77), an LSTM (the "lstm" generator,
+# models/lstm_vanilla.py 142-158) with one bias per gate.
+AUTHORS = {**PAPER, "beta_max": 1.0, "emb_init": "authors", "shuffle": False,
+           "highway_bias": False, "lstm_biases": 1}
 
 
 def inverse_temperature(step: int, beta_max: float, horizon: int, schedule: str = "exp") -> float:
@@ -213,21 +231,28 @@ class RelationalMemory(nn.Module):
 
 class RelGanGenerator(TeacherForced):
     """embedding -> RMC or LSTM -> linear over the vocabulary. With ``core = "lstm"`` its
-    parameters are named and shaped as ``LSTMGenerator``'s, so that one's state dict loads."""
+    parameters are named and shaped as ``LSTMGenerator``'s, so that one's state dict loads;
+    ``lstm_biases`` as that one's (1: bias_hh zero and frozen, the authors' one bias per
+    gate)."""
 
     def __init__(self, vocab_size: int, seq_len: int, start_token: int = 0, core: str = "rmc",
                  emb_dim: int = 32, hidden_dim: int = 32, mem_slots: int = 1,
-                 num_heads: int = 2, head_size: int = 16):
+                 num_heads: int = 2, head_size: int = 16, lstm_biases: int = 2):
         super().__init__()
         self.constructor_args = dict(vocab_size=vocab_size, seq_len=seq_len,
                                      start_token=start_token, core=core, emb_dim=emb_dim,
                                      hidden_dim=hidden_dim, mem_slots=mem_slots,
-                                     num_heads=num_heads, head_size=head_size)
+                                     num_heads=num_heads, head_size=head_size,
+                                     lstm_biases=lstm_biases)
         self.vocab_size, self.seq_len, self.start_token, self.core = (
             vocab_size, seq_len, start_token, core)
         self.embedding = nn.Embedding(vocab_size, emb_dim)
         if core == "lstm":
             self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
+            if lstm_biases == 1:  # as LSTMGenerator: the shared MLE run's zero bias_hh stays
+                with torch.no_grad():
+                    self.lstm.bias_hh_l0.zero_()
+                self.lstm.bias_hh_l0.requires_grad_(False)
             features = hidden_dim
         else:
             self.memory = RelationalMemory(emb_dim, mem_slots, num_heads, head_size)
@@ -291,13 +316,14 @@ class MultiRepDiscriminator(nn.Module):
     Each representation is d = emb_dim / R columns of the embedding (R embedding matrices
     of [vocab, d]); windows 2-5 slide over time with weights shared by the R
     representations (the authors' conv2d of width d and stride d); max over time, ReLU,
-    one highway layer (gate bias 0), dropout, a linear layer and the scalar score.
+    one highway layer (gate bias 0; ``highway_bias=False``: no biases, as the authors'),
+    dropout, a linear layer and the scalar score.
     Inputs are one-hot-like [B, T, vocab] (relaxed fakes) or token ids [B, T] (real).
     """
 
     def __init__(self, vocab_size: int, seq_len: int, emb_dim: int = 64, num_rep: int = 64,
                  filter_sizes: tuple[int, ...] = (2, 3, 4, 5), num_filters: int = 300,
-                 hidden: int = 100, dropout: float = 0.25):
+                 hidden: int = 100, dropout: float = 0.25, highway_bias: bool = True):
         super().__init__()
         kept = tuple(k for k in filter_sizes if k <= seq_len) or (seq_len,)
         self.num_rep, self.rep_dim = num_rep, emb_dim // num_rep
@@ -307,7 +333,7 @@ class MultiRepDiscriminator(nn.Module):
         for conv, k in zip(self.convs, kept):  # the authors' He-normal for conv2d
             nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / (k * self.rep_dim)))
         features = num_filters * len(kept)
-        self.highway = adv.Highway(features)
+        self.highway = adv.Highway(features, bias=highway_bias)
         self.dropout = nn.Dropout(dropout)
         self.hidden = nn.Linear(features, hidden)
         self.score = nn.Linear(hidden, 1)
@@ -329,11 +355,23 @@ class MultiRepDiscriminator(nn.Module):
 
 # --- training ----------------------------------------------------------------------------
 
+def init_embedding_like_authors(embedding: torch.Tensor) -> None:
+    """The authors' generator embedding g_emb [vocab, emb], in place: a normal of std
+    1/sqrt(vocab) redrawn beyond 2 std (models/rmc_vanilla.py 14-15:
+    create_linear_initializer(vocab_size), utils/ops.py 17-20: tf.truncated_normal_initializer
+    with stddev 1 / sqrt(input_size))."""
+    std = embedding.shape[0] ** -0.5
+    nn.init.trunc_normal_(embedding, 0.0, std, -2.0 * std, 2.0 * std)
+
+
 def new_relgan_generator(corpus: Corpus, cfg: RelGanConfig,
                          device: torch.device) -> RelGanGenerator:
-    return RelGanGenerator(corpus.vocab_size, corpus.seq_len, corpus.start_token,
-                           cfg.generator, cfg.emb_dim, cfg.hidden_dim, cfg.mem_slots,
-                           cfg.num_heads, cfg.head_size).to(device)
+    generator = RelGanGenerator(corpus.vocab_size, corpus.seq_len, corpus.start_token,
+                                cfg.generator, cfg.emb_dim, cfg.hidden_dim, cfg.mem_slots,
+                                cfg.num_heads, cfg.head_size, lstm_biases=cfg.lstm_biases)
+    if cfg.emb_init == "authors" and cfg.generator == "rmc":  # the LSTM's: the MLE run's
+        init_embedding_like_authors(generator.embedding.weight)
+    return generator.to(device)
 
 
 def pretrain(ctx: RunContext, cfg: RelGanConfig) -> RelGanGenerator:
@@ -342,11 +380,12 @@ def pretrain(ctx: RunContext, cfg: RelGanConfig) -> RelGanGenerator:
     settings = {"epochs": cfg.pretrain_epochs, "batch_size": cfg.batch_size,
                 "lr": cfg.pretrain_lr, "grad_clip": cfg.grad_clip, "emb_dim": cfg.emb_dim,
                 "hidden_dim": cfg.hidden_dim, "shuffle": cfg.shuffle,
-                "eval_every": cfg.eval_every}
+                "eval_every": cfg.eval_every, "lstm_biases": cfg.lstm_biases}
     if cfg.generator == "lstm":
         generator.load_state_dict(ctx.start_from("mle", **settings).state_dict())
         return generator
-    del settings["emb_dim"], settings["hidden_dim"]  # the RMC's sizes are its own
+    # the RMC's sizes are its own, and it has no LSTM
+    del settings["emb_dim"], settings["hidden_dim"], settings["lstm_biases"]
     train_by_mle(ctx, generator, "mle", **settings)  # recorded as the shared run's phase
     return generator
 
@@ -355,6 +394,7 @@ class RelGan(Method):
     """RelGAN: MLE pre-training, then Gumbel-softmax adversarial training under RSGAN."""
 
     name = "relgan"
+    best_so_far_phase = PHASE
     Config = RelGanConfig
     profiles = {"paper": PAPER, "authors": AUTHORS}
     # The LSTM variant starts from the MLE run's generator; the RMC variant pre-trains its
@@ -371,7 +411,8 @@ class RelGan(Method):
             generator = pretrain(ctx, cfg)
         disc = MultiRepDiscriminator(corpus.vocab_size, corpus.seq_len, cfg.disc_emb_dim,
                                      cfg.num_rep, num_filters=cfg.disc_filters,
-                                     hidden=cfg.disc_hidden).to(ctx.device)
+                                     hidden=cfg.disc_hidden,
+                                     highway_bias=cfg.highway_bias).to(ctx.device)
         g_opt = torch.optim.Adam(generator.parameters(), lr=cfg.adv_lr)
         d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr)
         noise = ctx.rng("gumbel_noise", ctx.device)

@@ -4,10 +4,13 @@ samples more and more often as training goes on.
 Where the paper's text and the authors' code (LantaoYu/SeqGAN @4152436, schedule_sampling/)
 differ:
 
-| | the paper's text | the authors' code | ours: every profile |
-| --- | --- | --- | --- |
-| the coin between true and sampled token | per token | drawn once when the graph is built (0.3975 with their seed, below every rate of their schedule: only true tokens fed) | per token |
-| oracle | SeqGAN's | drawn afresh in TensorFlow (seed 66) | SeqGAN's (the figure: not comparable) |
+| | the paper's text | the authors' code | ours: default, paper | ours: authors |
+| --- | --- | --- | --- | --- |
+| the coin between true and sampled token | per token | drawn once when the graph is built (0.3975 with their seed, below every rate of their schedule: only true tokens fed) | per token | per token |
+| oracle | SeqGAN's | drawn afresh in TensorFlow (seed 66) | SeqGAN's | SeqGAN's (the figure: not comparable) |
+| LSTM gate biases | not stated | one per gate, N(0, 0.1) (model.py 152-173) | two (``nn.LSTM``'s) | one (``lstm_biases=1``) |
+| batch order | not stated | the file in order, int(N / 64) whole batches (gen_dataloader.py) | shuffled, every row | the file in order, whole batches |
+| NLL-oracle kept | the result | the best of every epoch, on fresh samples (schedule_sampling.py 128-130) | final, the best labelled | the same, every point on fresh samples |
 
 So their SS row is MLE trained longer; ``authors`` keeps real scheduled sampling with their
 schedule, and docs/reproduction.md compares their figure with our MLE curve.
@@ -21,8 +24,8 @@ import torch.nn.functional as F
 
 from harness import Method, hookimpl
 from harness.config import require
-from harness.generator import LSTMGenerator, draw_inverse_cdf
-from harness.training import new_generator, train_step
+from harness.generator import LSTMGenerator, draw_inverse_cdf, require_lstm_biases
+from harness.training import epoch_order, new_generator, train_step
 
 
 @hookimpl
@@ -45,12 +48,15 @@ class ScheduledSamplingConfig:
     grad_clip: float = 5.0      # gradient-norm clip, as the authors
     emb_dim: int = 32           # the shared generator's sizes, as the authors
     hidden_dim: int = 32
+    lstm_biases: int = 2        # LSTM biases per gate: 2 as nn.LSTM, 1 as the authors' LSTM
+                                # (bias_hh zero and frozen)
     shuffle: bool = True        # shuffle the training set each epoch (the authors: no)
     eval_every: int = 5         # epochs between learning-curve points (the authors: 1)
 
     def __post_init__(self):
         require(self, at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every"),
                 positive=("grad_clip",), fractions=("rate_decay", "min_rate"))
+        require_lstm_biases(self)
 
 
 def true_token_rate(epoch: int, cfg: ScheduledSamplingConfig) -> float:
@@ -101,16 +107,19 @@ class ScheduledSampling(Method):
     """Scheduled sampling: teacher forcing that feeds back more and more own samples."""
 
     name = "ss"
+    best_so_far_phase = "ss"  # schedule_sampling.py 128-130 keeps the best of every epoch
     Config = ScheduledSamplingConfig
     profiles = {"paper": {"epochs": 300, "rate_decay": 0.002, "lr": 0.001},
                 # schedule_sampling.py @4152436: Adam() at its default rate, the file in
-                # order, NLL-oracle after every epoch (the best one kept: see the table).
+                # order, NLL-oracle after every epoch (the best one kept: see the table);
+                # one bias per LSTM gate (schedule_sampling/model.py lines 152-173).
                 "authors": {"epochs": 300, "rate_decay": 0.002, "lr": 0.001,
-                                 "shuffle": False, "eval_every": 1}}
+                                 "shuffle": False, "eval_every": 1, "lstm_biases": 1}}
 
     def train(self, ctx):
         cfg = ctx.config
-        generator = new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device)
+        generator = new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device,
+                                  cfg.lstm_biases)
         optimizer = torch.optim.Adam(generator.parameters(), lr=cfg.lr)
         rng = ctx.rng("ss_sampling", ctx.device)
         phase = ctx.phase("train", cfg.epochs, {"generator": generator, "optimizer": optimizer,
@@ -122,13 +131,13 @@ class ScheduledSampling(Method):
         for epoch in phase:
             rate = true_token_rate(epoch, cfg)
             generator.train()
-            order = torch.randperm(len(data)) if cfg.shuffle else torch.arange(len(data))
+            order = epoch_order(len(data), cfg.batch_size, cfg.shuffle)
             total = 0.0
-            for start in range(0, len(data), cfg.batch_size):
+            for start in range(0, len(order), cfg.batch_size):
                 batch = data[order[start:start + cfg.batch_size]].to(ctx.device)
                 loss = scheduled_sampling_loss(generator, batch, rate, rng)
                 total += train_step(loss, optimizer, "the scheduled-sampling loss",
                                     generator.parameters(), cfg.grad_clip) * len(batch)
             phase.record(generator, phase="ss", epoch=epoch + 1, true_token_rate=rate,
-                         train_nll=total / len(data))
+                         train_nll=total / len(order))
         return generator

@@ -18,7 +18,7 @@ from harness_plugins.mle import MleConfig, snapshot_path
 
 def context(run_dir: Path, device: str, precision: str = "fp32", corpus=None) -> RunContext:
     return RunContext(corpus=corpus, config=None, device=torch.device(device), seed=0,
-                      profile="default", run_dir=run_dir, evaluate_curve=lambda g: {},
+                      profile="default", run_dir=run_dir, evaluate_curve=lambda g, point: {},
                       log=logging.getLogger("test"), show_progress=False, precision=precision)
 
 

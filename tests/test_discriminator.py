@@ -1,7 +1,16 @@
+from dataclasses import asdict
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 import torch
 
-from harness_plugins.adversarial import PAPER, SMALL, Discriminator, train_discriminator
+from harness.config import resolve
+from harness.plugins import registry
+from harness_plugins import adversarial as adv
+from harness_plugins import seqgan as sg
+from harness_plugins.adversarial import (PAPER, SMALL, Discriminator, DiscriminatorRounds,
+                                         Highway, train_discriminator)
 from harness.oracle import random_oracle
 
 
@@ -94,3 +103,94 @@ def test_rollout_scoring_equals_prob_real_bit_for_bit(vocab, seq_len, n_seq, n_r
     expected = disc.prob_real(torch.cat([completed, sequences]), batch=batch)
     assert torch.equal(disc.prob_real_of_rollout(completed, sequences, batch=batch), expected)
     assert disc.training  # the mode is restored
+
+
+# --- the highway without biases: SeqGAN's first code (and RelGAN's) ----------------------
+
+def authors_highway_without_biases(x: np.ndarray, output_matrix: np.ndarray,
+                                   transform_matrix: np.ndarray) -> np.ndarray:
+    """LantaoYu/SeqGAN @4152436 MLE_SeqGAN/text_classifier.py 7-24, as line 84 calls it
+    (layer_size 1, bias 0), written out in numpy: rnn_cell._linear(args, size, 0) is
+    ``args @ Matrix`` with Matrix [in, out] and, its third argument (bias) 0, no bias term."""
+    output = np.maximum(x @ output_matrix, 0.0)                               # line 16
+    transform_gate = 1.0 / (1.0 + np.exp(-(x @ transform_matrix + 0)))        # line 18-19
+    carry_gate = 1.0 - transform_gate                                         # line 20
+    return transform_gate * output + carry_gate * x                           # line 22
+
+
+def test_the_highway_without_biases_is_the_authors_first_code():
+    torch.manual_seed(0)
+    highway = Highway(12, bias=False)
+    assert [name for name, _ in highway.named_parameters()] == ["transform.weight", "gate.weight"]
+    assert highway.transform.bias is None and highway.gate.bias is None
+    x = np.random.default_rng(0).standard_normal((9, 12)).astype(np.float32)
+    expected = authors_highway_without_biases(
+        x.astype(np.float64), highway.transform.weight.detach().double().numpy().T,
+        highway.gate.weight.detach().double().numpy().T)
+    got = highway(torch.from_numpy(x)).detach().double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    # With biases (the default) the same formula plus b and b_t: zero biases give the above.
+    with_bias = Highway(12)
+    assert with_bias.transform.bias is not None and with_bias.gate.bias is not None
+    with torch.no_grad():
+        with_bias.transform.weight.copy_(highway.transform.weight)
+        with_bias.gate.weight.copy_(highway.gate.weight)
+        with_bias.transform.bias.zero_()
+        with_bias.gate.bias.zero_()
+    np.testing.assert_allclose(with_bias(torch.from_numpy(x)).detach().double().numpy(),
+                               expected, rtol=0, atol=1e-6)
+
+
+def test_the_discriminator_drops_only_the_highway_biases():
+    torch.manual_seed(0)
+    default = Discriminator(30, 8, **SMALL).state_dict()
+    torch.manual_seed(0)
+    unbiased = Discriminator(30, 8, **SMALL, highway_bias=False)
+    assert set(default) - set(unbiased.state_dict()) == {"highway.transform.bias",
+                                                          "highway.gate.bias"}
+    tokens = torch.randint(0, 30, (4, 8))
+    assert unbiased(tokens).shape == (4, 2)
+
+
+def fake_context(config, vocab_size: int = 30, seq_len: int = 8) -> SimpleNamespace:
+    corpus = SimpleNamespace(vocab_size=vocab_size, seq_len=seq_len,
+                             train=torch.zeros(4, seq_len, dtype=torch.long))
+    return SimpleNamespace(config=config, corpus=corpus, device=torch.device("cpu"),
+                           rng=lambda *args: torch.Generator())
+
+
+def test_seqgans_authors_profile_has_a_highway_without_biases_and_maligan_keeps_them():
+    methods = registry().methods
+    seqgan, maligan = methods["seqgan"], methods["maligan"]
+    authors = asdict(resolve(seqgan, "authors", {}))
+    assert {key: authors[key] for key in sg.AUTHORS} == sg.AUTHORS
+    assert authors["highway_bias"] is False
+    for profile in ("default", "paper"):  # the later code's linear has biases, as before
+        assert resolve(seqgan, profile, {}).highway_bias is True
+    cfg = resolve(seqgan, "authors", {"disc_size": "small"})
+    rounds = DiscriminatorRounds(fake_context(cfg), cfg, highway_bias=cfg.highway_bias)
+    assert rounds.disc.highway.transform.bias is None and rounds.disc.highway.gate.bias is None
+    for profile in ("default", "authors"):  # MaliGAN's discriminator: unchanged
+        cfg = resolve(maligan, profile, {"disc_size": "small"})
+        rounds = DiscriminatorRounds(fake_context(cfg), cfg)
+        assert rounds.disc.highway.transform.bias is not None
+
+
+def test_seqgan_builds_its_discriminator_with_the_configs_highway(monkeypatch):
+    class Built(Exception):
+        pass
+
+    seen = []
+
+    def rounds(ctx, cfg, highway_bias=True, shuffle="epoch"):
+        seen.append((highway_bias, shuffle))
+        raise Built
+
+    monkeypatch.setattr(adv, "DiscriminatorRounds", rounds)
+    # The highway as each code had it; the rows reshuffled every epoch (@4152436's
+    # batch_iter) or once a round (@e2b52fb's Dis_dataloader, the paper profile).
+    for profile, expected in (("default", (True, "epoch")), ("paper", (True, "round")),
+                              ("authors", (False, "epoch"))):
+        with pytest.raises(Built):
+            sg.SeqGan().train(fake_context(resolve(registry().methods["seqgan"], profile, {})))
+        assert seen[-1] == expected

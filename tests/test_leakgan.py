@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from harness import store
 from harness.api import Interrupted
 from harness.generator import load_generator, log_probs_of_tokens
+from harness_plugins import adversarial as adv
 from harness_plugins import leakgan as lg
 
 VOCAB, LENGTH, C = 11, 7, 3
@@ -53,8 +54,10 @@ def naive_features(disc, prefix: torch.Tensor) -> torch.Tensor:
 def naive_log_probs(g: lg.LeakGanGenerator, y: torch.Tensor) -> torch.Tensor:
     """log p(y_t | y_<t) by the paper's equations, one step at a time:
     f_t = D-features(y_<t); g_t = normalise(manager(f_t)); w_t = normalise(psi(sum of
-    g_{t-c}..g_{t-1})), w_0 from the initial goal; logits = O_t w_t."""
+    g_{t-c}..g_{t-1})), w_0 from the initial goal; logits = O_t w_t. Under ``initial_goal``
+    "manager" g_0 is row i's goal_init[i mod B], normalised, and w_0 reads it."""
     n = len(y)
+    manager_goal = g.initial_goal == "manager"
     manager_state = worker_state = None
     goals, out = [], []
     previous = torch.full((n, 1), g.start_token)
@@ -62,8 +65,10 @@ def naive_log_probs(g: lg.LeakGanGenerator, y: torch.Tensor) -> torch.Tensor:
         f = naive_features(g.discriminator, y[:, :t])
         m, manager_state = g.manager(f[:, None], manager_state)
         goal = F.normalize(g.manager_output(m[:, 0]), dim=1)
+        if manager_goal and t == 0:
+            goal = F.normalize(g.goal_init[torch.arange(n) % len(g.goal_init)], dim=1)
         window = goals[max(0, t - C):t]
-        summed = sum(window) if window else g.goal_init.expand(n, -1)
+        summed = sum(window) if window else goal if manager_goal else g.goal_init.expand(n, -1)
         w = F.normalize(summed @ g.goal_projection.weight.T, dim=1)
         h, worker_state = g.worker(g.embedding(previous), worker_state)
         o = g.worker_output(h[:, 0]).view(n, VOCAB, g.goal_size)  # O_t
@@ -230,6 +235,18 @@ def stop_after(monkeypatch, phase: str, count: int) -> None:
     monkeypatch.setattr(store, "write_torch", write)
 
 
+def assert_the_stopped_run_is_the_straight_one() -> None:
+    """The run ids "stopped" (resumed) and "straight": the same curve, samples and metrics
+    (timings aside)."""
+    straight, stopped = (results() / name / "tiny" / "leakgan" / "seed-0"
+                         for name in ("straight", "stopped"))
+    assert (stopped / "curve.csv").read_text() == (straight / "curve.csv").read_text()
+    assert (stopped / "samples.txt").read_text() == (straight / "samples.txt").read_text()
+    metrics = [{k: v for k, v in json.loads((d / "metrics.json").read_text()).items()
+                if not k.endswith("_seconds")} for d in (stopped, straight)]
+    assert metrics[0] == metrics[1]
+
+
 @pytest.mark.slow
 def test_a_run_stopped_in_each_phase_resumes_to_identical_metrics(cli, tiny_dataset,
                                                                   monkeypatch):
@@ -245,13 +262,7 @@ def test_a_run_stopped_in_each_phase_resumes_to_identical_metrics(cli, tiny_data
             assert saved["phase"] == phase
             assert saved["step" if phase == "pretrain" else "batch"] == 2
     assert run("stopped").exit_code == 0
-    straight, stopped = (results() / name / "tiny" / "leakgan" / "seed-0"
-                         for name in ("straight", "stopped"))
-    assert (stopped / "curve.csv").read_text() == (straight / "curve.csv").read_text()
-    assert (stopped / "samples.txt").read_text() == (straight / "samples.txt").read_text()
-    metrics = [{k: v for k, v in json.loads((d / "metrics.json").read_text()).items()
-                if not k.endswith("_seconds")} for d in (stopped, straight)]  # not timings
-    assert metrics[0] == metrics[1]
+    assert_the_stopped_run_is_the_straight_one()
 
 
 # --- the authors' code (the ``authors`` profile) -----------------------------------------
@@ -506,3 +517,229 @@ def test_runs_end_to_end_under_the_authors_profile(cli, tiny_dataset, monkeypatc
     assert (1.0,) * length in seen and ("mode", False) in seen and ("mode", True) not in seen
     loaded = load_generator(run_dir / "generator.pt")
     assert (loaded.eval_logit_scale, loaded.scaled_first_tokens) == (1.5, 2)
+    # their loaders and their manager's initial goal, one per row of the batch of 32
+    assert (saved["config"]["shuffle"], saved["config"]["disc_shuffle"],
+            saved["config"]["initial_goal"]) == (False, "round", "manager")
+    features = sum(loaded.discriminator.num_filters)
+    assert loaded.initial_goal == "manager" and loaded.goal_init.shape == (32, features)
+
+
+# --- the authors' loaders and initial goal (Gen_Data_loader, Dis_dataloader, goal_init) ---
+
+def authors_mle_epochs(rows: list[list[int]], batch_size: int, epochs: int) -> list[list]:
+    """Their Gen_Data_loader (Synthetic Data/dataloader.py lines 4-30) as pre_train_epoch
+    (Main.py lines 98-108) reads it, transcribed: create_batches keeps the rows of the right
+    length in file order, int(N / B) batches, the rest dropped, np.split; each epoch
+    reset_pointer, then num_batch next_batch() calls, the pointer cycling mod num_batch."""
+    token_stream = [row for row in rows if len(row) == LENGTH]
+    num_batch = int(len(token_stream) / batch_size)
+    token_stream = token_stream[:num_batch * batch_size]
+    sequence_batch = np.split(np.array(token_stream), num_batch, 0)
+    out = []
+    for _ in range(epochs):
+        pointer = 0  # reset_pointer
+        epoch = []
+        for _ in range(num_batch):
+            epoch.append(sequence_batch[pointer].tolist())
+            pointer = (pointer + 1) % num_batch
+        out.append(epoch)
+    return out
+
+
+def batches_seen(monkeypatch, generator: lg.LeakGanGenerator) -> list:
+    """Every batch ``generator.teacher_forced`` is given from now on, as lists."""
+    seen, forward = [], generator.teacher_forced
+
+    def spy(batch):
+        seen.append(batch.tolist())
+        return forward(batch)
+
+    monkeypatch.setattr(generator, "teacher_forced", spy)
+    return seen
+
+
+def test_mle_in_file_order_takes_the_batches_of_the_authors_loader(monkeypatch):
+    g, data = tiny_generator(), tokens(10)
+    optimizer, rng = lg.new_optimizer(g, 0.01), torch.Generator().manual_seed(0)
+    state = rng.get_state()
+    seen = batches_seen(monkeypatch, g)
+    for _ in range(2):
+        lg.mle_epoch(g, data, optimizer, 4, 5.0, rng, "authors", shuffle=False)
+    expected = authors_mle_epochs(data.tolist(), 4, 2)
+    assert [len(epoch) for epoch in expected] == [2, 2]  # rows 8 and 9 dropped, each epoch
+    assert seen == [batch for epoch in expected for batch in epoch]
+    assert torch.equal(rng.get_state(), state)  # the stream is made but never drawn from
+    # Shuffled (default): the permutation of before, every row, the last batch short.
+    seen.clear()
+    lg.mle_epoch(g, data, optimizer, 4, 5.0, torch.Generator().manual_seed(0))
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+    assert seen == [data[order[start:start + 4]].tolist() for start in (0, 4, 8)]
+    assert [b.tolist() for b in lg.mle_batches(3, 4, rng, shuffle=False)] == [[0, 1, 2]]
+
+
+def authors_dis_epochs(positive: list, negative: list, batch_size: int, epochs: int,
+                       permutation: np.ndarray) -> list[tuple[list, list]]:
+    """Their Dis_dataloader (dataloader.py lines 33-84) as the discriminator rounds read it
+    (Main.py lines 237-250, 306-318), transcribed: load_train_data joins the positives and
+    the negatives, labels [0, 1] and [1, 0], shuffles them once (``permutation``, their
+    np.random.permutation), int(N / B) batches, the rest dropped; each of the round's
+    epochs reset_pointer, then num_batch next_batch() calls. (rows, real?) per batch."""
+    sentences = np.array(positive + negative)
+    labels = np.concatenate([[[0, 1] for _ in positive], [[1, 0] for _ in negative]], 0)
+    sentences, labels = sentences[permutation], labels[permutation]
+    num_batch = int(len(labels) / batch_size)
+    sentences_batches = np.split(sentences[:num_batch * batch_size], num_batch, 0)
+    labels_batches = np.split(labels[:num_batch * batch_size], num_batch, 0)
+    out = []
+    for _ in range(epochs):
+        pointer = 0  # reset_pointer
+        for _ in range(num_batch):
+            out.append((sentences_batches[pointer].tolist(),
+                        [bool(label[1]) for label in labels_batches[pointer]]))
+            pointer = (pointer + 1) % num_batch
+    return out
+
+
+def test_a_round_of_one_order_feeds_the_discriminator_as_the_authors_loader(monkeypatch):
+    disc = tiny_generator().discriminator
+    real, fake = tokens(6, seed=2), tokens(5, seed=3)
+    label = {tuple(row): True for row in real.tolist()}
+    label.update({tuple(row): False for row in fake.tolist()})
+    assert len(label) == 11  # every row tells its label
+    seen, forward = [], disc.forward
+
+    def spy(rows):
+        seen.append((rows.tolist(), [label[tuple(row)] for row in rows.tolist()]))
+        return forward(rows)
+
+    monkeypatch.setattr(disc, "forward", spy)
+    rng = torch.Generator().manual_seed(4)
+    permutation = torch.randperm(11, generator=torch.Generator().manual_seed(4)).numpy()
+    loss = adv.train_discriminator(disc, torch.optim.Adam(disc.parameters(), 1e-3),
+                                   real, fake, 3, 4, 0.0, rng, shuffle="round")
+    expected = authors_dis_epochs(real.tolist(), fake.tolist(), 4, 3, permutation)
+    assert len(expected) == 6 and seen == expected  # 2 full batches (3 rows dropped), x3
+    assert np.isfinite(loss)
+    after_one = torch.Generator().manual_seed(4)
+    torch.randperm(11, generator=after_one)
+    assert torch.equal(rng.get_state(), after_one.get_state())  # one draw a round
+
+
+def manager_goal_generator(batch: int = 4) -> lg.LeakGanGenerator:
+    torch.manual_seed(0)
+    generator = lg.LeakGanGenerator(VOCAB, LENGTH, start_token=2, emb_dim=5, hidden_dim=6,
+                                    goal_size=4, step_size=C, disc_emb_dim=4,
+                                    filter_sizes=(1, 2, 3), num_filters=(3, 4, 5),
+                                    initial_goal="manager", batch_size=batch)
+    torch.nn.init.normal_(generator.discriminator.embedding.weight, 0.0, 2.0)
+    return generator.eval()
+
+
+def test_the_manager_initial_goal_is_the_authors_goal_init_one_row_per_batch_row():
+    g, y, batch = manager_goal_generator(), tokens(9), 4  # 9 rows: 2 x batch + 1
+    features = sum(g.discriminator.num_filters)
+    # LeakGANModel.py line 70: tf.truncated_normal([batch_size, goal_out_size], stddev=0.1)
+    assert g.goal_init.shape == (batch, features)
+    assert g.goal_init.abs().max().item() <= 0.2  # redrawn beyond 2 sd
+    wide = lg.LeakGanGenerator(VOCAB, LENGTH, filter_sizes=(1, 2), num_filters=(40, 60),
+                               initial_goal="manager", batch_size=64).goal_init
+    assert wide.std().item() == pytest.approx(0.1 * 0.8796, rel=0.05)  # N(0,1) cut at +-2: sd
+    assert wide.abs().max().item() > 0.19
+    # line 71: in the manager's parameters, not the worker's
+    assert any(p is g.goal_init for p in g.manager_parameters())
+    assert not any(p is g.goal_init for p in g.worker_parameters())
+    default = lg.LeakGanGenerator(VOCAB, LENGTH)  # the default: the worker's one goal
+    assert default.goal_init.shape == (sum(default.discriminator.num_filters),)
+    assert any(p is default.goal_init for p in default.worker_parameters())
+    with torch.no_grad():
+        logits, goals, features = g.teacher_forced(y)
+        o = g.worker_output(g.worker(g.embedding(g.shifted_inputs(y)))[0]).view(
+            len(y), LENGTH, VOCAB, g.goal_size).double().numpy()
+    goal_init = g.goal_init.detach().double().numpy()[np.arange(len(y)) % batch]
+    psi = g.goal_projection.weight.detach().double().numpy()  # their g_change, transposed
+    # Lines 116-124 at the first tokens (real_goal = goal_init, i < c): w_g =
+    # l2_normalize(goal_init x g_change), logits = O_t w_g; row i reads goal_init[i mod B].
+    w_g = tf_l2_normalize(goal_init @ psi.T, 1)
+    for t in (0, 1):  # ours: w_0 and w_1 (whose window holds g_0 alone) read it
+        np.testing.assert_allclose(logits[:, t].double().numpy(),
+                                   np.einsum("bvk,bk->bv", o[:, t], w_g), rtol=1e-5, atol=1e-6)
+    # Lines 182-183, 207-209, 243: the goal loss pairs it with f_c - f_0 (sub_feature[0]).
+    f = features.double().numpy()
+    theirs = np.sum(tf_l2_normalize(f[:, C] - f[:, 0], 1) * tf_l2_normalize(goal_init, 1), 1)
+    np.testing.assert_allclose(lg.goal_cosines(goals, features, C, lg.tf_cosine)[:, 0].numpy(),
+                               theirs, rtol=1e-5, atol=1e-6)
+    # A row's probabilities depend on its place mod B, not on the other rows.
+    with torch.no_grad():
+        every = g.token_log_probs(y)
+        for i in range(len(y)):
+            alone = g.token_log_probs(y[i:i + 1].repeat(batch, 1))[i % batch]
+            torch.testing.assert_close(every[i], alone, atol=1e-5, rtol=0)
+    # Step by step as the naive equations with g_0 = goal_init's row.
+    torch.testing.assert_close(every, naive_log_probs(g, y), atol=1e-5, rtol=0)
+
+
+def test_only_the_managers_losses_train_the_manager_initial_goal():
+    g, y = manager_goal_generator(), tokens(9)
+    g.train()
+    logits, goals, features = g.teacher_forced(y)
+    worker = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+    manager = lg.goal_objective(goals, features, C, "authors")
+    g.zero_grad(set_to_none=True)
+    worker.backward(retain_graph=True)  # their worker gradients: worker_params (line 267)
+    assert g.goal_init.grad is None
+    assert all(p.grad is None for p in g.manager_parameters())
+    manager.backward()  # their manager gradients: manager_params, goal_init among them
+    assert g.goal_init.grad is not None and g.goal_init.grad.abs().sum() > 0
+
+
+def test_sampling_with_a_per_row_initial_goal_matches_teacher_forcing(monkeypatch):
+    g, y = manager_goal_generator(), tokens(9)
+    given = torch.arange(9) % (LENGTH + 1)
+    drawn, step_log_probs = g.complete(y, given, 1.0, torch.Generator().manual_seed(3),
+                                       return_log_probs=True)
+    kept = torch.arange(LENGTH) < given[:, None]
+    with torch.no_grad():
+        teacher_forced = g.token_log_probs(drawn)
+    torch.testing.assert_close(step_log_probs[~kept], teacher_forced[~kept], atol=1e-5, rtol=0)
+    # A sample drawn in chunks numbers its rows across them: row i takes goal i mod B.
+    starts, initial_goals = [], g.initial_goals
+    monkeypatch.setattr(g, "initial_goals", lambda rows, first_row=0: (
+        starts.append((rows, first_row)), initial_goals(rows, first_row))[1])
+    g.sample(10, generator=torch.Generator().manual_seed(0), chunk=4)
+    assert starts == [(4, 0), (4, 4), (2, 8)]
+
+
+def test_the_authors_profile_takes_their_loaders_and_initial_goal():
+    from dataclasses import asdict
+
+    from harness.config import resolve
+
+    method = lg.LeakGan()
+    config = asdict(resolve(method, "authors", {}))
+    assert (config["shuffle"], config["disc_shuffle"], config["initial_goal"]) == (
+        False, "round", "manager")
+    for profile in ("default", "paper"):  # as before
+        other = asdict(resolve(method, profile, {}))
+        assert (other["shuffle"], other["disc_shuffle"], other["initial_goal"]) == (
+            True, "epoch", "worker")
+    with pytest.raises(ValueError, match="initial_goal"):
+        lg.LeakGanConfig(initial_goal="both")
+    with pytest.raises(ValueError, match="disc_shuffle"):
+        lg.LeakGanConfig(disc_shuffle="never")
+
+
+@pytest.mark.slow
+def test_an_authors_profile_run_stopped_in_each_phase_resumes_to_identical_metrics(
+        cli, tiny_dataset, monkeypatch):
+    longer = [item for item in TINY_AUTHORS
+              if not item.startswith(("pretrain_cycles=", "adv_batches="))]
+    longer += ["pretrain_cycles=2", "adv_batches=3"]
+    run = lambda run_id: cli("-q", "run", "-m", "leakgan", "-d", "tiny",  # noqa: E731
+                             "--profile", "authors", "--run-id", run_id, *settings(longer))
+    assert run("straight").exit_code == 0
+    for phase in ("pretrain", "adversarial"):
+        with monkeypatch.context() as patch:
+            stop_after(patch, phase, 2)
+            assert run("stopped").exit_code == 130
+    assert run("stopped").exit_code == 0
+    assert_the_stopped_run_is_the_straight_one()

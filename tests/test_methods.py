@@ -40,8 +40,9 @@ def test_seqgan_and_pg_bleu_reuse_the_mle_pretraining(cli, tiny_dataset, caplog)
         assert list(adversarial.epoch) == [5, 7]  # continues after 3 pre-training epochs
         assert adversarial.mean_reward.between(0, 1).all()
         metrics = json.loads((run_dir(method) / "metrics.json").read_text())
+        # The best inside the adversarial loop, as the authors kept it (pre-training left out).
         assert metrics["nll_oracle_best_so_far"] <= metrics["nll_oracle"]
-        assert metrics["nll_oracle_best_so_far"] == pytest.approx(curve.nll_oracle.min())
+        assert metrics["nll_oracle_best_so_far"] == adversarial.nll_oracle.min()
     assert "discriminator" in set(pd.read_csv(run_dir("seqgan") / "curve.csv").phase)
 
 

@@ -16,7 +16,7 @@ from tests.harness_tiny import ToyMethod
 def context(run_dir: Path, config=None) -> RunContext:
     return RunContext(corpus=SimpleNamespace(name="toy"), config=config,
                       device=torch.device("cpu"), seed=0, profile="default", run_dir=run_dir,
-                      evaluate_curve=lambda g: {}, log=logging.getLogger("test"),
+                      evaluate_curve=lambda g, point: {}, log=logging.getLogger("test"),
                       show_progress=False)
 
 

@@ -257,3 +257,97 @@ def test_a_run_killed_in_each_phase_resumes_to_identical_metrics(cli, tiny_datas
     assert outcome(killed) == outcome(tmp_path / "clean")
     # Each resumed where it stopped: every step was checkpointed once over the three runs.
     assert [phases.count(p) for p in ("mle", "ranker", "adversarial")] == [2, 2, 3]
+
+
+# --- the authors' ranker initialisation ------------------------------------------------
+
+def ks_distance_to_uniform(values: torch.Tensor, low: float, high: float) -> float:
+    """The Kolmogorov-Smirnov statistic sup |F_n(x) - F(x)| of ``values`` against U(low, high)."""
+    x = values.detach().double().flatten().sort().values
+    n = len(x)
+    cdf = ((x - low) / (high - low)).clamp(0, 1)
+    ranks = torch.arange(1, n + 1, dtype=torch.float64)
+    return float(torch.maximum(ranks / n - cdf, cdf - (ranks - 1) / n).max())
+
+
+def assert_uniform(values: torch.Tensor, bound: float) -> None:
+    """``values`` lie in [-bound, bound] and look drawn from U(-bound, bound): a fixed seed
+    makes each check deterministic; the tolerances (six standard errors, a KS distance of
+    3 / sqrt(n), which a true uniform exceeds with probability about 1e-7) make them loose
+    enough that no seed could fail them by chance, and tight enough that SeqGAN's
+    initialisation (U(-1, 1), a truncated normal of std 0.1, constants) fails them."""
+    x = values.detach().double().flatten()
+    n, std = len(x), bound / math.sqrt(3)  # U(-b, b): variance b^2 / 3
+    assert -bound <= float(x.min()) and float(x.max()) <= bound
+    assert abs(float(x.mean())) < 6 * std / math.sqrt(n)
+    # the sample std's standard error for a uniform (kurtosis 9/5): std * sqrt(0.8 / (4 n))
+    assert abs(float(x.std()) - std) < 6 * std * math.sqrt(0.2 / n)
+    assert ks_distance_to_uniform(x, -bound, bound) < 3 / math.sqrt(n)
+
+
+def test_the_authors_ranker_initialisation_is_their_code():
+    """cookielee77/RankGan-NIPS2017 @912b3b3 ranker.py: random_uniform_initializer(-0.1, 0.1)
+    (line 85) for the embedding W (93) and every convolution's W and b (103-104); the
+    highway's SimpleLinear Matrix [n, n] and Bias [n] (30-31) take get_variable's default,
+    Glorot uniform: limit sqrt(6 / (fan_in + fan_out)), fans n and n for both shapes."""
+    torch.manual_seed(0)
+    ranker = Ranker(500, 20, "paper", "authors")
+    cnn = ranker.cnn
+    assert cnn.filter_sizes == (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20)  # every window kept
+    assert_uniform(cnn.embedding.weight, 0.1)
+    assert_uniform(torch.cat([conv.weight.flatten() for conv in cnn.convs]), 0.1)
+    assert_uniform(torch.cat([conv.bias for conv in cnn.convs]), 0.1)  # 1,720 biases
+    n = sum(cnn.num_filters)
+    for layer in (cnn.highway.transform, cnn.highway.gate):
+        assert_uniform(layer.weight, math.sqrt(6 / (n + n)))
+        assert_uniform(layer.bias, math.sqrt(6 / (n + n)))
+    # SeqGAN's initialisation fails the same checks: the test tells the two apart.
+    torch.manual_seed(0)
+    seqgan = Ranker(500, 20, "paper").cnn
+    with pytest.raises(AssertionError):
+        assert_uniform(seqgan.embedding.weight, 0.1)
+    with pytest.raises(AssertionError):
+        assert_uniform(torch.cat([conv.bias for conv in seqgan.convs]), 0.1)
+    # Their ranker has no output layer; ours, unused, keeps the very draw it had.
+    assert torch.equal(cnn.output.weight, seqgan.output.weight)
+    with torch.no_grad():  # and the features are the same computation
+        assert ranker(torch.randint(0, 500, (3, 20))).shape == (3, n)
+
+
+def test_the_default_ranker_initialisation_is_seqgans_discriminator_draw_for_draw():
+    from harness_plugins.adversarial import SMALL, Discriminator
+
+    torch.manual_seed(0)
+    ranker = Ranker(30, 8, "small")
+    torch.manual_seed(0)
+    disc = Discriminator(30, 8, **SMALL)
+    assert ranker.cnn.state_dict().keys() == disc.state_dict().keys()
+    assert all(torch.equal(ranker.cnn.state_dict()[k], v) for k, v in disc.state_dict().items())
+    with pytest.raises(ValueError, match="ranker init"):
+        Ranker(30, 8, "small", "uniform")
+    with pytest.raises(ValueError, match="ranker_init"):
+        RankGanConfig(ranker_init="uniform")
+
+
+def test_the_authors_profile_holds_their_code_settings():
+    from dataclasses import asdict
+
+    from harness.config import resolve
+    from harness.plugins import registry
+    from harness_plugins import rankgan as rg
+
+    method = registry().methods["rankgan"]
+    config = asdict(resolve(method, "authors", {}))
+    assert {key: config[key] for key in rg.AUTHORS} == rg.AUTHORS
+    assert (config["ranker_init"], config["shuffle"], config["lstm_biases"]) == ("authors",
+                                                                                 False, 1)
+    # As before, but paper's MLE walks the file in order (every paper profile's does).
+    for profile, shuffle in (("default", True), ("paper", False)):
+        other = asdict(resolve(method, profile, {}))
+        assert (other["ranker_init"], other["shuffle"], other["lstm_biases"]) == ("seqgan",
+                                                                                  shuffle, 2)
+    # the shared MLE run it starts from is the authors' too: in order, one bias per gate
+    from harness_plugins.adversarial import mle_settings
+
+    settings = mle_settings(resolve(method, "authors", {}))
+    assert settings["shuffle"] is False and settings["lstm_biases"] == 1

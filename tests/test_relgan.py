@@ -7,14 +7,16 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
 from harness.generator import LSTMGenerator
-from harness_plugins.relgan import (MultiRepDiscriminator, RelationalMemory, RelGanGenerator,
-                                    inverse_temperature, rsgan_losses)
+from harness_plugins.relgan import (MultiRepDiscriminator, RelationalMemory, RelGanConfig,
+                                    RelGanGenerator, inverse_temperature, new_relgan_generator,
+                                    rsgan_losses)
 from test_faults import drive, outcome, run_dir
 
 TINY = ["--set", "pretrain_epochs=2", "--set", "eval_every=1", "--set", "adv_steps=4",
@@ -197,3 +199,149 @@ def test_killed_relgan_resumes_to_identical_metrics(tmp_path):
     assert not (run_dir(tmp_path / "killed", "relgan") / "metrics.json").exists()
     assert drive("none", "relgan", tmp_path / "killed", TINY[1::2]).returncode == 0
     assert outcome(tmp_path / "killed", "relgan") == outcome(tmp_path / "clean", "relgan")
+
+
+# --- the authors' initialisation, highway and LSTM biases ------------------------------
+
+def tiny_corpus(vocab_size: int = 7, seq_len: int = 5):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(vocab_size=vocab_size, seq_len=seq_len, start_token=0)
+
+
+def test_the_authors_embedding_is_a_normal_of_std_one_over_sqrt_vocab_cut_at_two_std():
+    """weilinie/RelGAN @7402725 models/rmc_vanilla.py 14-15: g_emb [vocab, gen_emb_dim] with
+    create_linear_initializer(vocab_size), which is (utils/ops.py 17-20)
+    tf.truncated_normal_initializer(stddev=1 / math.sqrt(input_size * 1.0)): a normal whose
+    draws beyond 2 std are redrawn."""
+    vocab = 5000
+    std = 1 / math.sqrt(vocab * 1.0)                       # ops.py 19, input_size = vocab
+    cfg = RelGanConfig(emb_init="authors")
+    torch.manual_seed(0)
+    weights = new_relgan_generator(tiny_corpus(vocab, 20), cfg, torch.device("cpu"))
+    x = weights.embedding.weight.detach().double().flatten()
+    n = len(x)
+    assert n == vocab * cfg.emb_dim
+    # truncation: nothing beyond 2 std, and the draws reach it
+    assert float(x.abs().max()) <= 2 * std
+    assert float(x.abs().max()) > 1.99 * std
+    # the law: N(0, std) restricted to [-2 std, 2 std]; its std is 0.8796 std
+    normal = torch.distributions.Normal(0.0, 1.0)
+    mass = float(normal.cdf(torch.tensor(2.0)) - normal.cdf(torch.tensor(-2.0)))
+    density = math.exp(-2.0) / math.sqrt(2 * math.pi)  # phi(2)
+    cut_std = std * math.sqrt(1 - 2 * 2 * density / mass)
+    assert cut_std == pytest.approx(0.87962566 * std)
+    # Six standard errors (a fixed seed: deterministic; no seed fails them by chance; the
+    # sample std's standard error is below cut_std / sqrt(n), this law's kurtosis under 5).
+    assert abs(float(x.mean())) < 6 * cut_std / math.sqrt(n)
+    assert float(x.std()) == pytest.approx(cut_std, abs=6 * cut_std / math.sqrt(n))
+    ordered = x.sort().values
+    cdf = (normal.cdf(ordered / std) - normal.cdf(torch.tensor(-2.0))) / mass
+    ranks = torch.arange(1, n + 1, dtype=torch.float64)
+    assert float(torch.maximum(ranks / n - cdf, cdf - (ranks - 1) / n).max()) < 3 / math.sqrt(n)
+    # about 70 times smaller than nn.Embedding's N(0, 1), which the default keeps, draw for draw
+    torch.manual_seed(0)
+    default = new_relgan_generator(tiny_corpus(vocab, 20), RelGanConfig(), torch.device("cpu"))
+    torch.manual_seed(0)
+    plain = RelGanGenerator(vocab, 20, 0, "rmc", 32, 32, 1, 2, 16)
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(),
+                                                   plain.state_dict().values()))
+    assert float(default.embedding.weight.detach().std()) == pytest.approx(1.0, abs=0.02)
+    # the "lstm" generator's embedding is the shared MLE run's: left as drawn
+    torch.manual_seed(0)
+    lstm = new_relgan_generator(tiny_corpus(vocab, 20),
+                                RelGanConfig(generator="lstm", emb_init="authors"),
+                                torch.device("cpu"))
+    assert float(lstm.embedding.weight.detach().std()) == pytest.approx(1.0, abs=0.02)
+    with pytest.raises(ValueError, match="emb_init"):
+        RelGanConfig(emb_init="xavier")
+
+
+def authors_highway(x, lin_matrix, gate_matrix):
+    """utils/ops.py 66-80 as models/rmc_vanilla.py 133 calls it (num_layers 1, bias 0), in
+    numpy: linear(input_, size) (line 28, use_bias False) is input_ @ W^T, W [out, in]."""
+    g = np.maximum(x @ lin_matrix.T, 0.0)                                     # line 75
+    t = 1.0 / (1.0 + np.exp(-(x @ gate_matrix.T + 0)))                        # line 77
+    return t * g + (1.0 - t) * x                                              # line 79
+
+
+def test_the_authors_discriminator_highway_has_no_biases():
+    torch.manual_seed(0)
+    disc = MultiRepDiscriminator(7, 5, emb_dim=6, num_rep=3, filter_sizes=(2, 3),
+                                 num_filters=4, hidden=5, highway_bias=False).eval()
+    assert not any(name.startswith("highway.") and name.endswith("bias")
+                   for name, _ in disc.named_parameters())
+    pooled = np.random.default_rng(0).standard_normal((6, 8))
+    expected = authors_highway(pooled, disc.highway.transform.weight.detach().double().numpy(),
+                               disc.highway.gate.weight.detach().double().numpy())
+    got = disc.highway(torch.from_numpy(pooled).float()).detach().double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    tokens = torch.randint(7, (4, 5))
+    assert disc(tokens).shape == (4, 3)
+    assert MultiRepDiscriminator(7, 5, emb_dim=6, num_rep=3).highway.gate.bias is not None
+
+
+def test_the_lstm_variant_with_one_bias_per_gate_is_the_shared_one():
+    torch.manual_seed(0)
+    shared = LSTMGenerator(7, 5, emb_dim=4, hidden_dim=6, lstm_biases=1)
+    variant = tiny_generator("lstm", lstm_biases=1)
+    bias_hh = variant.lstm.bias_hh_l0
+    assert not bias_hh.requires_grad and torch.equal(bias_hh, torch.zeros_like(bias_hh))
+    variant.load_state_dict(shared.state_dict())
+    tokens = torch.randint(7, (3, 5))
+    assert torch.allclose(variant.log_likelihood(tokens), shared.log_likelihood(tokens))
+    assert variant.constructor_args["lstm_biases"] == 1
+    assert tiny_generator("lstm").lstm.bias_hh_l0.requires_grad  # the default: two, trained
+
+
+def test_pretraining_hands_lstm_biases_to_the_shared_mle_run_only(monkeypatch):
+    from types import SimpleNamespace
+
+    from harness_plugins import relgan
+
+    seen = {}
+
+    def start_from(method, **settings):
+        seen[method] = settings
+        return LSTMGenerator(7, 5, emb_dim=4, hidden_dim=6, lstm_biases=1)
+
+    ctx = SimpleNamespace(corpus=tiny_corpus(), device=torch.device("cpu"), start_from=start_from)
+    cfg = RelGanConfig(generator="lstm", emb_dim=4, hidden_dim=6, lstm_biases=1, shuffle=False)
+    generator = relgan.pretrain(ctx, cfg)
+    assert seen["mle"]["lstm_biases"] == 1 and seen["mle"]["shuffle"] is False
+    assert not generator.lstm.bias_hh_l0.requires_grad
+    monkeypatch.setattr(relgan, "train_by_mle",
+                        lambda ctx, generator, phase, **settings: seen.update(rmc=settings))
+    relgan.pretrain(ctx, RelGanConfig(head_size=4, lstm_biases=1))
+    assert not {"emb_dim", "hidden_dim", "lstm_biases"} & set(seen["rmc"])
+
+
+def test_the_authors_profile_holds_their_code_settings():
+    from dataclasses import asdict
+
+    from harness.config import resolve
+    from harness.plugins import registry
+    from harness_plugins import relgan
+
+    method = registry().methods["relgan"]
+    config = asdict(resolve(method, "authors", {}))
+    assert {key: config[key] for key in relgan.AUTHORS} == relgan.AUTHORS
+    keys = ("emb_init", "shuffle", "highway_bias", "lstm_biases")
+    assert tuple(config[key] for key in keys) == ("authors", False, False, 1)
+    for profile in ("default", "paper"):  # as before
+        other = asdict(resolve(method, profile, {}))
+        assert tuple(other[key] for key in keys) == ("torch", True, True, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("generator", ["rmc", "lstm"])
+def test_the_authors_profile_runs_end_to_end(cli, tiny_dataset, tmp_path, generator):
+    result = cli("-q", "run", "-m", "relgan", "-d", "tiny", "--profile", "authors",
+                 "--results", str(tmp_path), "--set", f"generator={generator}", *TINY)
+    assert result.exit_code == 0, result.output
+    found = next(tmp_path.glob("*/tiny/relgan/seed-0"))
+    config = json.loads((found / "config.json").read_text())["config"]
+    assert (config["emb_init"], config["shuffle"], config["highway_bias"],
+            config["lstm_biases"]) == ("authors", False, False, 1)
+    metrics = json.loads((found / "metrics.json").read_text())
+    assert math.isfinite(metrics["nll_oracle"])

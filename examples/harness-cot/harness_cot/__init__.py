@@ -7,6 +7,24 @@ minimises, on sequences it samples, sum_t KL(G(.|s_<t) || M(.|s_<t)): at every s
 expectation over the whole vocabulary, so neither a policy gradient nor any sampled reward is
 involved. With M at its optimum this estimates and minimises the Jensen-Shannon divergence
 between P and G (the paper, Section 3).
+
+Where ours departs from the authors' code, desire2020/CoT @05f3908 (cot.py, dataloader.py,
+by line), and how each profile has it:
+
+ difference        authors' code                    ours: default, paper   ours: authors
+ ----------------  -------------------------------  ---------------------  -------------
+ the real rows of  int(N / B) full batches of the   a fresh order each     as theirs
+ a cooperative     file in order, the rest          epoch, every row, the
+ epoch             dropped, the same each epoch:    last batch short: 157
+                   156 steps at N = 9,984 or        steps at 10,000
+                   10,000, B = 64 (cot.py 188,
+                   200; dataloader.py 20-28)
+
+Their 156: cot.py line 121 writes int(10,000 / 64) x 64 = 9,984 oracle rows (line 36),
+create_batches keeps int(9,984 / 64) = 156 batches (dataloader.py 20-22), each mediator
+step takes next_batch() (cot.py 188), whose pointer cycles modulo 156 (dataloader.py 27) and
+an epoch is those 156 steps (cot.py 200). Ours, ``real_order`` "file": int(N / B) full
+batches of the training rows in order (156 on our 10,000), the same every epoch.
 """
 from __future__ import annotations
 
@@ -20,7 +38,7 @@ from harness import Method, hookimpl
 from harness.api import RunContext
 from harness.config import require
 from harness.generator import LSTMGenerator, State
-from harness.training import new_generator, train_step
+from harness.training import epoch_order, new_generator, train_step
 
 PHASE = "cooperative"  # the curve rows and checkpoints of cooperative training
 WARMUP = "mediator"    # the mediator's warm-up, the generator held fixed
@@ -60,10 +78,15 @@ class CotConfig:
                                    # through the mediator, one generator step per mediator step
                                    # (paper profile: the authors' 200,000 steps)
     cot_eval_every: int = 2        # cooperative epochs between curve points
+    real_order: str = "shuffled"   # the real rows of a cooperative epoch: "shuffled", a fresh
+                                   # order, every row, the last batch short; "file": the rows in
+                                   # order, int(rows / batch_size) full batches, the rest dropped
+                                   # (the authors' cot.py line 188, next_batch() of their
+                                   # dataloader.py lines 20-28; an epoch of 156 steps, line 200)
 
     def __post_init__(self):
         require(self, positive=("grad_clip", "generator_lr", "mediator_lr"),
-                fractions=("mediator_dropout",),
+                fractions=("mediator_dropout",), choices={"real_order": ("shuffled", "file")},
                 at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every",
                               "mediator_emb_dim", "mediator_hidden_dim", "cot_eval_every"))
         for name in ("pretrain_epochs", "mediator_warmup_epochs", "cot_epochs"):
@@ -80,8 +103,10 @@ PAPER = {"pretrain_epochs": 0, "mediator_warmup_epochs": 0, "cot_epochs": 1282,
 # moved the generator from Adam 1e-2 with a clip at 5.0 to 1e-3 without one): the paper
 # profile with that commit's optimisers, which are this Config's defaults (generator Adam
 # 1e-3, betas 0.9/0.95, no clip; mediator Adam 3e-3, betas 0.9/0.95), stated again here so
-# that a change of defaults cannot move it.
-AUTHORS = {**PAPER, "generator_lr": 1e-3, "generator_grad_clip": 0.0, "mediator_lr": 3e-3}
+# that a change of defaults cannot move it; and their loader's epoch: the real rows in file
+# order, int(rows / 64) = 156 full batches a pass (cot.py lines 188, 200; dataloader.py 20-28).
+AUTHORS = {**PAPER, "generator_lr": 1e-3, "generator_grad_clip": 0.0, "mediator_lr": 3e-3,
+           "real_order": "file"}
 
 
 class Cot(Method):
@@ -148,17 +173,27 @@ class CooperativeTraining:
         """One pass; the mean generator KL (None when it did not train) and the mean
         balanced NLL of the mediator."""
         cfg, train = self.ctx.config, self.ctx.corpus.train
-        order = torch.randperm(len(train), generator=self.real_order)
         kls, balanced = [], []
-        for start in range(0, len(order), cfg.batch_size):
+        for rows in real_batches(len(train), cfg.batch_size, self.real_order, cfg.real_order):
             if train_generator:
                 kls.append(generator_step(self.generator, self.mediator, self.generator_opt,
                                           self.sampling, cfg.batch_size,
                                           cfg.generator_grad_clip or None))
-            real = train[order[start:start + cfg.batch_size]].to(self.ctx.device)
+            real = train[rows].to(self.ctx.device)
             generated = self.generator.sample(len(real), generator=self.sampling)
             balanced.append(mediator_step(self.mediator, self.mediator_opt, real, generated))
         return (sum(kls) / len(kls) if kls else None), sum(balanced) / len(balanced)
+
+
+def real_batches(rows: int, batch_size: int, rng: torch.Generator, order: str = "shuffled"
+                 ) -> list[torch.Tensor]:
+    """The row indices of the real batches of a cooperative epoch over ``rows`` rows, one
+    step each. "shuffled": a fresh permutation from ``rng``, every row, the last batch
+    short. "file": the authors' (cot.py line 188 and their Gen_Data_loader, dataloader.py
+    lines 20-28): int(rows / batch_size) full batches of the rows in order, the rest
+    dropped, the same every epoch; ``rng`` is not drawn from (it is still made and
+    checkpointed: no other stream moves; ``harness.training.epoch_order``)."""
+    return list(epoch_order(rows, batch_size, order == "shuffled", rng).split(batch_size))
 
 
 class Mediator(LSTMGenerator):
