@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.api import Corpus, RunContext, check_finite
-from harness.generator import LSTMGenerator
+from harness.generator import LSTMGenerator, TeacherForced
 from harness.phases import rng_states, set_rng_states  # noqa: F401 (the plugins' import)
 
 
@@ -47,16 +47,17 @@ def epoch_order(rows: int, batch_size: int, shuffle: bool,
     return torch.arange(max(rows // batch_size * batch_size, min(rows, batch_size)))
 
 
-def mle_epoch(generator: LSTMGenerator, data: torch.Tensor, optimizer: torch.optim.Optimizer,
+def mle_epoch(generator: TeacherForced, data: torch.Tensor, optimizer: torch.optim.Optimizer,
               batch_size: int, grad_clip: float, rng: torch.Generator | None) -> float:
     """One teacher-forced pass over ``data``, shuffled from ``rng`` or, without one, the
-    file in order (``epoch_order``); mean token NLL."""
+    file in order (``epoch_order``); mean token NLL. Any ``TeacherForced`` generator: it
+    reads only ``teacher_forced_logits``, ``device`` and the parameters."""
     generator.train()
     order = epoch_order(len(data), batch_size, rng is not None, rng)
     total, tokens = 0.0, 0
     for start in range(0, len(order), batch_size):
         batch = data[order[start:start + batch_size]].to(generator.device)
-        logits, _ = generator(generator.shifted_inputs(batch))
+        logits = generator.teacher_forced_logits(batch)
         loss = F.cross_entropy(logits.flatten(0, 1), batch.flatten())
         total += train_step(loss, optimizer, "the MLE loss", generator.parameters(),
                             grad_clip) * batch.numel()
