@@ -197,6 +197,41 @@ class TeacherForced(nn.Module, Generator):
         return [log_probs_of_tokens(logits, tokens, t).sum(dim=1) for t in temperatures]
 
 
+class Decoder(TeacherForced):
+    """The decoding contract: a ``TeacherForced`` generator that also decodes one token at a
+    time, which is all the rollout and the policy-gradient loop ask of a generator
+    (``harness_plugins.adversarial``), and what ``sample`` here is written in.
+
+    ``start_state(n)``: the state of ``n`` rows before any token; ``step(tokens, state)``:
+    read one token per row (int64 [n]; the start token first) and return the logits of the
+    next position [n, vocab] and the state after it; ``select_state(state, rows)``: the state
+    of the rows ``rows`` (int64 [m]: rows picked and repeated, as the rollout expands each
+    prefix into its completions). A state is the decoder's own (an LSTM's (h, c), a
+    Transformer's key-value cache)."""
+
+    def start_state(self, n: int) -> Any:
+        raise NotImplementedError
+
+    def step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        raise NotImplementedError
+
+    def select_state(self, state: Any, rows: torch.Tensor) -> Any:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Ancestral sampling by ``step``, one inverse-CDF draw a row and position."""
+        token = torch.full((n,), self.start_token, dtype=torch.long, device=self.device)
+        state, drawn = self.start_state(n), []
+        for _ in range(self.seq_len):
+            logits, state = self.step(token, state)
+            token = sample_from_logits(logits, temperature, generator)[0]
+            drawn.append(token)
+        return torch.stack(drawn, dim=1) if drawn else \
+            torch.empty(n, 0, dtype=torch.long, device=self.device)
+
+
 def log_probs_of_tokens(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0
                         ) -> torch.Tensor:
     """log-softmax(logits / temperature) at ``tokens``: [n, seq_len]."""
@@ -225,7 +260,7 @@ def require_lstm_biases(config: Any) -> None:
     require(config, choices={"lstm_biases": LSTM_BIASES})
 
 
-class LSTMGenerator(TeacherForced):
+class LSTMGenerator(Decoder):
     """embedding -> one-layer LSTM -> linear over the vocabulary.
 
     ``lstm_biases``: 2, ``nn.LSTM`` as it is, a bias_ih and a bias_hh per gate, both trained
@@ -286,6 +321,19 @@ class LSTMGenerator(TeacherForced):
 
     def teacher_forced_logits(self, tokens: torch.Tensor) -> torch.Tensor:
         return self(self.shifted_inputs(tokens))[0]
+
+    # The decoding contract (``Decoder``): the state is nn.LSTM's (h, c), [1, n, hidden]
+    # each; None before the first token (nn.LSTM's zeros). ``sample`` and the rollout keep
+    # the LSTM's own faster paths (plugins/adversarial.py ``Rollout``).
+    def start_state(self, n: int) -> State | None:
+        return None
+
+    def step(self, tokens: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        logits, state = self(tokens[:, None], state)
+        return logits[:, 0], state
+
+    def select_state(self, state: State | None, rows: torch.Tensor) -> State | None:
+        return None if state is None else (state[0][:, rows], state[1][:, rows])
 
     # ``sequence_log_likelihoods`` may hand this many of its batches to one call: the LSTM
     # runs once over them all, the logits are made LIKELIHOOD_ROWS rows at a time.

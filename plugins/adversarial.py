@@ -32,7 +32,8 @@ from torch import nn
 
 from harness.api import RunContext
 from harness.devices import row_spans, rows_per_step
-from harness.generator import LSTMGenerator, State, draw_inverse_cdf, eval_mode, sample_from_logits
+from harness.generator import (Decoder, LSTMGenerator, State, TeacherForced, draw_inverse_cdf,
+                               eval_mode, sample_from_logits)
 from harness.training import new_generator, train_step
 
 Score = Callable[[torch.Tensor], torch.Tensor]
@@ -410,6 +411,10 @@ class Rollout:
     tensors that graph never reads (LantaoYu/SeqGAN rollout.py, first commit to head). With
     r = 0.8 it is a delayed copy, as ``update_params`` is written and as the PyTorch ports
     read it.
+
+    Any ``Decoder`` rolls out: the LSTM by its own path (``_complete``: its states read in
+    one teacher-forced pass, spans of rows projected into one buffer), every other through
+    the decoding contract alone (``_complete_by_steps``).
     """
 
     # About how many rows one step of the completions projects and draws at once on the
@@ -418,12 +423,12 @@ class Rollout:
     # call or in several; nor any float (``row_spans``).
     ROLLOUT_ROWS = 4096
 
-    def __init__(self, generator: LSTMGenerator, update_rate: float = 0.0):
+    def __init__(self, generator: Decoder, update_rate: float = 0.0):
         self.update_rate = update_rate
         self.policy = copy.deepcopy(generator).requires_grad_(False).eval()
 
     @torch.no_grad()
-    def update(self, generator: LSTMGenerator) -> None:
+    def update(self, generator: Decoder) -> None:
         """theta_beta <- r * theta_beta + (1 - r) * theta_generator; the embedding is copied
         as it is (as the authors' ``update_params`` writes it)."""
         r = self.update_rate
@@ -472,7 +477,10 @@ class Rollout:
         tokens = sequences.to(self.policy.device)
         n_seq, length = tokens.shape
         chunk = chunk or rows_per_step(tokens.device, 256)
-        completed = self._complete(tokens, n_rollouts, generator, greedy, chunk)
+        if isinstance(self.policy, LSTMGenerator):
+            completed = self._complete(tokens, n_rollouts, generator, greedy, chunk)
+        else:
+            completed = self._complete_by_steps(tokens, n_rollouts, generator, greedy)
         if isinstance(score, Discriminator):
             scores = score.prob_real_of_rollout(completed, tokens).to(tokens.device)
         else:
@@ -517,6 +525,30 @@ class Rollout:
                 out = torch.addmm(policy.output.bias, h[0, span], policy.output.weight.t(),
                                   out=logits[:span.stop - span.start])  # what policy.output computes
                 completed[span, step] = out.argmax(dim=-1) if greedy else _draw_in_place(out, generator)
+        return completed
+
+    def _complete_by_steps(self, tokens: torch.Tensor, n_rollouts: int,
+                           generator: torch.Generator | None, greedy: bool) -> torch.Tensor:
+        """``_complete`` for any ``Decoder``, through its contract alone: the sequences are
+        read once, token by token; after each prefix y_1..y_t its state is picked N times
+        over (``select_state``) and those rows are stepped to the end, drawing one token a
+        row and position. The rows come out ordered (t, n, b), as ``_complete``'s."""
+        policy = self.policy
+        n_seq, length = tokens.shape
+        block = n_rollouts * n_seq  # rows per prefix length
+        completed = tokens.expand(length - 1, n_rollouts, n_seq, length).reshape(-1, length).clone()
+        each_rollout = torch.arange(n_seq, device=tokens.device).repeat(n_rollouts)  # (n, b)
+        state = policy.start_state(n_seq)
+        logits, state = policy.step(tokens.new_full((n_seq,), policy.start_token), state)
+        for t in range(1, length):  # the prefix y_1..y_t read: positions t.. to draw
+            logits, state = policy.step(tokens[:, t - 1], state)
+            rows = slice((t - 1) * block, t * block)
+            ahead, ahead_state = logits[each_rollout], policy.select_state(state, each_rollout)
+            for position in range(t, length):
+                drawn = _draw(ahead, greedy, False, generator)
+                completed[rows, position] = drawn
+                if position + 1 < length:
+                    ahead, ahead_state = policy.step(drawn, ahead_state)
         return completed
 
     @torch.no_grad()
@@ -591,7 +623,7 @@ def pg_conditions(config: dict) -> dict[str, str]:
 PHASE = "adversarial"
 
 
-def policy_gradient_step(generator: LSTMGenerator, optimizer: torch.optim.Optimizer,
+def policy_gradient_step(generator: TeacherForced, optimizer: torch.optim.Optimizer,
                          sequences: torch.Tensor, rewards: torch.Tensor, grad_clip: float,
                          pg_loss: str = "mean") -> float:
     """One REINFORCE update: loss = -sum_t log G(y_t | y_<t) * Q_t, averaged or summed over
@@ -604,12 +636,12 @@ def policy_gradient_step(generator: LSTMGenerator, optimizer: torch.optim.Optimi
                       grad_clip)
 
 
-def train_policy_gradient(ctx: RunContext, generator: LSTMGenerator,
+def train_policy_gradient(ctx: RunContext, generator: Decoder,
                           score: Score | Discriminator, settings: PolicyGradientSettings,
                           epoch_offset: int,
                           between: Callable[[int], dict] | None = None,
                           extra: dict[str, Any] | None = None,
-                          across_batch: AcrossBatch | None = None) -> LSTMGenerator:
+                          across_batch: AcrossBatch | None = None) -> Decoder:
     """Adversarial training; ``extra`` names further parts of the state to checkpoint
     alongside (the discriminator, its optimiser and random streams); ``score`` and
     ``across_batch`` as in ``Rollout.rewards``."""
