@@ -67,9 +67,13 @@ def _summary(item) -> str:
         own = ", ".join(f"{k}={v}" for k, v in item.method_settings.items())
         extra = f" [default profile: {own}]" if own else ""
     if isinstance(item, Method):
+        from harness.training import takes_architecture
+
         profiles = config.profiles_of(item)
         if len(profiles) > len(config.BASE_PROFILES):
             extra = f" [profiles: {', '.join(profiles)}]"
+        if item.reference is None and not takes_architecture(item):
+            extra += " [its own generator: --set architecture does not apply]"
     return (doc.strip().splitlines()[0] if doc.strip() else "") + extra
 
 

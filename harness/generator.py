@@ -330,7 +330,9 @@ class LSTMGenerator(Decoder):
 
     def step(self, tokens: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
         logits, state = self(tokens[:, None], state)
-        return logits[:, 0], state
+        # squeeze, not [:, 0]: its backward is a view, where indexing's fills a zero tensor
+        # of the step's logits and copies the gradient in (scheduled sampling steps so).
+        return logits.squeeze(1), state
 
     def select_state(self, state: State | None, rows: torch.Tensor) -> State | None:
         return None if state is None else (state[0][:, rows], state[1][:, rows])
@@ -441,7 +443,10 @@ FORMAT = "harness-generator/1"
 
 @hookimpl
 def register_generators(register):
+    from harness.transformer import TransformerGenerator  # here: it imports this module
+
     register(LSTMGenerator)
+    register(TransformerGenerator)
 
 
 def save_generator(path: Path, generator: nn.Module) -> None:

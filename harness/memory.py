@@ -81,11 +81,22 @@ def _size(n_bytes: float) -> str:
     return f"{n_bytes / GB:,.1f} GB" if n_bytes >= GB / 10 else f"{n_bytes / 1e6:,.1f} MB"
 
 
-def check_generator_fits(config: Any, vocab_size: int, device: torch.device) -> None:
-    """HarnessError when training the shared LSTM generator at a config's ``emb_dim`` and
-    ``hidden_dim`` over ``vocab_size`` tokens would take more memory than ``device`` has
-    available; a config without both sizes passes. The count is the shared LSTM's; for
-    the other generators that take these two sizes it is a guide of the same order."""
+def check_generator_fits(config: Any, vocab_size: int, seq_len: int,
+                         device: torch.device) -> None:
+    """HarnessError when training the shared generator a config asks for (its
+    ``architecture``: the Transformer at its sizes, else the LSTM at ``emb_dim`` and
+    ``hidden_dim``) over ``vocab_size`` tokens would take more memory than ``device`` has
+    available; a config without those sizes passes. The LSTM's count is a guide of the
+    same order for the other generators that take its two sizes."""
+    if getattr(config, "architecture", "lstm") == "transformer":
+        from harness.transformer import TransformerGenerator
+
+        sizes = {key: getattr(config, key) for key in ("layers", "heads", "d_model", "d_ff")}
+        weights = TransformerGenerator.parameter_count(vocab_size, seq_len, **sizes)
+        check_fits(COPIES_IN_TRAINING * FLOAT_BYTES * weights,
+                   f"{', '.join(f'{k}={v}' for k, v in sizes.items())}: the Transformer alone "
+                   f"(over a vocabulary of {vocab_size:,})", "lower d_model/d_ff/layers", device)
+        return
     emb_dim, hidden_dim = getattr(config, "emb_dim", None), getattr(config, "hidden_dim", None)
     if emb_dim is None or hidden_dim is None:
         return

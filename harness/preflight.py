@@ -34,14 +34,14 @@ def preflight(specs: list[RunSpec], options: RunOptions, check_device: bool = Tr
     for name, profile, seed in sorted({(s.dataset, s.profile, s.seed) for s in specs}):
         corpus = _try_loading(found.dataset(name), profile, seed, options)
         if corpus is not None:
-            vocab_sizes[name, profile] = corpus.vocab_size
+            vocab_sizes[name, profile] = corpus.vocab_size, corpus.seq_len
             warnings += [corpus.warning] if corpus.warning not in warnings else []
     for warning in filter(None, warnings):  # once per command, not per process or seed
         log.warning(warning)
     if device is not None:
         for (dataset, profile, _), cfg in configs.items():
             if (dataset, profile) in vocab_sizes:
-                memory.check_generator_fits(cfg, vocab_sizes[dataset, profile], device)
+                memory.check_generator_fits(cfg, *vocab_sizes[dataset, profile], device)
 
 
 def _try_loading(dataset: Dataset, profile: str, seed: int, options: RunOptions):

@@ -16,7 +16,8 @@ from typing import Iterator
 
 import torch
 
-from harness import api, config, devices, evaluate, language_model, loggers, memory, store
+from harness import (api, config, devices, evaluate, language_model, loggers, memory, store,
+                     training)
 from harness.api import Dataset, HarnessError, Interrupted, RunContext, check_finite
 from harness.environment import environment
 from harness.streams import GLOBAL_STREAM, seed_everything, stream_seed
@@ -55,6 +56,9 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
         torch.set_num_threads(options.threads)
     memory_kept = memory.keep_freed_memory()
     cfg = config.resolve(method, spec.profile, options.settings, dataset)
+    if "architecture" in options.settings and not training.takes_architecture(method):
+        log.warning("%s keeps its own generator: --set architecture=%s does not apply to it",
+                    spec.method, options.settings["architecture"])
     fresh = config.canonical_profile(spec.profile) in evaluate.FRESH_CURVE_DRAWS
     # Loaded before anything is written: a bad data file leaves the results untouched.
     corpus = _load_corpus(dataset, spec, options)

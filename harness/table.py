@@ -18,6 +18,7 @@ from harness import store
 from harness.api import Dataset, HarnessError, Method
 from harness.config import canonical_profile, resolve
 from harness.evaluate import CURVE_METRICS, lower_is_better
+from harness.training import OWN_GENERATOR, architecture_of
 
 COLUMNS = ["run_id", "dataset", "data", "device", "profile", "conditions", "method", "seed",
            "metric", "value"]
@@ -28,6 +29,9 @@ PUBLISHED_COLUMNS = ["dataset", "method", "metric", "value", "protocol", "condit
 # point, in the *_best_so_far columns). A figure made otherwise (LeakGAN's authors scale
 # the logits by 1.5; a log that stops early) says so in its conditions.
 EVALUATION = {"logits": "unscaled", "point": "the end of the run"}
+# Every published figure was made with its method's authors' generator: the shared LSTM, or
+# the method's own. A figure need not say so; a Transformer row compares with none.
+FIGURE_ARCHITECTURES = {"architecture": {"lstm", OWN_GENERATOR}}
 
 
 def collect(results: Path | str | None) -> pd.DataFrame:
@@ -62,8 +66,9 @@ def run_conditions(method: str, config: dict) -> str:
     profile = canonical_profile(config["profile"]) + (f" with --set {changed}" if changed else "")
     drift = ", ".join(profile_drift(found, config))
     profile += f" as it was before ({drift})" if drift else ""
-    return "; ".join(f"{key}={value}" for key, value in
-                     sorted({**own, **evaluation_conditions(config), "profile": profile}.items()))
+    made = {**own, **evaluation_conditions(config), "profile": profile,
+            "architecture": architecture_of(found, config.get("config") or {})}
+    return "; ".join(f"{key}={value}" for key, value in sorted(made.items()))
 
 
 def profile_drift(method: Method | None, config: dict) -> list[str]:
@@ -249,7 +254,7 @@ def comparison(rows: pd.DataFrame, dataset: str, baseline: str | None = None) ->
     table = []
     for method in method_order(set(rows.method)):
         mine = rows[rows.method == method]
-        line = {"method": method, "seeds": mine.seed.nunique()}
+        line = {"method": method + architecture_label(mine), "seeds": mine.seed.nunique()}
         bound = (mine[mine.metric == "nll_test_is_bound"].value > 0).any()
         for metric in metrics:
             values = mine[mine.metric == metric].value
@@ -265,6 +270,15 @@ def comparison(rows: pd.DataFrame, dataset: str, baseline: str | None = None) ->
     return pd.DataFrame(table)
 
 
+def architecture_label(rows: pd.DataFrame) -> str:
+    """" (transformer)" after a method's name where its runs trained another generator than
+    the LSTM or its own."""
+    made = {value for text in set(rows.get("conditions", ()))
+            for value in parse_conditions(text).get("architecture", ())}
+    other = sorted(made - FIGURE_ARCHITECTURES["architecture"])
+    return f" ({', '.join(other)})" if other else ""
+
+
 def beside_the_paper(rows: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Every published figure of the data set beside ours: the column of ours it is
     compared with (its ``metric``), ours as mean ± stderr, and the gap where ours was made
@@ -276,7 +290,7 @@ def beside_the_paper(rows: pd.DataFrame, dataset: str) -> pd.DataFrame:
         ours = _values(rows, figure.method, figure.metric)
         if figure.method not in set(rows.method):
             continue
-        conditions = parse_conditions(figure.conditions)
+        conditions = {**FIGURE_ARCHITECTURES, **parse_conditions(figure.conditions)}
         differs = differing_condition(conditions,
                                       our_conditions(rows[rows.method == figure.method], view))
         gap = "–" if not len(ours) else f"not comparable: {differs}" if differs else \

@@ -2,14 +2,79 @@
 epoch of the shared generator (phases, checkpoints and resuming: harness.phases)."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 
 from harness.api import Corpus, RunContext, check_finite
-from harness.generator import LSTMGenerator, TeacherForced
+from harness.config import require
+from harness.generator import Decoder, LSTMGenerator, TeacherForced, require_lstm_biases
 from harness.phases import rng_states, set_rng_states  # noqa: F401 (the plugins' import)
+
+ARCHITECTURES = ("lstm", "transformer")  # GeneratorSettings.architecture
+
+
+@dataclass
+class GeneratorSettings:
+    """Which generator a method that trains the shared one trains, and the Transformer's
+    sizes (the LSTM's are each config's ``emb_dim`` and ``hidden_dim``): the base of those
+    methods' configs, so ``--set architecture=transformer`` reaches every one of them."""
+
+    architecture: str = "lstm"  # "lstm" (harness.generator.LSTMGenerator) or "transformer"
+                                # (harness.transformer.TransformerGenerator)
+    layers: int = 2             # the Transformer's blocks
+    heads: int = 2              # its attention heads (d_model a multiple of them)
+    d_model: int = 64           # its width
+    d_ff: int = 128             # its feed-forward width
+    dropout: float = 0.0        # its dropout, in training only
+
+
+def require_generator_settings(config: Any) -> None:
+    """A Config's check of its generator settings (ValueError naming the field)."""
+    require_lstm_biases(config)
+    require(config, choices={"architecture": ARCHITECTURES}, fractions=("dropout",),
+            at_least_one=("layers", "heads", "d_model", "d_ff"))
+    if config.d_model % config.heads:
+        raise ValueError(f"d_model ({config.d_model}) must be a multiple of heads ({config.heads})")
+
+
+OWN_GENERATOR = "its own"  # a method's architecture when it trains a generator of its own
+
+
+def architecture_of(method: Any, config: dict) -> str:
+    """What a run of ``method`` (a registered Method, or None) with this recorded ``config``
+    (its Config as a dict) trained: its ``architecture``, "lstm" for a run recorded before
+    the setting existed, ``OWN_GENERATOR`` for a method without the setting (LeakGAN's
+    manager-worker, RelGAN's relational memory, the VAE) or not installed here."""
+    if "architecture" in config:
+        return str(config["architecture"])
+    return "lstm" if method is not None and takes_architecture(method) else OWN_GENERATOR
+
+
+def takes_architecture(method: Any) -> bool:
+    """Whether ``method`` trains the shared generator of any architecture (its Config is a
+    ``GeneratorSettings``), rather than a generator of its own."""
+    return isinstance(getattr(method, "Config", None), type) and \
+        issubclass(method.Config, GeneratorSettings)
+
+
+def generator_settings(config: Any) -> dict[str, Any]:
+    """The ``GeneratorSettings`` fields of ``config``, to pass on (to the MLE run it starts from)."""
+    return {field.name: getattr(config, field.name) for field in dataclasses.fields(GeneratorSettings)}
+
+
+def build_generator(corpus: Corpus, config: Any, device: torch.device) -> Decoder:
+    """The shared generator ``config`` asks for (its ``architecture``), freshly drawn."""
+    if config.architecture == "transformer":
+        from harness.transformer import TransformerGenerator
+
+        return TransformerGenerator(corpus.vocab_size, corpus.seq_len, corpus.start_token,
+                                    config.layers, config.heads, config.d_model, config.d_ff,
+                                    config.dropout).to(device)
+    return new_generator(corpus, config.emb_dim, config.hidden_dim, device, config.lstm_biases)
 
 
 def new_generator(corpus: Corpus, emb_dim: int, hidden_dim: int,

@@ -34,7 +34,7 @@ from harness.api import RunContext
 from harness.devices import row_spans, rows_per_step
 from harness.generator import (Decoder, LSTMGenerator, State, TeacherForced, draw_inverse_cdf,
                                eval_mode, sample_from_logits)
-from harness.training import new_generator, train_step
+from harness.training import build_generator, generator_settings, train_step
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 
@@ -313,7 +313,7 @@ class DiscriminatorRounds:
         self.parts = {"discriminator": self.disc, "disc_optimizer": self.optimizer,
                       "disc_rng": self.negatives_rng, "shuffle_rng": self.shuffle_rng}
 
-    def __call__(self, generator: LSTMGenerator) -> float:
+    def __call__(self, generator: Decoder) -> float:
         """One round against ``generator``'s samples; the mean loss."""
         cfg = self.cfg
         fake = generator.sample(cfg.disc_negatives, generator=self.negatives_rng).cpu()
@@ -330,7 +330,7 @@ class Pretraining:
 
     phase: str                                      # its checkpoints' and curve row's phase
     rounds: int
-    train_round: Callable[[LSTMGenerator], float]   # one round against the generator: the loss
+    train_round: Callable[[Decoder], float]         # one round against the generator: the loss
     parts: dict[str, Any]                           # its state, checkpointed
     loss_name: str                                  # the curve column of the last round's loss
 
@@ -341,19 +341,18 @@ def mle_settings(cfg: Any, **changed: Any) -> dict[str, Any]:
     return {"epochs": cfg.pretrain_epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
             "grad_clip": cfg.grad_clip, "emb_dim": cfg.emb_dim, "hidden_dim": cfg.hidden_dim,
             "shuffle": cfg.shuffle, "eval_every": cfg.eval_every,
-            "lstm_biases": cfg.lstm_biases, **changed}
+            "lstm_biases": cfg.lstm_biases, **generator_settings(cfg), **changed}
 
 
 def start_from_mle(ctx: RunContext, critic: Pretraining | None = None,
-                   phase: str | None = None) -> LSTMGenerator:
+                   phase: str | None = None) -> Decoder:
     """The generator the method's main ``phase`` (default: adversarial) starts from, and
     the shared MLE pre-training (``pretrain_epochs``), then the
     critic's checkpointed rounds; when the run resumes in the main phase, an empty
     generator that ``train_policy_gradient`` (or the method's own loop) fills."""
     cfg = ctx.config
     if ctx.resume_phase == (phase or PHASE):
-        return new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device,
-                             cfg.lstm_biases)
+        return build_generator(ctx.corpus, cfg, ctx.device)
     generator = ctx.start_from("mle", **mle_settings(cfg))
     if critic is not None:
         rounds = ctx.phase(critic.phase, critic.rounds, critic.parts, unit="round",

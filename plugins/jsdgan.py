@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from harness import Method, hookimpl
 from harness.api import RunContext
 from harness.config import require
-from harness.generator import LSTMGenerator, require_lstm_biases
-from harness.training import train_step
+from harness.generator import Decoder
+from harness.training import GeneratorSettings, require_generator_settings, train_step
 from harness_plugins import adversarial as adv
 
 PHASE = "jsd"  # the curve rows and checkpoints of the JSD phase
@@ -102,7 +102,7 @@ def batch_jsd(log_likelihoods: torch.Tensor) -> float:
 # --- the method -------------------------------------------------------------------------
 
 @dataclass
-class JsdGanConfig:
+class JsdGanConfig(GeneratorSettings):
     pretrain_epochs: int = 8    # MLE pre-training (shared with the mle method's run)
     batch_size: int = 64        # real rows per update, for MLE and the JSD phase (TextGAN's
                                 # run_jsdgan.py: 64)
@@ -122,7 +122,7 @@ class JsdGanConfig:
         require(self, positive=("grad_clip",),
                 at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every",
                               "adv_eval_every"))
-        require_lstm_biases(self)
+        require_generator_settings(self)
 
 
 # The paper's own training schedule was not checked against its text (the PMLR text was not
@@ -144,11 +144,11 @@ class JsdGan(Method):
     profiles = {"paper": PAPER}
     starts_from = ("mle",)  # executors run the MLE run first and this run reuses its generator
 
-    def train(self, ctx: RunContext) -> LSTMGenerator:
+    def train(self, ctx: RunContext) -> Decoder:
         return train_jsd(ctx, adv.start_from_mle(ctx, phase=PHASE))
 
 
-def train_jsd(ctx: RunContext, generator: LSTMGenerator) -> LSTMGenerator:
+def train_jsd(ctx: RunContext, generator: Decoder) -> Decoder:
     """``adv_epochs`` shuffled passes over the training data, one JSD step per mini-batch,
     checkpointed after every pass."""
     cfg = ctx.config

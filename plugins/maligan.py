@@ -36,8 +36,8 @@ import torch
 
 from harness import Method, hookimpl
 from harness.config import require
-from harness.generator import LSTMGenerator, require_lstm_biases, sample_from_logits
-from harness.training import train_step
+from harness.generator import Decoder, LSTMGenerator, TeacherForced, sample_from_logits
+from harness.training import GeneratorSettings, require_generator_settings, train_step
 from harness_plugins import adversarial as adv
 
 
@@ -47,7 +47,7 @@ def register_methods(register):
 
 
 @dataclass
-class MaliGanConfig:
+class MaliGanConfig(GeneratorSettings):
     pretrain_epochs: int = 8          # MLE pre-training (shared with the mle method's run)
     batch_size: int = 64              # MLE pre-training batch (shared with the mle run)
     lr: float = 0.01                  # generator Adam, both phases (the paper's optimiser is
@@ -86,7 +86,7 @@ class MaliGanConfig:
                 at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every",
                               "disc_batch_size", "disc_negatives", "prefixes", "step_size",
                               "stage_batches", "g_steps", "adv_eval_every"))
-        require_lstm_biases(self)
+        require_generator_settings(self)
         if self.samples_per_prefix < 2:
             raise ValueError(f"samples_per_prefix must be at least 2, not "
                              f"{self.samples_per_prefix}")
@@ -111,14 +111,17 @@ def kept_tokens(batch: int, seq_len: int, step_size: int, stage_batches: int) ->
 
 
 @torch.no_grad()
-def complete_prefixes(generator: LSTMGenerator, real: torch.Tensor, kept: int, samples: int,
+def complete_prefixes(generator: Decoder, real: torch.Tensor, kept: int, samples: int,
                       rng: torch.Generator | None = None) -> torch.Tensor:
     """[n * m, T]: each of the n ``real`` rows' first ``kept`` tokens, then the rest sampled
-    by the generator, ``samples`` = m times; rows i*m .. i*m + m - 1 complete row i."""
+    by the generator, ``samples`` = m times; rows i*m .. i*m + m - 1 complete row i. The
+    LSTM reads the prefixes in one call; any other ``Decoder`` steps through them."""
     tokens = real.to(generator.device).repeat_interleave(samples, dim=0)
     length = tokens.shape[1]
     if kept >= length:
         return tokens
+    if not isinstance(generator, LSTMGenerator):
+        return _complete_by_steps(generator, real.to(generator.device), tokens, kept, samples, rng)
     # Read start, x_1..x_N once per real row; its m completions start from that state.
     logits, (h, c) = generator(generator.shifted_inputs(real.to(generator.device))[:, :kept + 1])
     logits = logits[:, -1].repeat_interleave(samples, dim=0)
@@ -128,6 +131,22 @@ def complete_prefixes(generator: LSTMGenerator, real: torch.Tensor, kept: int, s
         if t + 1 < length:
             out, state = generator(tokens[:, t:t + 1], state)
             logits = out[:, -1]
+    return tokens
+
+
+def _complete_by_steps(generator: Decoder, real: torch.Tensor, tokens: torch.Tensor, kept: int,
+                       samples: int, rng: torch.Generator | None) -> torch.Tensor:
+    """``complete_prefixes`` through the decoding contract: read start, x_1..x_N, pick each
+    state m times over, then draw the rest into ``tokens``."""
+    inputs, state = generator.shifted_inputs(real), generator.start_state(len(real))
+    for t in range(kept + 1):
+        logits, state = generator.step(inputs[:, t], state)
+    rows = torch.arange(len(real), device=real.device).repeat_interleave(samples)
+    logits, state = logits[rows], generator.select_state(state, rows)
+    for t in range(kept, tokens.shape[1]):
+        tokens[:, t] = sample_from_logits(logits, generator=rng)[0]
+        if t + 1 < tokens.shape[1]:
+            logits, state = generator.step(tokens[:, t], state)
     return tokens
 
 
@@ -154,7 +173,7 @@ def importance_weights(log_r: torch.Tensor) -> torch.Tensor:
     return torch.softmax(log_r, dim=1) - 1.0 / log_r.shape[1]
 
 
-def maligan_loss(generator: LSTMGenerator, sequences: torch.Tensor, weights: torch.Tensor,
+def maligan_loss(generator: TeacherForced, sequences: torch.Tensor, weights: torch.Tensor,
                  kept: int) -> torch.Tensor:
     """-(1/n) sum_i [sum_j w_ij log p(suffix_ij | prefix_i) + log p(prefix_i)] for
     ``sequences`` [n * m, T] grouped as ``complete_prefixes`` makes them and ``weights``

@@ -15,8 +15,9 @@ import torch
 from harness import Method, hookimpl, store
 from harness.api import RunContext
 from harness.config import require
-from harness.generator import LSTMGenerator, require_lstm_biases
-from harness.training import (batch_order_stream, new_generator, rng_states, set_rng_states,
+from harness.generator import Decoder
+from harness.training import (GeneratorSettings, batch_order_stream, build_generator,
+                              require_generator_settings, rng_states, set_rng_states,
                               train_by_mle)
 
 PHASE = "mle"  # the curve rows and checkpoints of MLE training
@@ -29,7 +30,7 @@ def register_methods(register):
 
 
 @dataclass
-class MleConfig:
+class MleConfig(GeneratorSettings):
     epochs: int = 8             # passes over the training set (the paper: 120)
     batch_size: int = 64        # as the authors
     lr: float = 0.01            # Adam, as the authors' later code (their 2016 code: 0.001)
@@ -44,7 +45,7 @@ class MleConfig:
     def __post_init__(self):
         require(self, at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every"),
                 positive=("grad_clip",))
-        require_lstm_biases(self)
+        require_generator_settings(self)
 
 
 # The authors' code as published with the paper (LantaoYu/SeqGAN @4152436,
@@ -83,7 +84,7 @@ def snapshot_path(ctx: RunContext, settings: MleConfig, epoch: int) -> Path:
     return store.snapshot_path(ctx.shared_dir, PHASE, key, epoch)
 
 
-def pretrain_mle(ctx: RunContext, settings: MleConfig) -> LSTMGenerator:
+def pretrain_mle(ctx: RunContext, settings: MleConfig) -> Decoder:
     """MLE-train the shared generator, or reuse the result of an earlier run that trained
     with the same data set, seed and settings (the MLE run and SeqGAN's pre-training
     are then the very same generator, trained once). A longer run with otherwise equal
@@ -92,8 +93,7 @@ def pretrain_mle(ctx: RunContext, settings: MleConfig) -> LSTMGenerator:
     cached = snapshot_path(ctx, settings, settings.epochs)
     # This draw advances the caller's random state as it always has, so results that reused
     # a snapshot stay as they were.
-    generator = new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim, ctx.device,
-                              settings.lstm_biases)
+    generator = build_generator(ctx.corpus, settings, ctx.device)
     if settings.shuffle:
         ctx.rng(batch_order_stream(PHASE))  # train_mle's order, listed when reused too
     if cached.exists():
@@ -121,8 +121,7 @@ def initial_weights(ctx: RunContext, settings: MleConfig) -> dict:
     """The shared generator's initial weights for the run's seed (the global random state
     left as it was)."""
     with ctx.seeded(INITIAL_WEIGHTS):
-        return new_generator(ctx.corpus, settings.emb_dim, settings.hidden_dim,
-                             torch.device("cpu"), settings.lstm_biases).state_dict()
+        return build_generator(ctx.corpus, settings, torch.device("cpu")).state_dict()
 
 
 def train_mle(ctx: RunContext, generator: torch.nn.Module, settings: MleConfig) -> None:

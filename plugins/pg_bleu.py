@@ -18,7 +18,7 @@ import torch
 
 from harness import Method, hookimpl
 from harness.config import require
-from harness.generator import require_lstm_biases
+from harness.training import GeneratorSettings, require_generator_settings
 from harness.metrics import BLEU_RULES, BleuReferences
 from harness_plugins import adversarial as adv
 
@@ -29,7 +29,7 @@ def register_methods(register):
 
 
 @dataclass
-class PgBleuConfig:
+class PgBleuConfig(GeneratorSettings):
     # The authors' pg_bleu/pg_bleu.py (LantaoYu/SeqGAN @4152436): unsmoothed BLEU-3 of
     # nltk 3.2 against a random ~40% of the training data, 1 rollout per prefix.
     pretrain_epochs: int = 8          # MLE pre-training (shared with the mle method's run)
@@ -63,7 +63,7 @@ class PgBleuConfig:
                 choices={"pg_loss": adv.PG_LOSSES, "bleu_rule": BLEU_RULES},
                 at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every", "bleu_order",
                               "g_steps", "n_rollouts", "adv_eval_every"))
-        require_lstm_biases(self)
+        require_generator_settings(self)
 
 
 class PgBleu(Method):

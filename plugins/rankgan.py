@@ -43,8 +43,7 @@ from torch import nn
 
 from harness import Method, hookimpl
 from harness.config import require
-from harness.generator import require_lstm_biases
-from harness.training import train_step
+from harness.training import GeneratorSettings, require_generator_settings, train_step
 from harness_plugins import adversarial as adv
 
 PHASE = "ranker"  # the ranker's pre-training: its checkpoints and curve row
@@ -56,7 +55,7 @@ def register_methods(register):
 
 
 @dataclass
-class RankGanConfig:
+class RankGanConfig(GeneratorSettings):
     pretrain_epochs: int = 8          # MLE pre-training (shared with the mle method's run)
     batch_size: int = 64              # generator batch in MLE pre-training (the authors: 64)
     lr: float = 0.01                  # generator Adam, both phases (the authors: 0.01)
@@ -105,7 +104,7 @@ class RankGanConfig:
                 at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every", "ref_size",
                               "comparison_size", "ranker_negatives", "ranker_pretrain_epochs",
                               "adv_batch_size", "g_steps", "n_rollouts", "adv_eval_every"))
-        require_lstm_biases(self)
+        require_generator_settings(self)
 
 
 # The authors' main.py and opt.py (cookielee77/RankGan-NIPS2017 @374e2d9): 120 MLE epochs,

@@ -8,8 +8,8 @@ import torch
 
 from harness import Generator, Method, hookimpl
 from harness.config import require
-from harness.generator import require_lstm_biases
-from harness.training import new_generator
+from harness.training import (GeneratorSettings, build_generator, generator_settings,
+                              require_generator_settings)
 
 
 @hookimpl
@@ -58,7 +58,7 @@ class RealData(Method):
 
 
 @dataclass
-class RandomConfig:
+class RandomConfig(GeneratorSettings):
     emb_dim: int = 32           # the shared generator's sizes, as the authors
     hidden_dim: int = 32
     mle_epochs: int = 0         # MLE epochs before it is scored (0: as initialised)
@@ -70,7 +70,7 @@ class RandomConfig:
 
     def __post_init__(self):
         require(self, at_least_one=("emb_dim", "hidden_dim", "batch_size"), positive=("lr",))
-        require_lstm_biases(self)
+        require_generator_settings(self)
 
 
 class RandomGenerator(Method):
@@ -88,8 +88,7 @@ class RandomGenerator(Method):
     def train(self, ctx):
         cfg = ctx.config
         if cfg.mle_epochs == 0:
-            generator = new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device,
-                                      cfg.lstm_biases)
+            generator = build_generator(ctx.corpus, cfg, ctx.device)
             ctx.record(generator, phase="init", epoch=0)
             return generator
         ctx.note(f"random: the generator after {cfg.mle_epochs} MLE epoch(s) at Adam "
@@ -97,4 +96,4 @@ class RandomGenerator(Method):
         return ctx.start_from(
             "mle", epochs=cfg.mle_epochs, batch_size=cfg.batch_size, lr=cfg.lr, grad_clip=5.0,
             emb_dim=cfg.emb_dim, hidden_dim=cfg.hidden_dim, shuffle=cfg.shuffle, eval_every=1,
-            lstm_biases=cfg.lstm_biases)
+            lstm_biases=cfg.lstm_biases, **generator_settings(cfg))

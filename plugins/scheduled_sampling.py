@@ -24,8 +24,9 @@ import torch.nn.functional as F
 
 from harness import Method, hookimpl
 from harness.config import require
-from harness.generator import LSTMGenerator, draw_inverse_cdf, require_lstm_biases
-from harness.training import epoch_order, new_generator, train_step
+from harness.generator import Decoder, draw_inverse_cdf
+from harness.training import (GeneratorSettings, build_generator, epoch_order,
+                              require_generator_settings, train_step)
 
 
 @hookimpl
@@ -34,7 +35,7 @@ def register_methods(register):
 
 
 @dataclass
-class ScheduledSamplingConfig:
+class ScheduledSamplingConfig(GeneratorSettings):
     # Bengio et al. 2015, with the schedule of the authors' schedule_sampling.py
     # (LantaoYu/SeqGAN @4152436) in the paper profiles: 300 epochs from scratch, the rate
     # of true tokens starting at 1.0 and lowered by 0.002 before every epoch. Their coin
@@ -56,7 +57,7 @@ class ScheduledSamplingConfig:
     def __post_init__(self):
         require(self, at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every"),
                 positive=("grad_clip",), fractions=("rate_decay", "min_rate"))
-        require_lstm_biases(self)
+        require_generator_settings(self)
 
 
 def true_token_rate(epoch: int, cfg: ScheduledSamplingConfig) -> float:
@@ -64,20 +65,18 @@ def true_token_rate(epoch: int, cfg: ScheduledSamplingConfig) -> float:
     return max(cfg.min_rate, 1.0 - cfg.rate_decay * (epoch + 1))
 
 
-def scheduled_sampling_loss(generator: LSTMGenerator, batch: torch.Tensor, rate: float,
+def scheduled_sampling_loss(generator: Decoder, batch: torch.Tensor, rate: float,
                             rng: torch.Generator) -> torch.Tensor:
-    """Cross-entropy of a step-by-step pass where every next input is, independently per
-    token, the true token (probability ``rate``) or one sampled from the model."""
-    inputs, state, logits = generator.shifted_inputs(batch), None, []
-    token = inputs[:, :1]
+    """Cross-entropy of a step-by-step pass (any ``Decoder``'s ``step``) where every next
+    input is, independently per token, the true token (probability ``rate``) or one sampled
+    from the model."""
+    inputs, state, logits = generator.shifted_inputs(batch), generator.start_state(len(batch)), []
+    token = inputs[:, 0]
     for t in range(batch.shape[1]):
-        step_logits, state = generator(token, state)
-        # squeeze, not [:, 0]: its backward is a view, where indexing's fills a zero
-        # tensor of the step's logits and copies the gradient in, at every step.
-        step_logits = step_logits.squeeze(1)
+        step_logits, state = generator.step(token, state)
         logits.append(step_logits)
         if t + 1 < batch.shape[1]:
-            token = next_inputs(step_logits.detach(), batch[:, t], rate, rng).unsqueeze(1)
+            token = next_inputs(step_logits.detach(), batch[:, t], rate, rng)
     return F.cross_entropy(torch.stack(logits, 1).flatten(0, 1), batch.flatten())
 
 
@@ -118,8 +117,7 @@ class ScheduledSampling(Method):
 
     def train(self, ctx):
         cfg = ctx.config
-        generator = new_generator(ctx.corpus, cfg.emb_dim, cfg.hidden_dim, ctx.device,
-                                  cfg.lstm_biases)
+        generator = build_generator(ctx.corpus, cfg, ctx.device)
         optimizer = torch.optim.Adam(generator.parameters(), lr=cfg.lr)
         rng = ctx.rng("ss_sampling", ctx.device)
         phase = ctx.phase("train", cfg.epochs, {"generator": generator, "optimizer": optimizer,

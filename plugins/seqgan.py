@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from harness import Method, hookimpl
 from harness.config import require
-from harness.generator import require_lstm_biases
+from harness.training import GeneratorSettings, require_generator_settings
 from harness_plugins import adversarial as adv
 
 
@@ -30,7 +30,7 @@ def register_methods(register):
 
 
 @dataclass
-class SeqGanConfig:
+class SeqGanConfig(GeneratorSettings):
     pretrain_epochs: int = 8          # MLE pre-training (shared with the mle method's run)
     batch_size: int = 64              # generator batch, for MLE and policy gradient
     lr: float = 0.01                  # generator Adam, both phases (the authors' 2016 code: 1e-3)
@@ -72,7 +72,7 @@ class SeqGanConfig:
                 at_least_one=("batch_size", "emb_dim", "hidden_dim", "eval_every",
                               "disc_batch_size", "disc_negatives", "g_steps", "n_rollouts",
                               "adv_eval_every"))
-        require_lstm_biases(self)
+        require_generator_settings(self)
 
 
 # The paper's settings as the authors' later code (LantaoYu/SeqGAN sequence_gan.py @e2b52fb)

@@ -83,7 +83,8 @@ def test_shared_work_and_the_mle_snapshot_key_depend_on_the_device(tmp_path):
              for device, precision in (("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "tf32"))}
     assert len(paths) == 3
     corpus = type("Corpus", (), {"info": {}, "name": "tiny"})()
-    settings = MleConfig(2, 64, 0.01, 5.0, 32, 32, True, 1)
+    settings = MleConfig(epochs=2, batch_size=64, lr=0.01, grad_clip=5.0, emb_dim=32, hidden_dim=32,
+                         shuffle=True, eval_every=1)
     snapshots = {snapshot_path(context(tmp_path, device, precision, corpus), settings, 2).name
                  for device, precision in (("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "bf16"))}
     assert len(snapshots) == 3

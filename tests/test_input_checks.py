@@ -279,7 +279,7 @@ def test_every_built_in_profile_resolves_and_its_generator_fits(tiny_dataset):
             for dataset in found.datasets.values():
                 cfg = config.resolve(method, profile, {}, dataset)
                 # 5,000 words: the built-in data sets' largest vocabulary
-                memory.check_generator_fits(cfg, 5_000, torch.device("cpu"))
+                memory.check_generator_fits(cfg, 5_000, 20, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("vocab, emb, hidden", [(40, 8, 8), (5000, 32, 32), (7, 3, 11)])
