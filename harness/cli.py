@@ -117,7 +117,7 @@ def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, precis
     """Train methods on data sets, evaluate them and store the results."""
     if not run_all and not (methods and datasets):
         raise HarnessError("name a method and a data set (-m METHOD -d DATASET), or use --all")
-    from harness import executors
+    from harness import executors, training
     from harness.plan import RunOptions, RunSpec, plan
     from harness.plugins import registry
 
@@ -126,8 +126,8 @@ def run(ctx, methods, datasets, run_all, profile, seeds, n_seeds, device, precis
     parsed = config.parse_settings(settings)
     specs = plan(list(methods) or None, list(datasets) or None, seeds, profile)
     config.check_settings([registry().methods[m] for m in sorted({s.method for s in specs})] +
-                          [registry().dataset(d) for d in sorted({s.dataset for s in specs})],
-                          parsed)
+                          [registry().dataset(d) for d in sorted({s.dataset for s in specs})] +
+                          [training.SHARED_GENERATOR], parsed)
     temperatures = config.parse_temperatures(sweep) if sweep else None
     device = devices.device_kind(device)  # auto: this machine's, so the run id can say it
     devices.check_precision(precision, device)
@@ -325,7 +325,7 @@ def _verify_table(report) -> str:
 
 def _add_plugin_parts() -> None:
     """Every executor's options on ``run``; every plugin's commands."""
-    from harness import executors
+    from harness import executors, training
     from harness.plugins import plugin_manager, registry
 
     taken = {param.name for param in run.params}

@@ -171,13 +171,9 @@ def require(config: Any, *, at_least_one: Iterable[str] = (), fractions: Iterabl
 
 def check_settings(methods: Iterable[Method], settings: dict[str, str]) -> None:
     """Every --set key must belong to at least one of the methods (or data sets with
-    settings) that will run, or be the harness's own generator setting (a method with a
-    generator of its own keeps it, and its run says so)."""
-    from harness.training import GeneratorSettings
-
+    settings, or other holders of a ``Config``) that will run."""
     methods = [m for m in methods if m.Config is not None]
-    valid = sorted({f.name for m in methods for f in dataclasses.fields(m.Config)} |
-                   {f.name for f in dataclasses.fields(GeneratorSettings)})
+    valid = sorted({f.name for m in methods for f in dataclasses.fields(m.Config)})
     for key in settings:
         if key not in valid:
             names = ", ".join(m.name for m in methods)

@@ -443,10 +443,7 @@ FORMAT = "harness-generator/1"
 
 @hookimpl
 def register_generators(register):
-    from harness.transformer import TransformerGenerator  # here: it imports this module
-
     register(LSTMGenerator)
-    register(TransformerGenerator)
 
 
 def save_generator(path: Path, generator: nn.Module) -> None:

@@ -26,6 +26,7 @@ log = logging.getLogger("harness")
 
 BUILTIN_PLUGINS = (
     "harness.generator",
+    "harness.transformer",
     "harness.local",
     "harness.slurm",
     "harness.loggers",

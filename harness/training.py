@@ -3,6 +3,7 @@ epoch of the shared generator (phases, checkpoints and resuming: harness.phases)
 from __future__ import annotations
 
 import dataclasses
+import types
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -30,6 +31,11 @@ class GeneratorSettings:
     d_model: int = 64           # its width
     d_ff: int = 128             # its feed-forward width
     dropout: float = 0.0        # its dropout, in training only
+
+
+# The holder of those settings for ``config.check_settings``: every run accepts them (a
+# method with a generator of its own keeps it, and its run says so).
+SHARED_GENERATOR = types.SimpleNamespace(name="the shared generator", Config=GeneratorSettings)
 
 
 def require_generator_settings(config: Any) -> None:

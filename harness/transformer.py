@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness import hookimpl
 from harness.generator import Decoder, _shapes_only, draw_inverse_cdf, eval_mode
 
 # The decoding state: the number of tokens read so far, and per layer its keys and values
@@ -200,3 +201,8 @@ def _initialise(module: nn.Module) -> None:
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
     if isinstance(module, nn.Linear) and module.bias is not None:
         nn.init.zeros_(module.bias)
+
+
+@hookimpl
+def register_generators(register):
+    register(TransformerGenerator)
