@@ -97,6 +97,14 @@ def generator_steps(rows: float, emb: int, hidden: int, vocab: int) -> Work:
     return lstm_steps(rows, emb, hidden) + projection(rows, hidden, vocab) + softmax(rows, vocab)
 
 
+def transformer_steps(rows: float, context: float, layers: int, d_model: int, d_ff: int) -> Work:
+    """Token steps of the Transformer's blocks, each position attending to ``context``
+    positions on average: queries, keys and values, the output mixing, the MLP's two layers,
+    and the scores and weighted sum of the attention (its softmax's exps)."""
+    per_token = layers * (2 * d_model * (3 * d_model + d_model + 2 * d_ff) + 4 * context * d_model)
+    return Work(flops=rows * per_token, exps=rows * layers * context)
+
+
 def conv_windows(rows: float, length: int, emb: int, windows: dict[int, int]) -> Work:
     """The CNN discriminator's convolutions as matmuls: window k with f filters."""
     return Work(flops=rows * sum(2 * (length - k + 1) * k * emb * f for k, f in windows.items()))

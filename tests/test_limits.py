@@ -47,3 +47,16 @@ def test_a_matmul_and_an_exp_land_in_their_classes():
     line = limits.breakdown_line(wall, seconds, limits.Work(flops=1.0).parts(
         limits.Rates(flops=1.0, exps=1.0, bytes=1.0)))
     assert all(name in line for name in limits.CLASSES.values())
+
+
+def test_the_transformer_steps_count_its_layers_matmuls_and_its_attention():
+    from harness.transformer import TransformerGenerator
+
+    layers, d_model, d_ff, context = 2, 8, 12, 5.0
+    model = TransformerGenerator(11, 6, 0, layers, 2, d_model, d_ff)
+    blocks = [m for name, m in model.named_modules()
+              if isinstance(m, torch.nn.Linear) and name != "output"]
+    matmuls = sum(2 * m.in_features * m.out_features for m in blocks)  # a token row's
+    attention = layers * 4 * context * d_model  # scores and the weighted sum of the values
+    work = limits.transformer_steps(3, context, layers, d_model, d_ff)
+    assert work.flops == 3 * (matmuls + attention) and work.exps == 3 * layers * context
