@@ -189,7 +189,7 @@ class RunContext:
     """Everything one (method, data set, seed) run needs, and where it reports to."""
 
     def __init__(self, *, corpus: Corpus, config: Any, device: torch.device, seed: int,
-                 profile: str, run_dir: Path, evaluate_curve: Callable[[Generator, int], dict],
+                 profile: str, run_dir: Path, evaluate_curve: Callable[[Generator, int | None], dict],
                  log: logging.Logger, show_progress: bool = True, shared_dir: Path | None = None,
                  stop_requested: Callable[[], bool] = lambda: False,
                  on_record: list[Callable[[dict], None]] | None = None, precision: str = "fp32",
@@ -266,11 +266,13 @@ class RunContext:
 
     def record(self, generator: Generator | None = None, **values: Any) -> dict:
         """Append a learning-curve point; with a generator, the harness adds its own
-        curve metrics (NLL-oracle on synthetic data, NLL-test otherwise), told the point's
-        0-based number (where every point draws its own samples, it names their stream)."""
+        curve metrics (NLL-oracle on synthetic data, NLL-test otherwise): on samples of the
+        point's own, named by its 0-based number, where every point draws fresh ones (else
+        the evaluation's stream, ``point`` None)."""
         row = dict(values)
         if generator is not None:
-            row.update(self._evaluate_curve(generator, len(self.curve)))
+            point = len(self.curve) if self.fresh_curve_draws else None
+            row.update(self._evaluate_curve(generator, point))
         self.curve.append(row)
         store.write_csv(self.run_dir / store.CURVE, self.curve)
         for listener in self._on_record:

@@ -89,7 +89,7 @@ def run_one(spec: RunSpec, options: RunOptions, stop_requested=lambda: False) ->
         ctx = RunContext(corpus=corpus, config=cfg, device=torch_device, seed=spec.seed,
                          profile=spec.profile, run_dir=run_dir, log=log,
                          evaluate_curve=lambda g, point: evaluate.curve_metrics(
-                             g, corpus, spec.seed, point if fresh else None),
+                             g, corpus, spec.seed, point),
                          fresh_curve_draws=fresh,
                          show_progress=options.show_progress, stop_requested=stop_requested,
                          shared_dir=store.shared_dir(options.results, spec.dataset, spec.seed,

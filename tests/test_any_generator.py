@@ -1,6 +1,6 @@
 """A generator the harness has never seen, through the decoding contract alone
 (``harness.generator.Decoder``): a GRU trains by the shared MLE, samples by stepping, rolls
-out as a naive loop does, and takes SeqGAN's policy-gradient loop; each run resumes exactly."""
+out as the authors' loop does, and takes SeqGAN's policy-gradient loop; each run resumes exactly."""
 import json
 import types
 
@@ -64,27 +64,26 @@ def test_stepping_gives_the_teacher_forced_logits_and_sampling_draws_from_them()
     assert (counts - first).abs().max() < 0.02  # about 7 standard errors of a share
 
 
-def naive_greedy_completions(policy: Decoder, tokens: torch.Tensor, n_rollouts: int):
-    """For each prefix length t, each rollout: read y_1..y_t, then take the argmax to the
-    end, one sequence at a time (the authors' get_reward loop, greedy)."""
+def assert_greedy_completions(policy: Decoder, tokens: torch.Tensor, n_rollouts: int,
+                              completed: torch.Tensor) -> None:
+    """The rollout's completions [(T-1) * N * B, T], ordered (t, n, b), are what the authors'
+    get_reward loop gives greedily: row (t, n, b) holds y_1..y_t of sequence b, and every
+    later token is the argmax of the policy given all before it. The argmax is read from
+    one teacher-forced pass, another float path than the steps the rollout took, so a token
+    counts as the argmax where its logit is the largest up to rounding (1e-5)."""
     n_seq, length = tokens.shape
-    rows = []
+    rows = completed.view(length - 1, n_rollouts, n_seq, length)
+    with torch.no_grad():
+        logits = policy.teacher_forced_logits(completed).view(length - 1, n_rollouts, n_seq,
+                                                              length, -1)
+    chosen = logits.gather(-1, rows.unsqueeze(-1)).squeeze(-1)
     for t in range(1, length):
-        for _ in range(n_rollouts):
-            for b in range(n_seq):
-                sequence = tokens[b].clone()
-                state = policy.start_state(1)
-                logits, state = policy.step(tokens.new_full((1,), policy.start_token), state)
-                for position in range(length):
-                    if position >= t:
-                        sequence[position] = logits.argmax(dim=-1)[0]
-                    if position + 1 < length:
-                        logits, state = policy.step(sequence[position:position + 1], state)
-                rows.append(sequence)
-    return torch.stack(rows)
+        assert torch.equal(rows[t - 1, :, :, :t], tokens[None, :, :t].expand(n_rollouts, -1, -1))
+        best = logits[t - 1, :, :, t:].amax(dim=-1)
+        assert (chosen[t - 1, :, :, t:] >= best - 1e-5).all(), t
 
 
-def test_the_rollout_of_any_decoder_is_the_naive_loop():
+def test_the_rollout_of_any_decoder_completes_as_the_authors_loop():
     gru = tiny_gru()
     tokens = gru.sample(3, generator=torch.Generator().manual_seed(3))
     rollout = adv.Rollout(gru)
@@ -96,7 +95,7 @@ def test_the_rollout_of_any_decoder_is_the_naive_loop():
 
     q = rollout.rewards(tokens, 2, score, greedy=True)
     completed = torch.cat(seen)[:-len(tokens)]
-    assert torch.equal(completed, naive_greedy_completions(gru, tokens, 2))
+    assert_greedy_completions(gru, tokens, 2, completed)
     assert q.shape == (3, 5) and torch.equal(q[:, -1], score(tokens))
     # Sampled: the prefixes kept, every drawn token in the vocabulary, one row per (t, n, b).
     seen.clear()

@@ -8,7 +8,7 @@ from harness.generator import Decoder, load_generator, save_generator
 from harness.training import mle_epoch
 from harness.transformer import TransformerGenerator
 from harness_plugins import adversarial as adv
-from test_any_generator import naive_greedy_completions
+from test_any_generator import assert_greedy_completions
 
 VOCAB, LENGTH = 11, 7
 
@@ -147,8 +147,7 @@ def test_the_rollout_takes_it():
     rollout = adv.Rollout(model)
     q = rollout.rewards(tokens, 2, score, greedy=True)
     completed = torch.cat(seen)[:-len(tokens)]
-    with torch.no_grad():
-        assert torch.equal(completed, naive_greedy_completions(model, tokens, 2))
+    assert_greedy_completions(model, tokens, 2, completed)
     assert q.shape == (3, LENGTH) and torch.equal(q[:, -1], score(tokens))
     seen.clear()
     rollout.rewards(tokens, 2, score, generator=torch.Generator().manual_seed(4))
